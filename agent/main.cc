@@ -1,0 +1,157 @@
+// hull-agent: PID 1 of a hull guest. Sets the guest up, then serves the agent
+// API on the transport named by the kernel command line.
+//
+// Outside a VM (for tests) it runs as an ordinary process:
+//   hull-agent --listen-unix PATH [--log-level LEVEL]
+#include <signal.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "agent_server.h"
+#include "guest_init.h"
+#include "hull/core/log.h"
+#include "hull/core/syscall.h"
+#include "options.h"
+
+namespace hull::agent {
+namespace {
+
+constexpr char kModuleList[] = "/lib/modules/hull-modules.list";
+
+[[noreturn]] void FailAsInit(const Error& error) {
+  HULL_LOG_ERROR("fatal: {}", error.ToString());
+  fprintf(stderr, "hull-agent: fatal: %s\n", error.ToString().c_str());
+  (void)PowerOff();
+  _exit(1);
+}
+
+// The port appears once virtio_console has probed the device, which may lag
+// the module load by a little.
+Result<std::string> WaitForSerialPort() {
+  for (int attempt = 0;; ++attempt) {
+    auto path = FindVirtioPort(kAgentSerialPortName);
+    if (path || attempt >= 200) return path;
+    usleep(10 * 1000);
+  }
+}
+
+int RunAsInit() {
+  AgentState state;
+  state.agent_start_us = BootTimeMicros();
+  // Every thread inherits this mask, so only the reaper sees SIGCHLD.
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  pthread_sigmask(SIG_BLOCK, &chld, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  Status mounted = MountBaseFilesystems();
+  state.mounts_done_us = BootTimeMicros();
+  auto cmdline = ReadFile("/proc/cmdline", 1 << 16);
+  auto options = cmdline ? ParseKernelCmdline(*cmdline) : Result<AgentOptions>(cmdline.error());
+  (void)InitLogging("hull-agent", options ? options->log_level : "info");
+  if (!mounted) FailAsInit(mounted.error());
+  if (!options) FailAsInit(options.error());
+  HULL_LOG_INFO("hull-agent {} starting as init, transport {}", kAgentVersion,
+                TransportName(options->transport));
+
+  auto modules = LoadModules(kModuleList);
+  if (!modules) FailAsInit(modules.error());
+  state.loaded_modules = *modules;
+  state.modules_done_us = BootTimeMicros();
+  if (auto up = SetLinkUp("lo"); !up) HULL_LOG_WARN("{}", up.error().ToString());
+  state.network_done_us = BootTimeMicros();
+
+  std::unique_ptr<AgentListener> listener;
+  state.transport = std::string(TransportName(options->transport));
+  if (options->transport == TransportKind::kSerial) {
+    auto port = WaitForSerialPort();
+    if (!port) FailAsInit(port.error());
+    listener = MakeSerialPortListener(*port);
+  } else {
+    auto fd = ListenVsock(options->vsock_port);
+    if (!fd) FailAsInit(fd.error());
+    listener = MakeSocketListener(std::move(*fd));
+  }
+
+  AgentServer server(&state, [] {
+    HULL_LOG_INFO("powering off");
+    if (auto off = PowerOff(); !off) HULL_LOG_ERROR("{}", off.error().ToString());
+  });
+  if (auto started = server.Start(); !started) FailAsInit(started.error());
+  state.listening_us = BootTimeMicros();
+  HULL_LOG_INFO("serving after {} ms of boot ({} ms in the agent)", state.listening_us / 1000,
+                (state.listening_us - state.agent_start_us) / 1000);
+  std::thread serve([&] { server.Serve(*listener); });
+  serve.detach();  // PID 1 never returns; the thread lives as long as the VM
+  RunReaper(nullptr);
+}
+
+int RunAsProcess(int argc, char** argv) {
+  std::string unix_path;
+  std::string level;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--listen-unix" && i + 1 < argc) {
+      unix_path = argv[++i];
+    } else if (arg == "--log-level" && i + 1 < argc) {
+      level = argv[++i];
+    } else {
+      fprintf(stderr,
+              "usage: hull-agent --listen-unix PATH [--log-level LEVEL]\n"
+              "  (as PID 1 in a guest it takes its options from the kernel command line)\n");
+      return 2;
+    }
+  }
+  if (unix_path.empty()) {
+    fprintf(stderr, "hull-agent: --listen-unix PATH is required outside a guest\n");
+    return 2;
+  }
+  if (auto logging = InitLogging("hull-agent", level); !logging) {
+    fprintf(stderr, "hull-agent: %s\n", logging.error().ToString().c_str());
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  auto fd = ListenUnix(unix_path);
+  if (!fd) {
+    fprintf(stderr, "hull-agent: %s\n", fd.error().ToString().c_str());
+    return 1;
+  }
+  auto listener = MakeSocketListener(std::move(*fd));
+  AgentState state;
+  state.transport = "unix";
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;
+  AgentServer server(&state, [&] {
+    std::lock_guard lock(mu);
+    stop = true;
+    cv.notify_all();
+  });
+  if (auto started = server.Start(); !started) {
+    fprintf(stderr, "hull-agent: %s\n", started.error().ToString().c_str());
+    return 1;
+  }
+  std::thread serve([&] { server.Serve(*listener); });
+  {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return stop; });
+  }
+  listener->Interrupt();
+  serve.join();
+  server.Stop();
+  ::unlink(unix_path.c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace hull::agent
+
+int main(int argc, char** argv) {
+  if (getpid() == 1) return hull::agent::RunAsInit();
+  return hull::agent::RunAsProcess(argc, argv);
+}

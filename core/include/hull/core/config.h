@@ -1,0 +1,53 @@
+// Host configuration: /etc/hull/config.toml, $HULL_CONFIG, or an explicit path.
+// Every key is documented in docs/configuration.md with its default.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "hull/core/error.h"
+
+namespace hull {
+
+struct HypervisorConfig {
+  std::string backend = "qemu";                        // [hypervisor] backend
+  std::string path = "/usr/bin/qemu-system-x86_64";    // [hypervisor] path
+  std::string kernel;                                  // [hypervisor] kernel ("" = built-in search)
+  std::string initrd;                                  // [hypervisor] initrd
+  std::string machine = "q35";                         // [hypervisor] machine
+  std::string accel = "auto";                          // [hypervisor] accel: auto | kvm | tcg
+  uint32_t vcpus = 1;                                  // [hypervisor] vcpus
+  uint64_t memory_mib = 512;                           // [hypervisor] memory_mib
+  bool seccomp_sandbox = true;                         // [hypervisor] seccomp_sandbox
+  std::string kernel_params;                           // [hypervisor] kernel_params
+  uint32_t stop_grace_seconds = 5;                     // [hypervisor] stop_grace_seconds
+};
+
+struct AgentConfig {
+  std::string transport = "auto";   // [agent] transport: auto | serial | vsock
+  std::string log_level = "info";   // [agent] log_level
+  bool debug = false;               // [agent] debug
+  uint32_t boot_timeout_seconds = 60;  // [agent] boot_timeout_seconds
+};
+
+struct Config {
+  std::string run_dir = "/run/hull";   // [runtime] run_dir
+  std::string log_level = "info";      // [runtime] log_level
+  HypervisorConfig hypervisor;
+  AgentConfig agent;
+  std::string source;  // where it was loaded from ("" = built-in defaults)
+};
+
+inline constexpr std::string_view kDefaultConfigPath = "/etc/hull/config.toml";
+
+// Parses a TOML document. Unknown keys, wrong types and out-of-range values
+// are errors that name the key (e.g. "hypervisor.memory_mib: expected ...").
+Result<Config> ParseConfig(std::string_view toml_text, std::string_view source_name);
+
+// Loads the configuration: `explicit_path` if given, else $HULL_CONFIG, else
+// /etc/hull/config.toml if it exists, else the defaults.
+Result<Config> LoadConfig(const std::string& explicit_path = {});
+
+}  // namespace hull

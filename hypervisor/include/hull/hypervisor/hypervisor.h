@@ -1,0 +1,101 @@
+// The hypervisor seam: everything above it (hullctl, the shim) boots and
+// drives VMs through these interfaces, whichever backend runs them.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "hull/core/config.h"
+#include "hull/core/error.h"
+#include "hull/core/fd.h"
+#include "hull/core/process.h"
+#include "hull/core/transport.h"
+#include "hull/hypervisor/accel.h"
+
+namespace hull {
+
+// Everything needed to boot one VM. Built from the configuration plus the
+// caller's overrides; validated by the backend before anything is created.
+struct VmConfig {
+  std::string id;          // sandbox id: validated, names /run/hull/<id>
+  std::string run_dir;     // parent of the VM's state directory, e.g. /run/hull
+  std::string hypervisor_path;
+  std::string kernel;
+  std::string initrd;
+  std::string machine = "q35";
+  Accel accel = Accel::kTcg;
+  uint32_t vcpus = 1;
+  uint64_t memory_mib = 512;
+  TransportKind transport = TransportKind::kSerial;
+  bool seccomp_sandbox = true;
+  std::string agent_log_level = "info";
+  bool agent_debug = false;
+  std::string extra_kernel_params;
+};
+
+// Why a VM is no longer running.
+struct VmExit {
+  ExitStatus process;        // how the hypervisor process ended
+  std::string reason;        // e.g. "guest powered off", "killed by signal 9 (SIGKILL)"
+  bool expected = false;     // true when hull asked for it (Stop, agent Shutdown)
+};
+
+// One running VM. Not copyable; destroying it stops the VM (no grace) and
+// removes its state directory, so a VM never outlives its owner by accident.
+// Methods are safe to call from any thread.
+class Vm {
+ public:
+  virtual ~Vm() = default;
+
+  virtual const std::string& id() const = 0;
+  // The VM's state directory, /run/hull/<id>.
+  virtual const std::string& state_dir() const = 0;
+  virtual std::string console_log_path() const = 0;
+  virtual pid_t pid() const = 0;
+  // When the hypervisor process was started.
+  virtual std::chrono::steady_clock::time_point launched_at() const = 0;
+
+  // Opens a new connection to the agent's transport, waiting until `deadline`
+  // for the guest side to be ready. Returns a non-blocking fd for gRPC.
+  // Fails with kUnavailable (and the VM's exit reason) if the VM has died.
+  virtual Result<UniqueFd> ConnectAgent(std::chrono::steady_clock::time_point deadline) = 0;
+
+  // Whether the VM is running; once false, exit() says why.
+  virtual bool running() = 0;
+  virtual std::optional<VmExit> exit() = 0;
+  // Waits up to `timeout` for the VM to stop on its own.
+  virtual Result<std::optional<VmExit>> WaitForExit(std::chrono::milliseconds timeout) = 0;
+
+  // Stops the VM: waits up to `grace` for it to stop by itself (callers ask
+  // the agent to power off first), then asks the hypervisor to quit, then
+  // kills it. Always reaps the process and removes the state directory.
+  virtual VmExit Stop(std::chrono::milliseconds grace) = 0;
+};
+
+class Hypervisor {
+ public:
+  virtual ~Hypervisor() = default;
+  virtual std::string_view name() const = 0;
+  // Validates `config`, creates the state directory and starts the VM.
+  // On any error nothing is left behind (no process, socket or directory).
+  virtual Result<std::unique_ptr<Vm>> Launch(const VmConfig& config) = 0;
+};
+
+// The backend named by `backend` ("qemu").
+Result<std::unique_ptr<Hypervisor>> MakeHypervisor(std::string_view backend);
+
+// Builds a VmConfig from the configuration: resolves the accelerator, the
+// transport ("auto": vsock where /dev/vhost-vsock exists, else serial) and
+// the guest assets ("" = next to the binary: <bin>/../guest/, then
+// /usr/share/hull/guest/).
+Result<VmConfig> VmConfigFromConfig(const Config& config, std::string id);
+
+// Where the guest assets are when the configuration does not say.
+std::string DefaultGuestDir();
+
+}  // namespace hull

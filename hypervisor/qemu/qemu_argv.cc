@@ -1,0 +1,50 @@
+#include "qemu/qemu_argv.h"
+
+namespace hull::qemu {
+
+std::vector<std::string> BuildQemuArgv(const QemuLaunchPlan& plan) {
+  std::vector<std::string> argv;
+  auto add = [&](std::initializer_list<std::string> words) { argv.insert(argv.end(), words); };
+  const std::string memory = std::to_string(plan.memory_mib) + "M";
+
+  add({plan.qemu_path});
+  add({"-name", plan.name + ",debug-threads=on"});
+  // Nothing we did not ask for: no default devices, no user config files.
+  add({"-nodefaults", "-no-user-config", "-display", "none"});
+  // A guest reboot or panic ends the VM; hull never reboots a sandbox.
+  add({"-no-reboot"});
+  // Guest RAM is a shared memfd: virtio-fs (vhost-user) needs to map it.
+  add({"-machine", plan.machine + ",memory-backend=mem"});
+  add({"-object", "memory-backend-memfd,id=mem,size=" + memory + ",share=on"});
+  add({"-m", memory});
+  if (plan.accel == Accel::kKvm) {
+    add({"-accel", "kvm", "-cpu", "host"});
+  } else {
+    add({"-accel", plan.vcpus > 1 ? "tcg,thread=multi" : "tcg", "-cpu", "max"});
+  }
+  add({"-smp", std::to_string(plan.vcpus)});
+  if (plan.seccomp_sandbox) {
+    add({"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"});
+  }
+  add({"-kernel", plan.kernel, "-initrd", plan.initrd, "-append", plan.kernel_cmdline});
+  // Control channel.
+  add({"-chardev", "socket,id=qmp,path=" + plan.qmp_socket + ",server=on,wait=off"});
+  add({"-mon", "chardev=qmp,mode=control"});
+  // Guest console (ttyS0) to a log file.
+  add({"-chardev", "file,id=console,path=" + plan.console_log});
+  add({"-serial", "chardev:console"});
+  // The agent channel.
+  if (plan.transport == TransportKind::kSerial) {
+    add({"-device", "virtio-serial-pci,id=virtio-serial0"});
+    add({"-chardev", "socket,id=agent,path=" + plan.agent_socket + ",server=on,wait=off"});
+    add({"-device", std::string("virtserialport,bus=virtio-serial0.0,chardev=agent,id=") + kAgentPortId +
+                        ",name=" + std::string(kAgentSerialPortName)});
+  } else {
+    std::string vsock = "vhost-vsock-pci,id=vsock0,guest-cid=" + std::to_string(plan.vsock_cid);
+    if (plan.vhost_fd) vsock += ",vhostfd=" + std::to_string(*plan.vhost_fd);
+    add({"-device", vsock});
+  }
+  return argv;
+}
+
+}  // namespace hull::qemu

@@ -1,0 +1,39 @@
+// The QEMU command line: a pure function of a launch plan, checked against
+// golden files in tests/golden/.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hull/core/transport.h"
+#include "hull/hypervisor/accel.h"
+
+namespace hull::qemu {
+
+// Device and chardev ids hull relies on (QMP events name them).
+inline constexpr char kAgentPortId[] = "agent-port";
+
+struct QemuLaunchPlan {
+  std::string qemu_path;
+  std::string name;  // VM name shown by ps and QMP: "hull-<id>"
+  std::string machine = "q35";
+  Accel accel = Accel::kTcg;
+  uint32_t vcpus = 1;
+  uint64_t memory_mib = 512;
+  std::string kernel;
+  std::string initrd;
+  std::string kernel_cmdline;
+  std::string qmp_socket;
+  std::string console_log;
+  TransportKind transport = TransportKind::kSerial;
+  std::string agent_socket;      // serial: the unix socket QEMU listens on
+  uint32_t vsock_cid = 0;        // vsock: the guest's context id
+  std::optional<int> vhost_fd;   // vsock: an open /dev/vhost-vsock with the cid set
+  bool seccomp_sandbox = true;
+};
+
+std::vector<std::string> BuildQemuArgv(const QemuLaunchPlan& plan);
+
+}  // namespace hull::qemu

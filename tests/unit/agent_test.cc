@@ -1,0 +1,115 @@
+#include <grpcpp/create_channel_posix.h>
+#include <sys/socket.h>
+
+#include <gtest/gtest.h>
+
+#include "agent_client.h"
+#include "agent_server.h"
+#include "options.h"
+
+namespace hull::agent {
+namespace {
+
+TEST(AgentOptionsTest, ReadsHullWordsAndIgnoresOthers) {
+  auto options = ParseKernelCmdline("console=ttyS0 quiet hull.transport=vsock hull.vsock_port=2000 hull.log=warn\n");
+  ASSERT_TRUE(options) << options.error().ToString();
+  EXPECT_EQ(options->transport, TransportKind::kVsock);
+  EXPECT_EQ(options->vsock_port, 2000u);
+  EXPECT_EQ(options->log_level, "warn");
+  EXPECT_FALSE(options->debug);
+}
+
+TEST(AgentOptionsTest, DefaultsAndDebug) {
+  auto options = ParseKernelCmdline("console=ttyS0 hull.debug=1");
+  ASSERT_TRUE(options);
+  EXPECT_EQ(options->transport, TransportKind::kSerial);
+  EXPECT_EQ(options->vsock_port, kAgentVsockPort);
+  EXPECT_TRUE(options->debug);
+  EXPECT_EQ(options->log_level, "debug");
+}
+
+TEST(AgentOptionsTest, TyposFailLoudly) {
+  EXPECT_FALSE(ParseKernelCmdline("hull.transprot=serial"));
+  EXPECT_FALSE(ParseKernelCmdline("hull.transport=tcp"));
+  EXPECT_FALSE(ParseKernelCmdline("hull.vsock_port=abc"));
+  EXPECT_FALSE(ParseKernelCmdline("hull.vsock_port=0"));
+  EXPECT_FALSE(ParseKernelCmdline("hull.log=loud"));
+  EXPECT_FALSE(ParseKernelCmdline("hull.debug=maybe"));
+}
+
+// The real services, served over a socketpair through gRPC's fd APIs, the
+// same way they run in the guest.
+class AgentServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    state_.transport = "serial";
+    state_.loaded_modules = {"virtio_console"};
+    state_.agent_start_us = 1000;
+    state_.listening_us = 5000;
+    server_ = std::make_unique<AgentServer>(&state_, [this] { shutdowns_++; });
+    ASSERT_TRUE(server_->Start());
+    int fds[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+    server_->AddConnection(UniqueFd(fds[0]));
+    int client_fd = fds[1];
+    auto client = AgentClient::Connect(
+        [&client_fd](auto) -> Result<UniqueFd> {
+          if (client_fd < 0) return MakeError(ErrorCode::kUnavailable, "already used");
+          return UniqueFd(std::exchange(client_fd, -1));
+        },
+        std::chrono::steady_clock::now() + std::chrono::seconds(10));
+    ASSERT_TRUE(client) << client.error().ToString();
+    client_ = std::move(*client);
+  }
+
+  AgentState state_;
+  std::atomic<int> shutdowns_{0};
+  std::unique_ptr<AgentServer> server_;
+  std::unique_ptr<AgentClient> client_;
+};
+
+TEST_F(AgentServerTest, HealthCheckAndVersion) {
+  auto check = client_->Check(std::chrono::seconds(5));
+  ASSERT_TRUE(check);
+  EXPECT_EQ(check->status(), v1::CheckResponse::SERVING);
+  auto version = client_->Version(std::chrono::seconds(5));
+  ASSERT_TRUE(version);
+  EXPECT_EQ(version->agent_version(), kAgentVersion);
+  EXPECT_EQ(version->api_version(), kApiVersion);
+}
+
+TEST_F(AgentServerTest, GuestDetailsDescribeTheMachineAndTimings) {
+  auto details = client_->GetGuestDetails(std::chrono::seconds(5));
+  ASSERT_TRUE(details) << details.error().ToString();
+  EXPECT_FALSE(details->kernel_release().empty());
+  EXPECT_EQ(details->machine(), "x86_64");
+  EXPECT_GE(details->online_cpus(), 1u);
+  EXPECT_GT(details->memory_total_bytes(), 0u);
+  EXPECT_EQ(details->transport(), "serial");
+  EXPECT_EQ(details->loaded_modules_size(), 1);
+  EXPECT_EQ(details->startup().agent_start_us(), 1000u);
+  EXPECT_EQ(details->startup().listening_us(), 5000u);
+  EXPECT_GT(details->startup().first_request_us(), 0u);
+}
+
+TEST_F(AgentServerTest, LaterRpcsAnswerUnimplementedNotFakeSuccess) {
+  grpc::ClientContext context;
+  v1::CreateContainerRequest request;
+  request.set_container_id("web");
+  v1::CreateContainerResponse response;
+  auto status = client_->agent().CreateContainer(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_NE(status.error_message().find("CreateContainer is not implemented"), std::string::npos);
+}
+
+TEST_F(AgentServerTest, ShutdownAnswersThenActs) {
+  ASSERT_TRUE(client_->Shutdown(false, std::chrono::seconds(5)));
+  for (int i = 0; i < 100 && shutdowns_ == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(shutdowns_, 1);
+  ASSERT_TRUE(client_->Shutdown(false, std::chrono::seconds(5)));  // a second request is harmless
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(shutdowns_, 1);
+}
+
+}  // namespace
+}  // namespace hull::agent

@@ -1,0 +1,137 @@
+#include <sys/statfs.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "hull/core/process.h"
+#include "hull/core/syscall.h"
+#include "hull/hypervisor/accel.h"
+#include "hull/hypervisor/hypervisor.h"
+
+namespace hull::hullctl {
+
+namespace {
+
+enum class Verdict { kOk, kWarn, kFail };
+
+struct Report {
+  int failures = 0;
+  void Line(Verdict verdict, std::string_view what, std::string_view detail) {
+    const char* tag = verdict == Verdict::kOk ? "ok  " : verdict == Verdict::kWarn ? "warn" : "FAIL";
+    if (verdict == Verdict::kFail) ++failures;
+    std::printf("%s  %-14s %.*s\n", tag, std::string(what).c_str(), static_cast<int>(detail.size()),
+                detail.data());
+  }
+};
+
+// First line of `<binary> --version`, or the error.
+Result<std::string> ProgramVersion(const std::string& binary) {
+  std::string out = "/tmp/hullctl-version-" + RandomHex(6);
+  SpawnOptions spawn;
+  spawn.argv = {binary, "--version"};
+  spawn.stdout_path = out;
+  spawn.stderr_path = out;
+  auto child = Child::Spawn(spawn);
+  if (!child) {
+    ::unlink(out.c_str());
+    return std::move(child).error();
+  }
+  auto status = child->Wait();
+  auto text = ReadFile(out, 1 << 16);
+  ::unlink(out.c_str());
+  if (!status || !status->success()) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "`" + binary + " --version` failed" + (status ? ": " + status->ToString() : ""));
+  }
+  if (!text) return std::move(text).error();
+  return text->substr(0, text->find('\n'));
+}
+
+}  // namespace
+
+int RunCheck(const CheckOptions& options) {
+  Report report;
+  auto config = LoadConfig(options.config_path);
+  if (!config) {
+    report.Line(Verdict::kFail, "config", config.error().ToString());
+    return 1;
+  }
+  report.Line(Verdict::kOk, "config", config->source.empty() ? "built-in defaults (no /etc/hull/config.toml)"
+                                                             : config->source);
+
+  auto accel = DecideAccel(config->hypervisor.accel, ProbeHostAccel());
+  if (accel) {
+    report.Line(Verdict::kOk, "accelerator", accel->reason);
+  } else {
+    report.Line(Verdict::kFail, "accelerator", accel.error().ToString());
+  }
+
+  bool vhost_vsock = PathExists("/dev/vhost-vsock");
+  report.Line(Verdict::kOk, "vhost-vsock",
+              vhost_vsock ? "/dev/vhost-vsock present: transport auto = vsock"
+                          : "/dev/vhost-vsock missing: transport auto = serial (virtio-serial)");
+  if (config->agent.transport == "vsock" && !vhost_vsock) {
+    report.Line(Verdict::kFail, "transport", "agent.transport = vsock but /dev/vhost-vsock is missing");
+  }
+
+  const std::string& qemu = config->hypervisor.path;
+  if (!IsExecutable(qemu)) {
+    report.Line(Verdict::kFail, "qemu", qemu + " is missing (apt-get install qemu-system-x86)");
+  } else if (auto version = ProgramVersion(qemu); version) {
+    report.Line(Verdict::kOk, "qemu", qemu + ": " + *version);
+  } else {
+    report.Line(Verdict::kFail, "qemu", version.error().ToString());
+  }
+
+  std::string virtiofsd;
+  for (const char* candidate : {"/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd"}) {
+    if (IsExecutable(candidate)) {
+      virtiofsd = candidate;
+      break;
+    }
+  }
+  report.Line(virtiofsd.empty() ? Verdict::kWarn : Verdict::kOk, "virtiofsd",
+              virtiofsd.empty() ? "not found (needed to share container root filesystems; "
+                                  "apt-get install qemu-system-common)"
+                                : virtiofsd);
+
+  auto vm = VmConfigFromConfig(*config, "check");
+  if (vm) {
+    for (const auto& [what, path] : {std::pair{"guest kernel", vm->kernel}, {"guest initrd", vm->initrd}}) {
+      if (PathExists(path)) {
+        report.Line(Verdict::kOk, what, path + " (" + std::to_string(std::filesystem::file_size(path) >> 10) + " KiB)");
+      } else {
+        report.Line(Verdict::kFail, what, path + " not found (build it: cmake --build build --target guest-image)");
+      }
+    }
+    std::string manifest_path = std::filesystem::path(vm->initrd).parent_path() / "manifest.json";
+    if (auto manifest = ReadFile(manifest_path, 1 << 20); manifest) {
+      auto json = nlohmann::json::parse(*manifest, nullptr, false);
+      if (json.is_object() && json.contains("kernel") && json["kernel"].is_object()) {
+        report.Line(Verdict::kOk, "guest image", "kernel " + json["kernel"].value("release", std::string("?")) +
+                                                     " from " + json["kernel"].value("package", std::string("?")) +
+                                                     " " + json["kernel"].value("version", std::string("?")));
+      }
+    }
+  } else {
+    report.Line(Verdict::kFail, "guest assets", vm.error().ToString());
+  }
+
+  struct statfs fs {};
+  if (::statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type == 0x63677270) {
+    report.Line(Verdict::kOk, "cgroups", "v2 (unified hierarchy)");
+  } else {
+    report.Line(Verdict::kWarn, "cgroups", "not cgroup v2: host-side resource accounting is limited");
+  }
+
+  if (report.failures > 0) {
+    std::printf("\nhull cannot run here: %d problem%s above.\n", report.failures, report.failures == 1 ? "" : "s");
+    return 1;
+  }
+  std::printf("\nhull can run here.\n");
+  return 0;
+}
+
+}  // namespace hull::hullctl

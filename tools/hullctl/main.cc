@@ -1,0 +1,45 @@
+// hullctl: the operator's tool for hull.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "commands.h"
+#include "hull/core/log.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"hullctl: run and inspect hull microVMs"};
+  app.require_subcommand(1);
+  std::string config_path;
+  std::string log_level;
+  app.add_option("--config", config_path, "configuration file (default: $HULL_CONFIG, /etc/hull/config.toml)");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off (default: $HULL_LOG_LEVEL, warn)");
+
+  auto* check = app.add_subcommand("check", "report whether this host can run hull, and why not");
+
+  auto* vm = app.add_subcommand("vm", "work with bare VMs");
+  vm->require_subcommand(1);
+  hull::hullctl::PingOptions ping;
+  auto* ping_cmd = vm->add_subcommand("ping", "boot a VM, reach its agent, print the boot-to-ready time");
+  ping_cmd->add_option("--transport", ping.transport, "agent transport")->check(CLI::IsMember({"serial", "vsock"}));
+  ping_cmd->add_option("--accel", ping.accel, "accelerator")->check(CLI::IsMember({"auto", "kvm", "tcg"}));
+  ping_cmd->add_option("--memory", ping.memory_mib, "guest memory in MiB")->check(CLI::Range(64, 1 << 20));
+  ping_cmd->add_option("--cpus", ping.cpus, "guest vCPUs")->check(CLI::Range(1, 255));
+  ping_cmd->add_option("--kernel", ping.kernel, "guest kernel (default: from the configuration)");
+  ping_cmd->add_option("--initrd", ping.initrd, "guest initrd (default: from the configuration)");
+  ping_cmd->add_flag("--json", ping.json, "print the result as JSON");
+  ping_cmd->add_flag("--console", ping.keep_console, "print the guest console log at the end");
+
+  CLI11_PARSE(app, argc, argv);
+
+  const char* env_level = std::getenv("HULL_LOG_LEVEL");
+  if (log_level.empty()) log_level = env_level != nullptr && *env_level != '\0' ? env_level : "warn";
+  if (auto logging = hull::InitLogging("hullctl", log_level); !logging) {
+    std::fprintf(stderr, "hullctl: %s\n", logging.error().ToString().c_str());
+    return 2;
+  }
+  if (check->parsed()) return hull::hullctl::RunCheck({config_path});
+  if (ping_cmd->parsed()) {
+    ping.config_path = config_path;
+    return hull::hullctl::RunVmPing(ping);
+  }
+  return 2;
+}
