@@ -226,8 +226,14 @@ class SerialPortListener final : public AgentListener {
   }
 
   Result<UniqueFd> Accept() override {
-    // One host connection at a time: wait for the previous bridge to end.
-    if (bridge_.joinable()) bridge_.join();
+    // One host connection at a time: wait for the previous bridge to end,
+    // then close the port and open it again. The host sees the reopen as a
+    // QMP VSERPORT_CHANGE event and connects only after it, so a new host
+    // connection can never be spliced onto the previous gRPC session.
+    if (bridge_.joinable()) {
+      bridge_.join();
+      port_.reset();
+    }
     if (!port_) {
       port_.reset(RetryEintr([&] { return ::open(path_.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC); }));
       if (!port_) return ErrnoError("open virtio-serial port `" + path_ + "`");

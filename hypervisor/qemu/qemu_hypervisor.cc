@@ -135,12 +135,17 @@ class QemuVm final : public Vm {
     if (config_.transport == TransportKind::kSerial) {
       // Connect only once the guest has opened its end: bytes sent before
       // that would sit in QEMU's socket and confuse the next connection.
+      // After a host connection ends, the agent closes and reopens its port;
+      // wait for that reopen too, or the new connection could be spliced
+      // onto the agent's previous session before it noticed the old one end.
       std::unique_lock lock(mu_);
-      if (!changed_.wait_until(lock, deadline, [&] { return agent_port_open_ || exit_.has_value(); })) {
+      auto ready = [&] { return (agent_port_open_ && agent_port_opens_ > agent_port_opens_used_) || exit_; };
+      if (!changed_.wait_until(lock, deadline, ready)) {
         return MakeError(ErrorCode::kDeadlineExceeded,
                          "the guest agent did not open its virtio-serial port in time");
       }
       if (exit_) return DeadError();
+      agent_port_opens_used_ = agent_port_opens_;
       lock.unlock();
       return ConnectUnix(agent_socket_path());
     }
@@ -168,6 +173,11 @@ class QemuVm final : public Vm {
     std::unique_lock lock(mu_);
     changed_.wait_for(lock, timeout, [&] { return exit_.has_value(); });
     return exit_;
+  }
+
+  void ExpectExit() override {
+    std::lock_guard lock(mu_);
+    stop_requested_ = true;
   }
 
   VmExit Stop(milliseconds grace) override {
@@ -223,6 +233,7 @@ class QemuVm final : public Vm {
       if (id != event.data.end() && id->is_string() && *id == kAgentPortId && open != event.data.end() &&
           open->is_boolean()) {
         agent_port_open_ = open->get<bool>();
+        if (agent_port_open_) ++agent_port_opens_;
       }
     } else if (event.name == "SHUTDOWN" && event.data.is_object()) {
       auto reason = event.data.find("reason");
@@ -253,7 +264,11 @@ class QemuVm final : public Vm {
       std::string log = Tail(qemu_log_path(), 500);
       if (!log.empty()) exit.reason += ": " + log;
     }
-    if (!stop_requested_) HULL_LOG_WARN("VM {} stopped unexpectedly: {}", config_.id, exit.reason);
+    if (stop_requested_) {
+      HULL_LOG_DEBUG("VM {} stopped: {}", config_.id, exit.reason);
+    } else {
+      HULL_LOG_WARN("VM {} stopped unexpectedly: {}", config_.id, exit.reason);
+    }
     exit_ = exit;
     agent_port_open_ = false;
     changed_.notify_all();
@@ -274,6 +289,8 @@ class QemuVm final : public Vm {
   std::mutex mu_;
   std::condition_variable changed_;
   bool agent_port_open_ = false;
+  uint64_t agent_port_opens_ = 0;       // how often the guest opened the port
+  uint64_t agent_port_opens_used_ = 0;  // the open the last connection used
   bool stop_requested_ = false;
   std::string shutdown_reason_;
   std::optional<VmExit> exit_;

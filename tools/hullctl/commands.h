@@ -26,6 +26,9 @@ struct PingOptions {
   std::optional<std::string> initrd;
   bool json = false;
   bool keep_console = false;  // print the console log when done
+  // Do not contact the agent: time launch until the guest powers itself off.
+  // With an initrd whose init powers off at once, this is the boot floor.
+  bool until_poweroff = false;
 };
 // Boots a VM, asks the agent for its details, prints them and the time from
 // QEMU launch to the agent's first answer, and shuts the VM down.

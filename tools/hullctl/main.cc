@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
   ping_cmd->add_option("--initrd", ping.initrd, "guest initrd (default: from the configuration)");
   ping_cmd->add_flag("--json", ping.json, "print the result as JSON");
   ping_cmd->add_flag("--console", ping.keep_console, "print the guest console log at the end");
+  ping_cmd->add_flag("--until-poweroff", ping.until_poweroff,
+                     "do not contact the agent; time launch until the guest powers off (benchmark floor)");
 
   CLI11_PARSE(app, argc, argv);
 

@@ -30,6 +30,7 @@ class InterruptGuard {
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     waiter_ = std::thread([this, set] {
       int sig = 0;
@@ -75,10 +76,6 @@ std::string ConsoleTail(const Vm& vm) {
 }  // namespace
 
 int RunVmPing(const PingOptions& options) {
-  sigset_t usr1;
-  sigemptyset(&usr1);
-  sigaddset(&usr1, SIGUSR1);
-  pthread_sigmask(SIG_BLOCK, &usr1, nullptr);
   InterruptGuard guard;
 
   auto fail = [](const Error& error) {
@@ -122,6 +119,22 @@ int RunVmPing(const PingOptions& options) {
   };
 
   auto deadline = (*vm)->launched_at() + std::chrono::seconds(config->agent.boot_timeout_seconds);
+  if (options.until_poweroff) {
+    (*vm)->ExpectExit();
+    auto exited = (*vm)->WaitForExit(std::chrono::duration_cast<milliseconds>(deadline - Clock::now()));
+    if (!exited || !*exited) {
+      return fail_with_console(Error(ErrorCode::kDeadlineExceeded, "the guest did not power off in time"));
+    }
+    auto elapsed = std::chrono::duration_cast<milliseconds>(Clock::now() - (*vm)->launched_at()).count();
+    if (options.json) {
+      std::printf("{\"id\": \"%s\", \"poweroff_ms\": %lld, \"reason\": %s}\n", (*vm)->id().c_str(),
+                  static_cast<long long>(elapsed), nlohmann::json((*exited)->reason).dump().c_str());
+    } else {
+      std::printf("powered off: %lld ms from QEMU launch (%s)\n", static_cast<long long>(elapsed),
+                  (*exited)->reason.c_str());
+    }
+    return finish(0);
+  }
   Vm* raw_vm = vm->get();
   auto client = AgentClient::Connect([raw_vm](Clock::time_point d) { return raw_vm->ConnectAgent(d); }, deadline);
   if (!client) return fail_with_console(client.error());
@@ -167,6 +180,7 @@ int RunVmPing(const PingOptions& options) {
                 static_cast<long long>(ready_ms), std::string(AccelName(vm_config->accel)).c_str());
   }
 
+  (*vm)->ExpectExit();
   if (auto shutdown = (*client)->Shutdown(false, milliseconds(5000)); !shutdown) {
     return fail_with_console(shutdown.error());
   }

@@ -68,8 +68,9 @@ std::unique_ptr<AgentListener> MakeSocketListener(UniqueFd listen_fd);
 
 // Serves one host connection at a time over a virtio-serial port: waits for
 // the host end to open, then bridges the port into a socketpair whose other
-// end is returned. When the host disconnects, the gRPC side sees EOF and the
-// next Accept waits for the host to come back.
+// end is returned. When the host disconnects, the gRPC side sees EOF; the
+// next Accept closes and reopens the port (the host waits for that reopen
+// before it connects again) and waits for the host to come back.
 std::unique_ptr<AgentListener> MakeSerialPortListener(std::string device_path);
 
 }  // namespace hull

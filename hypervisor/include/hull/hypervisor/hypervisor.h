@@ -71,6 +71,10 @@ class Vm {
   // Waits up to `timeout` for the VM to stop on its own.
   virtual Result<std::optional<VmExit>> WaitForExit(std::chrono::milliseconds timeout) = 0;
 
+  // Tells the VM that its guest was asked to power off, so the exit that
+  // follows is expected (reported as such, not warned about).
+  virtual void ExpectExit() = 0;
+
   // Stops the VM: waits up to `grace` for it to stop by itself (callers ask
   // the agent to power off first), then asks the hypervisor to quit, then
   // kills it. Always reaps the process and removes the state directory.
