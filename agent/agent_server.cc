@@ -6,11 +6,17 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <chrono>
+#include <deque>
 #include <sstream>
 #include <thread>
 
 #include "guest_init.h"
+#include "hull/core/ids.h"
+#include "hull/core/oci_spec.h"
+#include "sandbox.h"
 #include "hull/core/log.h"
 #include "hull/core/syscall.h"
 
@@ -41,6 +47,47 @@ std::string CgroupMode() {
     return "v2";
   }
   return "none";
+}
+
+grpc::Status ToGrpc(const Error& error) {
+  return grpc::Status(static_cast<grpc::StatusCode>(static_cast<int>(error.code())), error.ToString());
+}
+
+grpc::Status ToGrpc(const Status& status) {
+  return status ? grpc::Status::OK : ToGrpc(status.error());
+}
+
+void FillStats(const engine::CgroupStats& stats, v1::StatsContainerResponse* response) {
+  auto* cpu = response->mutable_cpu();
+  cpu->set_usage_usec(stats.cpu.usage_usec);
+  cpu->set_user_usec(stats.cpu.user_usec);
+  cpu->set_system_usec(stats.cpu.system_usec);
+  cpu->set_nr_periods(stats.cpu.nr_periods);
+  cpu->set_nr_throttled(stats.cpu.nr_throttled);
+  cpu->set_throttled_usec(stats.cpu.throttled_usec);
+  auto* memory = response->mutable_memory();
+  memory->set_usage_bytes(stats.memory.current);
+  memory->set_limit_bytes(stats.memory.max);
+  memory->set_swap_usage_bytes(stats.memory.swap_current);
+  memory->set_anon_bytes(stats.memory.anon);
+  memory->set_file_bytes(stats.memory.file);
+  memory->set_oom_events(stats.memory.oom);
+  memory->set_oom_kill_events(stats.memory.oom_kill);
+  for (const auto& [key, value] : stats.memory.stat) (*memory->mutable_stat())[key] = value;
+  response->mutable_pids()->set_current(stats.pids.current);
+  response->mutable_pids()->set_limit(stats.pids.max);
+  for (const auto& device : stats.io) {
+    auto* out = response->mutable_io()->add_devices();
+    out->set_major(device.major);
+    out->set_minor(device.minor);
+    out->set_read_bytes(device.rbytes);
+    out->set_write_bytes(device.wbytes);
+    out->set_read_ios(device.rios);
+    out->set_write_ios(device.wios);
+  }
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  response->set_timestamp_ns(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec));
 }
 
 grpc::Status Unimplemented(std::string_view rpc) {
@@ -75,12 +122,17 @@ class AgentServer::HealthService final : public v1::Health::Service {
 
 class AgentServer::AgentService final : public v1::Agent::Service {
  public:
-  AgentService(AgentState* state, std::function<void()> on_shutdown)
-      : state_(state), on_shutdown_(std::move(on_shutdown)) {}
+  AgentService(AgentState* state, engine::Engine* engine, std::function<void()> on_shutdown)
+      : state_(state), engine_(engine), on_shutdown_(std::move(on_shutdown)) {
+    engine_->SetOomHandler([this](const std::string& id) { PublishOom(id); });
+  }
 
   ~AgentService() override {
+    engine_->SetOomHandler(nullptr);
     if (shutdown_thread_.joinable()) shutdown_thread_.join();
   }
+
+  // --- guest ---------------------------------------------------------------
 
   grpc::Status GetGuestDetails(grpc::ServerContext*, const v1::GetGuestDetailsRequest*,
                                v1::GetGuestDetailsResponse* response) override {
@@ -110,78 +162,344 @@ class AgentServer::AgentService final : public v1::Agent::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Shutdown(grpc::ServerContext*, const v1::ShutdownRequest*, v1::ShutdownResponse*) override {
+  grpc::Status Shutdown(grpc::ServerContext*, const v1::ShutdownRequest* request, v1::ShutdownResponse*) override {
     NoteRequest(state_);
-    std::lock_guard lock(mu_);
-    if (!shutdown_thread_.joinable()) {
-      HULL_LOG_INFO("shutdown requested");
-      // Answer first, then act: give the reply a moment to reach the host.
-      shutdown_thread_ = std::thread([this] {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        on_shutdown_();
-      });
+    if (!request->force() && !engine_->ContainerIds().empty()) {
+      return ToGrpc(Error(ErrorCode::kFailedPrecondition,
+                          "shutdown: containers still exist (remove them first, or force)"));
+    }
+    ScheduleShutdown();
+    return grpc::Status::OK;
+  }
+
+  // --- sandbox ---------------------------------------------------------------
+
+  grpc::Status CreateSandbox(grpc::ServerContext*, const v1::CreateSandboxRequest* request,
+                             v1::CreateSandboxResponse*) override {
+    NoteRequest(state_);
+    std::lock_guard lock(sandbox_mu_);
+    if (auto id = ValidateId("sandbox", request->sandbox_id()); !id) return ToGrpc(id.error());
+    if (!sandbox_id_.empty()) {
+      return ToGrpc(Error(ErrorCode::kAlreadyExists, "sandbox `" + sandbox_id_ + "` already exists in this VM"));
+    }
+    if (!request->hostname().empty()) {
+      if (request->hostname().size() > 64 || request->hostname().find('/') != std::string::npos) {
+        return ToGrpc(Error(ErrorCode::kInvalidArgument, "hostname `" + request->hostname() + "` is invalid"));
+      }
+      if (::sethostname(request->hostname().data(), request->hostname().size()) < 0) {
+        return ToGrpc(Error::FromErrno(errno, "set the sandbox hostname"));
+      }
+    }
+    std::vector<std::string> mounted;
+    for (const auto& storage : request->storages()) {
+      if (auto status = MountStorage(storage); !status) {
+        for (const auto& point : mounted) (void)UnmountStorage(point);
+        return ToGrpc(std::move(status).error().Wrap("create sandbox"));
+      }
+      mounted.push_back(storage.mount_point());
+    }
+    sandbox_id_ = request->sandbox_id();
+    storages_ = std::move(mounted);
+    HULL_LOG_INFO("sandbox {} created ({} storages)", sandbox_id_, storages_.size());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status DestroySandbox(grpc::ServerContext*, const v1::DestroySandboxRequest* request,
+                              v1::DestroySandboxResponse*) override {
+    NoteRequest(state_);
+    std::lock_guard lock(sandbox_mu_);
+    if (request->sandbox_id() != sandbox_id_) {
+      return ToGrpc(Error(ErrorCode::kNotFound, "sandbox `" + request->sandbox_id() + "` does not exist"));
+    }
+    for (const auto& id : engine_->ContainerIds()) (void)engine_->Remove(id, true, std::chrono::seconds(5));
+    for (auto it = storages_.rbegin(); it != storages_.rend(); ++it) (void)UnmountStorage(*it);
+    storages_.clear();
+    sandbox_id_.clear();
+    if (request->power_off()) ScheduleShutdown();
+    return grpc::Status::OK;
+  }
+
+  // --- containers --------------------------------------------------------------
+
+  grpc::Status CreateContainer(grpc::ServerContext*, const v1::CreateContainerRequest* request,
+                               v1::CreateContainerResponse* response) override {
+    NoteRequest(state_);
+    const std::string what = "create container `" + request->container_id() + "`";
+    auto spec = oci::ParseOciSpec(request->oci_spec_json());
+    if (!spec) return ToGrpc(std::move(spec).error().Wrap(what + ": config.json"));
+    if (auto path = ValidateGuestPath("rootfs_path", request->rootfs_path(), kStorageRoot); !path) {
+      return ToGrpc(std::move(path).error().Wrap(what));
+    }
+    for (const auto& storage : request->storages()) {
+      if (auto status = MountStorage(storage); !status) return ToGrpc(std::move(status).error().Wrap(what));
+    }
+    if (auto created = engine_->Create(request->container_id(), *spec, request->rootfs_path(), ToIo(request->io()));
+        !created) {
+      return ToGrpc(created.error());
+    }
+    if (auto pid = engine_->Pid(request->container_id(), ""); pid) response->set_init_pid(static_cast<uint32_t>(*pid));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status StartContainer(grpc::ServerContext*, const v1::StartContainerRequest* request,
+                              v1::StartContainerResponse*) override {
+    NoteRequest(state_);
+    return ToGrpc(engine_->Start(request->container_id()));
+  }
+
+  grpc::Status RemoveContainer(grpc::ServerContext*, const v1::RemoveContainerRequest* request,
+                               v1::RemoveContainerResponse*) override {
+    NoteRequest(state_);
+    auto timeout = std::chrono::seconds(request->timeout_seconds() == 0 ? 10 : request->timeout_seconds());
+    return ToGrpc(engine_->Remove(request->container_id(), request->force(), timeout));
+  }
+
+  grpc::Status UpdateContainer(grpc::ServerContext*, const v1::UpdateContainerRequest* request,
+                               v1::UpdateContainerResponse*) override {
+    NoteRequest(state_);
+    auto resources = oci::ParseOciResources(request->linux_resources_json());
+    if (!resources) return ToGrpc(std::move(resources).error().Wrap("update container"));
+    return ToGrpc(engine_->Update(request->container_id(), *resources));
+  }
+
+  grpc::Status StatsContainer(grpc::ServerContext*, const v1::StatsContainerRequest* request,
+                              v1::StatsContainerResponse* response) override {
+    NoteRequest(state_);
+    auto stats = engine_->Stats(request->container_id());
+    if (!stats) return ToGrpc(stats.error());
+    FillStats(*stats, response);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status PauseContainer(grpc::ServerContext*, const v1::PauseContainerRequest* request,
+                              v1::PauseContainerResponse*) override {
+    NoteRequest(state_);
+    return ToGrpc(engine_->Pause(request->container_id()));
+  }
+
+  grpc::Status ResumeContainer(grpc::ServerContext*, const v1::ResumeContainerRequest* request,
+                               v1::ResumeContainerResponse*) override {
+    NoteRequest(state_);
+    return ToGrpc(engine_->Resume(request->container_id()));
+  }
+
+  grpc::Status ListProcesses(grpc::ServerContext*, const v1::ListProcessesRequest* request,
+                             v1::ListProcessesResponse* response) override {
+    NoteRequest(state_);
+    auto pids = engine_->Pids(request->container_id());
+    if (!pids) return ToGrpc(pids.error());
+    for (pid_t pid : *pids) response->add_pids(static_cast<uint32_t>(pid));
+    return grpc::Status::OK;
+  }
+
+  // --- processes ---------------------------------------------------------------
+
+  grpc::Status ExecProcess(grpc::ServerContext*, const v1::ExecProcessRequest* request,
+                           v1::ExecProcessResponse* response) override {
+    NoteRequest(state_);
+    auto process = oci::ParseOciProcess(request->oci_process_json());
+    if (!process) return ToGrpc(std::move(process).error().Wrap("exec: process"));
+    auto status = engine_->Exec(request->container_id(), request->exec_id(), *process, ToIo(request->io()));
+    if (auto pid = engine_->Pid(request->container_id(), request->exec_id()); pid && *pid > 0) {
+      response->set_pid(static_cast<uint32_t>(*pid));
+    }
+    return ToGrpc(status);
+  }
+
+  grpc::Status SignalProcess(grpc::ServerContext*, const v1::SignalProcessRequest* request,
+                             v1::SignalProcessResponse*) override {
+    NoteRequest(state_);
+    return ToGrpc(engine_->Signal(request->container_id(), request->exec_id(), static_cast<int>(request->signal()),
+                                  request->all()));
+  }
+
+  grpc::Status WaitProcess(grpc::ServerContext*, const v1::WaitProcessRequest* request,
+                           v1::WaitProcessResponse* response) override {
+    NoteRequest(state_);
+    auto result = engine_->Wait(request->container_id(), request->exec_id());
+    if (!result) return ToGrpc(result.error());
+    response->set_exit_status(result->status.ShellCode());
+    response->set_signal(static_cast<uint32_t>(result->status.signal));
+    response->set_oom_killed(result->oom_killed);
+    response->set_exited_at_ns(result->exited_at_ns);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ResizeTty(grpc::ServerContext*, const v1::ResizeTtyRequest* request, v1::ResizeTtyResponse*) override {
+    NoteRequest(state_);
+    if (request->size().rows() > 65535 || request->size().columns() > 65535) {
+      return ToGrpc(Error(ErrorCode::kInvalidArgument, "tty size out of range"));
+    }
+    return ToGrpc(engine_->ResizeTty(request->container_id(), request->exec_id(),
+                                     static_cast<uint16_t>(request->size().rows()),
+                                     static_cast<uint16_t>(request->size().columns())));
+  }
+
+  // --- IO ------------------------------------------------------------------
+
+  grpc::Status WriteStdin(grpc::ServerContext*, grpc::ServerReader<v1::WriteStdinRequest>* reader,
+                          v1::WriteStdinResponse* response) override {
+    NoteRequest(state_);
+    v1::WriteStdinRequest chunk;
+    std::string container_id, exec_id;
+    bool first = true, closed = false;
+    uint64_t written = 0;
+    while (reader->Read(&chunk)) {
+      if (first) {
+        container_id = chunk.container_id();
+        exec_id = chunk.exec_id();
+        first = false;
+      }
+      if (chunk.data().size() > (1u << 20)) return ToGrpc(Error(ErrorCode::kInvalidArgument, "stdin chunk over 1 MiB"));
+      if (!chunk.data().empty()) {
+        if (auto status = engine_->WriteStdin(container_id, exec_id, chunk.data()); !status) return ToGrpc(status.error());
+        written += chunk.data().size();
+      }
+      if (chunk.close()) {
+        closed = true;
+        break;
+      }
+    }
+    if (first) return ToGrpc(Error(ErrorCode::kInvalidArgument, "WriteStdin: the stream named no process"));
+    (void)closed;  // the end of the stream closes stdin either way
+    response->set_bytes_written(written);
+    return ToGrpc(engine_->CloseStdin(container_id, exec_id));
+  }
+
+  grpc::Status ReadOutput(grpc::ServerContext* context, const v1::ReadOutputRequest* request,
+                          grpc::ServerWriter<v1::OutputChunk>* writer) override {
+    NoteRequest(state_);
+    if (request->stream() != v1::STDOUT && request->stream() != v1::STDERR) {
+      return ToGrpc(Error(ErrorCode::kInvalidArgument, "ReadOutput: stream must be STDOUT or STDERR"));
+    }
+    auto stream = request->stream() == v1::STDOUT ? engine::OutputStream::kStdout : engine::OutputStream::kStderr;
+    v1::OutputChunk chunk;
+    // Write blocks while HTTP/2 flow control holds the client's window shut:
+    // the pipe then fills and the process blocks, so nothing is dropped.
+    auto status = engine_->ReadOutput(request->container_id(), request->exec_id(), stream,
+                                      [&](std::string_view data) {
+                                        if (context->IsCancelled()) return false;
+                                        chunk.set_data(data.data(), data.size());
+                                        return writer->Write(chunk);
+                                      });
+    return ToGrpc(status);
+  }
+
+  // --- events ----------------------------------------------------------------
+
+  grpc::Status OomEvents(grpc::ServerContext* context, const v1::OomEventsRequest*,
+                         grpc::ServerWriter<v1::OomEvent>* writer) override {
+    NoteRequest(state_);
+    auto subscriber = std::make_shared<OomSubscriber>();
+    {
+      std::lock_guard lock(oom_mu_);
+      oom_subscribers_.push_back(subscriber);
+    }
+    ScopeExit unsubscribe([&] {
+      std::lock_guard lock(oom_mu_);
+      std::erase(oom_subscribers_, subscriber);
+    });
+    std::unique_lock lock(oom_mu_);
+    while (!context->IsCancelled() && !stopping_) {
+      oom_changed_.wait_for(lock, std::chrono::milliseconds(200), [&] { return !subscriber->pending.empty(); });
+      while (!subscriber->pending.empty()) {
+        v1::OomEvent event = std::move(subscriber->pending.front());
+        subscriber->pending.pop_front();
+        lock.unlock();
+        bool ok = writer->Write(event);
+        lock.lock();
+        if (!ok) return grpc::Status::OK;
+      }
     }
     return grpc::Status::OK;
   }
 
-  // Everything below belongs to later stages of hull; until then these RPCs
-  // answer UNIMPLEMENTED, never a fake success.
-#define HULL_UNIMPLEMENTED_UNARY(Name)                                                    \
-  grpc::Status Name(grpc::ServerContext*, const v1::Name##Request*, v1::Name##Response*) override { \
-    NoteRequest(state_);                                                                  \
-    return Unimplemented(#Name);                                                          \
-  }
-  HULL_UNIMPLEMENTED_UNARY(CreateSandbox)
-  HULL_UNIMPLEMENTED_UNARY(DestroySandbox)
-  HULL_UNIMPLEMENTED_UNARY(CreateContainer)
-  HULL_UNIMPLEMENTED_UNARY(StartContainer)
-  HULL_UNIMPLEMENTED_UNARY(RemoveContainer)
-  HULL_UNIMPLEMENTED_UNARY(UpdateContainer)
-  HULL_UNIMPLEMENTED_UNARY(StatsContainer)
-  HULL_UNIMPLEMENTED_UNARY(PauseContainer)
-  HULL_UNIMPLEMENTED_UNARY(ResumeContainer)
-  HULL_UNIMPLEMENTED_UNARY(ListProcesses)
-  HULL_UNIMPLEMENTED_UNARY(ExecProcess)
-  HULL_UNIMPLEMENTED_UNARY(SignalProcess)
-  HULL_UNIMPLEMENTED_UNARY(WaitProcess)
-  HULL_UNIMPLEMENTED_UNARY(ResizeTty)
-  HULL_UNIMPLEMENTED_UNARY(UpdateRoutes)
-  HULL_UNIMPLEMENTED_UNARY(ListInterfaces)
-  HULL_UNIMPLEMENTED_UNARY(ListRoutes)
-#undef HULL_UNIMPLEMENTED_UNARY
-
-  grpc::Status UpdateInterface(grpc::ServerContext*, const v1::UpdateInterfaceRequest*,
-                               v1::Interface*) override {
+  // --- network: a later stage of hull -------------------------------------------
+  grpc::Status UpdateInterface(grpc::ServerContext*, const v1::UpdateInterfaceRequest*, v1::Interface*) override {
     NoteRequest(state_);
     return Unimplemented("UpdateInterface");
   }
-  grpc::Status WriteStdin(grpc::ServerContext*, grpc::ServerReader<v1::WriteStdinRequest>*,
-                          v1::WriteStdinResponse*) override {
+  grpc::Status UpdateRoutes(grpc::ServerContext*, const v1::UpdateRoutesRequest*, v1::UpdateRoutesResponse*) override {
     NoteRequest(state_);
-    return Unimplemented("WriteStdin");
+    return Unimplemented("UpdateRoutes");
   }
-  grpc::Status ReadOutput(grpc::ServerContext*, const v1::ReadOutputRequest*,
-                          grpc::ServerWriter<v1::OutputChunk>*) override {
+  grpc::Status ListInterfaces(grpc::ServerContext*, const v1::ListInterfacesRequest*,
+                              v1::ListInterfacesResponse*) override {
     NoteRequest(state_);
-    return Unimplemented("ReadOutput");
+    return Unimplemented("ListInterfaces");
   }
-  grpc::Status OomEvents(grpc::ServerContext*, const v1::OomEventsRequest*,
-                         grpc::ServerWriter<v1::OomEvent>*) override {
+  grpc::Status ListRoutes(grpc::ServerContext*, const v1::ListRoutesRequest*, v1::ListRoutesResponse*) override {
     NoteRequest(state_);
-    return Unimplemented("OomEvents");
+    return Unimplemented("ListRoutes");
+  }
+
+  void StopStreams() {
+    std::lock_guard lock(oom_mu_);
+    stopping_ = true;
+    oom_changed_.notify_all();
   }
 
  private:
+  struct OomSubscriber {
+    std::deque<v1::OomEvent> pending;
+  };
+
+  static engine::IoRequest ToIo(const v1::ProcessIo& io) {
+    engine::IoRequest out;
+    out.terminal = io.terminal();
+    out.stdin = io.stdin();
+    out.stdout = io.stdout();
+    out.stderr = io.stderr();
+    out.rows = static_cast<uint16_t>(std::min<uint32_t>(io.tty_size().rows(), 65535));
+    out.columns = static_cast<uint16_t>(std::min<uint32_t>(io.tty_size().columns(), 65535));
+    return out;
+  }
+
+  void PublishOom(const std::string& id) {
+    v1::OomEvent event;
+    event.set_container_id(id);
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    event.set_timestamp_ns(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec));
+    std::lock_guard lock(oom_mu_);
+    for (auto& subscriber : oom_subscribers_) {
+      if (subscriber->pending.size() < 1024) subscriber->pending.push_back(event);
+    }
+    oom_changed_.notify_all();
+  }
+
+  void ScheduleShutdown() {
+    std::lock_guard lock(mu_);
+    if (shutdown_thread_.joinable()) return;
+    HULL_LOG_INFO("shutdown requested");
+    // Answer first, then act: give the reply a moment to reach the host.
+    shutdown_thread_ = std::thread([this] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      on_shutdown_();
+    });
+  }
+
   AgentState* state_;
+  engine::Engine* engine_;
   std::function<void()> on_shutdown_;
   std::mutex mu_;
   std::thread shutdown_thread_;
+
+  std::mutex sandbox_mu_;
+  std::string sandbox_id_;
+  std::vector<std::string> storages_;
+
+  std::mutex oom_mu_;
+  std::condition_variable oom_changed_;
+  std::vector<std::shared_ptr<OomSubscriber>> oom_subscribers_;
+  bool stopping_ = false;
 };
 
-AgentServer::AgentServer(AgentState* state, std::function<void()> on_shutdown)
+AgentServer::AgentServer(AgentState* state, engine::EngineOptions engine_options, std::function<void()> on_shutdown)
     : state_(state),
+      engine_(std::make_unique<engine::Engine>(std::move(engine_options))),
       health_(std::make_unique<HealthService>(state)),
-      agent_(std::make_unique<AgentService>(state, std::move(on_shutdown))) {}
+      agent_(std::make_unique<AgentService>(state, engine_.get(), std::move(on_shutdown))) {}
 
 AgentServer::~AgentServer() { Stop(); }
 
@@ -217,6 +535,7 @@ void AgentServer::Serve(AgentListener& listener) {
 }
 
 void AgentServer::Stop() {
+  if (agent_) agent_->StopStreams();
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     server_.reset();

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/engine.h"
 #include "hull/agent/v1/agent.grpc.pb.h"
 #include "hull/core/error.h"
 #include "hull/core/transport.h"
@@ -34,7 +35,7 @@ class AgentServer {
  public:
   // `on_shutdown` runs (on its own thread) after a Shutdown RPC has been
   // answered; in the guest it powers the VM off.
-  AgentServer(AgentState* state, std::function<void()> on_shutdown);
+  AgentServer(AgentState* state, engine::EngineOptions engine_options, std::function<void()> on_shutdown);
   ~AgentServer();
 
   Status Start();
@@ -44,11 +45,15 @@ class AgentServer {
   void Serve(AgentListener& listener);
   void Stop();
 
+  // Child exits reaped by the process's reaper go here.
+  engine::Engine& engine() { return *engine_; }
+
  private:
   class HealthService;
   class AgentService;
 
   AgentState* state_;
+  std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<HealthService> health_;
   std::unique_ptr<AgentService> agent_;
   std::unique_ptr<grpc::Server> server_;

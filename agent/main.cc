@@ -4,6 +4,7 @@
 // Outside a VM (for tests) it runs as an ordinary process:
 //   hull-agent --listen-unix PATH [--log-level LEVEL]
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -78,7 +79,7 @@ int RunAsInit() {
     listener = MakeSocketListener(std::move(*fd));
   }
 
-  AgentServer server(&state, [] {
+  AgentServer server(&state, engine::EngineOptions{}, [] {
     HULL_LOG_INFO("powering off");
     if (auto off = PowerOff(); !off) HULL_LOG_ERROR("{}", off.error().ToString());
   });
@@ -88,21 +89,24 @@ int RunAsInit() {
                 (state.listening_us - state.agent_start_us) / 1000);
   std::thread serve([&] { server.Serve(*listener); });
   serve.detach();  // PID 1 never returns; the thread lives as long as the VM
-  RunReaper(nullptr);
+  RunReaper([&server](pid_t pid, int status) { server.engine().OnChildExit(pid, status); });
 }
 
 int RunAsProcess(int argc, char** argv) {
   std::string unix_path;
   std::string level;
+  std::string cgroup_root;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     if (arg == "--listen-unix" && i + 1 < argc) {
       unix_path = argv[++i];
+    } else if (arg == "--cgroup-root" && i + 1 < argc) {
+      cgroup_root = argv[++i];
     } else if (arg == "--log-level" && i + 1 < argc) {
       level = argv[++i];
     } else {
       fprintf(stderr,
-              "usage: hull-agent --listen-unix PATH [--log-level LEVEL]\n"
+              "usage: hull-agent --listen-unix PATH [--cgroup-root DIR] [--log-level LEVEL]\n"
               "  (as PID 1 in a guest it takes its options from the kernel command line)\n");
       return 2;
     }
@@ -116,6 +120,14 @@ int RunAsProcess(int argc, char** argv) {
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
+  // Outside a VM the agent is not PID 1: become the reaper of what it starts
+  // (exec'd processes are reparented to it), and reap on one thread with
+  // SIGCHLD blocked everywhere, as in the guest.
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  pthread_sigmask(SIG_BLOCK, &chld, nullptr);
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
   auto fd = ListenUnix(unix_path);
   if (!fd) {
     fprintf(stderr, "hull-agent: %s\n", fd.error().ToString().c_str());
@@ -127,7 +139,9 @@ int RunAsProcess(int argc, char** argv) {
   std::mutex mu;
   std::condition_variable cv;
   bool stop = false;
-  AgentServer server(&state, [&] {
+  engine::EngineOptions engine_options;
+  if (!cgroup_root.empty()) engine_options.cgroup_root = cgroup_root;
+  AgentServer server(&state, engine_options, [&] {
     std::lock_guard lock(mu);
     stop = true;
     cv.notify_all();
@@ -137,6 +151,8 @@ int RunAsProcess(int argc, char** argv) {
     return 1;
   }
   std::thread serve([&] { server.Serve(*listener); });
+  std::thread reaper([&server] { RunReaper([&server](pid_t pid, int status) { server.engine().OnChildExit(pid, status); }); });
+  reaper.detach();  // blocked in sigwaitinfo until the process exits
   {
     std::unique_lock lock(mu);
     cv.wait(lock, [&] { return stop; });

@@ -39,6 +39,22 @@ Setter SectionString(std::string_view key, Section Config::*section, std::string
 }
 
 template <typename Section>
+Setter SectionStringArray(std::string_view key, Section Config::*section,
+                          std::vector<std::string> Section::*field) {
+  return [key, section, field](const toml::node& node, Config& config) -> Status {
+    const toml::array* array = node.as_array();
+    if (array == nullptr) return KeyError(key, "expected an array of strings");
+    std::vector<std::string> values;
+    for (const toml::node& element : *array) {
+      if (!element.is_string()) return KeyError(key, "expected an array of strings");
+      values.push_back(*element.value<std::string>());
+    }
+    (config.*section).*field = std::move(values);
+    return Ok();
+  };
+}
+
+template <typename Section>
 Setter SectionBool(std::string_view key, Section Config::*section, bool Section::*field) {
   return [key, section, field](const toml::node& node, Config& config) -> Status {
     if (!node.is_boolean()) return KeyError(key, "expected true or false");
@@ -92,6 +108,13 @@ const std::map<std::string, Setter, std::less<>>& Setters() {
        SectionString("hypervisor.kernel_params", &Config::hypervisor, &H::kernel_params)},
       {"hypervisor.stop_grace_seconds",
        SectionInt("hypervisor.stop_grace_seconds", &Config::hypervisor, &H::stop_grace_seconds, 0, 600)},
+      {"hypervisor.virtiofsd", SectionString("hypervisor.virtiofsd", &Config::hypervisor, &H::virtiofsd)},
+      {"hypervisor.virtiofs_cache",
+       SectionString("hypervisor.virtiofs_cache", &Config::hypervisor, &H::virtiofs_cache)},
+      {"hypervisor.virtiofsd_sandbox",
+       SectionString("hypervisor.virtiofsd_sandbox", &Config::hypervisor, &H::virtiofsd_sandbox)},
+      {"hypervisor.virtiofsd_args",
+       SectionStringArray("hypervisor.virtiofsd_args", &Config::hypervisor, &H::virtiofsd_args)},
       {"agent.transport", SectionString("agent.transport", &Config::agent, &A::transport)},
       {"agent.log_level", SectionString("agent.log_level", &Config::agent, &A::log_level)},
       {"agent.debug", SectionBool("agent.debug", &Config::agent, &A::debug)},
@@ -104,6 +127,10 @@ const std::map<std::string, Setter, std::less<>>& Setters() {
 Status Validate(const Config& config) {
   HULL_CHECK_OK(OneOf("hypervisor.backend", config.hypervisor.backend, {"qemu"}), "config");
   HULL_CHECK_OK(OneOf("hypervisor.accel", config.hypervisor.accel, {"auto", "kvm", "tcg"}), "config");
+  HULL_CHECK_OK(OneOf("hypervisor.virtiofs_cache", config.hypervisor.virtiofs_cache, {"auto", "always", "none"}),
+                "config");
+  HULL_CHECK_OK(OneOf("hypervisor.virtiofsd_sandbox", config.hypervisor.virtiofsd_sandbox, {"namespace", "chroot"}),
+                "config");
   HULL_CHECK_OK(OneOf("agent.transport", config.agent.transport, {"auto", "serial", "vsock"}), "config");
   if (auto level = ParseLogLevel(config.agent.log_level); !level) {
     return KeyError("agent.log_level", level.error().message());
@@ -116,6 +143,14 @@ Status Validate(const Config& config) {
   }
   for (char c : config.hypervisor.kernel_params) {
     if (c == '\n' || c == '\0') return KeyError("hypervisor.kernel_params", "must be one line");
+  }
+  if (config.hypervisor.virtiofsd.empty() || config.hypervisor.virtiofsd[0] != '/') {
+    return KeyError("hypervisor.virtiofsd", "must be an absolute path");
+  }
+  for (const std::string& arg : config.hypervisor.virtiofsd_args) {
+    if (arg.empty() || arg.find('\0') != std::string::npos) {
+      return KeyError("hypervisor.virtiofsd_args", "arguments must be non-empty strings without NUL");
+    }
   }
   return Ok();
 }

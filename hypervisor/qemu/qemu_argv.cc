@@ -44,6 +44,13 @@ std::vector<std::string> BuildQemuArgv(const QemuLaunchPlan& plan) {
     if (plan.vhost_fd) vsock += ",vhostfd=" + std::to_string(*plan.vhost_fd);
     add({"-device", vsock});
   }
+  // The shared directory: QEMU connects to virtiofsd, which already listens.
+  // Guest RAM is shared (memfd above) so virtiofsd can map the virtqueues.
+  if (!plan.virtiofs_socket.empty()) {
+    add({"-chardev", std::string("socket,id=") + kSharedFsChardevId + ",path=" + plan.virtiofs_socket});
+    add({"-device", std::string("vhost-user-fs-pci,id=") + kSharedFsDeviceId + ",chardev=" + kSharedFsChardevId +
+                        ",tag=" + plan.virtiofs_tag});
+  }
   return argv;
 }
 

@@ -14,6 +14,9 @@ namespace hull::qemu {
 
 // Device and chardev ids hull relies on (QMP events name them).
 inline constexpr char kAgentPortId[] = "agent-port";
+// The vhost-user chardev to virtiofsd and the vhost-user-fs-pci device on it.
+inline constexpr char kSharedFsChardevId[] = "virtiofs";
+inline constexpr char kSharedFsDeviceId[] = "shared-fs";
 
 struct QemuLaunchPlan {
   std::string qemu_path;
@@ -32,6 +35,10 @@ struct QemuLaunchPlan {
   uint32_t vsock_cid = 0;        // vsock: the guest's context id
   std::optional<int> vhost_fd;   // vsock: an open /dev/vhost-vsock with the cid set
   bool seccomp_sandbox = true;
+  // virtio-fs: virtiofsd's vhost-user socket ("" = no shared directory) and
+  // the tag the guest mounts it by.
+  std::string virtiofs_socket;
+  std::string virtiofs_tag;
 };
 
 std::vector<std::string> BuildQemuArgv(const QemuLaunchPlan& plan);

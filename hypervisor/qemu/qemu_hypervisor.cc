@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <cstdlib>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "hull/core/ids.h"
@@ -60,6 +62,11 @@ Status ValidateVmConfig(const VmConfig& config) {
     return bad("memory must be between 64 MiB and 1 TiB, got " + std::to_string(config.memory_mib) + " MiB");
   }
   if (config.run_dir.empty() || config.run_dir[0] != '/') return bad("run dir must be an absolute path");
+  if (config.share_dir && !config.shared_dir.empty()) {
+    return bad("share_dir and shared_dir exclude each other (shared_dir is `" + config.shared_dir + "`)");
+  }
+  // QEMU's option syntax would split socket paths at a comma.
+  if (config.run_dir.find(',') != std::string::npos) return bad("run dir `" + config.run_dir + "` contains a comma");
   for (const std::string* field : {&config.machine, &config.extra_kernel_params, &config.agent_log_level}) {
     for (char c : *field) {
       if (c == '\n' || c == '\0' || c == ',') {
@@ -69,6 +76,39 @@ Status ValidateVmConfig(const VmConfig& config) {
     }
   }
   return Ok();
+}
+
+// Mount points at or below `dir`, from /proc/self/mountinfo.
+std::vector<std::string> MountsUnder(const std::string& dir) {
+  std::vector<std::string> mounts;
+  // mountinfo has canonical paths; `dir` may not be (e.g. "/tmp//x").
+  char* resolved = ::realpath(dir.c_str(), nullptr);
+  if (resolved == nullptr) return mounts;
+  std::string root = resolved;
+  std::free(resolved);
+  auto table = ReadFile("/proc/self/mountinfo", 16 << 20);
+  if (!table) return mounts;
+  auto octal = [](char c) { return c >= '0' && c <= '7'; };
+  std::istringstream lines(*table);
+  for (std::string line; std::getline(lines, line);) {
+    // "<id> <parent> <major:minor> <root> <mount point> ...", with space,
+    // tab, newline and backslash in paths escaped as \ooo.
+    std::istringstream fields(line);
+    std::string skip, escaped;
+    if (!(fields >> skip >> skip >> skip >> skip >> escaped)) continue;
+    std::string path;
+    for (size_t i = 0; i < escaped.size(); ++i) {
+      if (escaped[i] == '\\' && i + 3 < escaped.size() && octal(escaped[i + 1]) && octal(escaped[i + 2]) &&
+          octal(escaped[i + 3])) {
+        path += static_cast<char>((escaped[i + 1] - '0') * 64 + (escaped[i + 2] - '0') * 8 + (escaped[i + 3] - '0'));
+        i += 3;
+      } else {
+        path += escaped[i];
+      }
+    }
+    if (path == root || path.starts_with(root + "/")) mounts.push_back(path);
+  }
+  return mounts;
 }
 
 // Picks a free guest CID by asking vhost-vsock to take it: the kernel refuses
@@ -90,12 +130,15 @@ Result<std::pair<UniqueFd, uint32_t>> ReserveVsockCid() {
 
 class QemuVm final : public Vm {
  public:
-  QemuVm(VmConfig config, std::string state_dir, Child child, Clock::time_point launched_at, uint32_t cid)
+  QemuVm(VmConfig config, std::string state_dir, Child child, Clock::time_point launched_at, uint32_t cid,
+         std::optional<Virtiofsd> virtiofsd)
       : config_(std::move(config)),
         state_dir_(std::move(state_dir)),
+        shared_dir_(virtiofsd ? virtiofsd->options().shared_dir : ""),
         child_(std::move(child)),
         launched_at_(launched_at),
         vsock_cid_(cid),
+        virtiofsd_(std::move(virtiofsd)),
         wake_(::eventfd(0, EFD_CLOEXEC)) {}
 
   ~QemuVm() override {
@@ -111,16 +154,21 @@ class QemuVm final : public Vm {
         std::string why = "QEMU " + (*exited)->ToString();
         std::string log = Tail(qemu_log_path());
         if (!log.empty()) why += ": " + log;
+        // QEMU fails to start when virtiofsd dies under it: say why it died.
+        if (virtiofsd_) {
+          if (auto status = virtiofsd_->Reap(); status) why += "; " + DescribeVirtiofsdExit(*status);
+        }
         return MakeError(ErrorCode::kFailedPrecondition, why);
       }
       auto qmp = QmpClient::Connect(qmp_socket_path(), milliseconds(200));
       if (qmp) {
+        (*qmp)->SetEventHandler([this](const QmpEvent& event) { OnEvent(event); });
+        std::lock_guard lock(mu_);
         qmp_ = std::move(*qmp);
         break;
       }
       if (Clock::now() > deadline) return std::move(qmp).error().Wrap("connect to QMP");
     }
-    qmp_->SetEventHandler([this](const QmpEvent& event) { OnEvent(event); });
     monitor_ = std::thread([this] { Monitor(); });
     return Ok();
   }
@@ -128,6 +176,7 @@ class QemuVm final : public Vm {
   const std::string& id() const override { return config_.id; }
   const std::string& state_dir() const override { return state_dir_; }
   std::string console_log_path() const override { return state_dir_ + "/console.log"; }
+  const std::string& shared_dir() const override { return shared_dir_; }
   pid_t pid() const override { return child_.pid(); }
   Clock::time_point launched_at() const override { return launched_at_; }
 
@@ -188,8 +237,8 @@ class QemuVm final : public Vm {
       stop_requested_ = true;
       changed_.wait_for(lock, grace, [&] { return exit_.has_value(); });
     }
-    if (running() && qmp_) {
-      if (auto quit = qmp_->Quit(milliseconds(2000)); !quit) {
+    if (std::shared_ptr<QmpClient> qmp = qmp_client(); running() && qmp) {
+      if (auto quit = qmp->Quit(milliseconds(2000)); !quit) {
         HULL_LOG_DEBUG("VM {}: QMP quit: {}", config_.id, quit.error().ToString());
       }
       std::unique_lock lock(mu_);
@@ -207,8 +256,27 @@ class QemuVm final : public Vm {
       std::lock_guard lock(mu_);
       if (!exit_) exit_ = VmExit{status, status.ToString(), true};
     }
-    qmp_.reset();
-    if (auto removed = RemoveTree(state_dir_); !removed) {
+    std::shared_ptr<QmpClient> qmp;
+    {
+      std::lock_guard lock(mu_);
+      qmp = std::move(qmp_);
+    }
+    // Another thread's ExecuteQmp may still hold the client, and the last
+    // holder closes it: make sure no event reaches this VM from then on.
+    // Outside mu_, which the handler takes.
+    if (qmp) qmp->SetEventHandler(nullptr);
+    qmp.reset();
+    // QEMU is gone, so virtiofsd has lost its only client and is exiting by
+    // itself; Stop makes sure, and removes its socket.
+    if (virtiofsd_) {
+      ExitStatus status = virtiofsd_->Stop(milliseconds(2000));
+      HULL_LOG_DEBUG("VM {}: virtiofsd {}", config_.id, status.ToString());
+    }
+    // RemoveTree stops at mount points of other filesystems, but not at a
+    // bind mount from the same one: never delete through a mount.
+    if (auto mounts = MountsUnder(state_dir_); !mounts.empty()) {
+      HULL_LOG_WARN("VM {}: leaving {}: {} is still mounted there", config_.id, state_dir_, mounts.front());
+    } else if (auto removed = RemoveTree(state_dir_); !removed) {
       HULL_LOG_WARN("VM {}: {}", config_.id, removed.error().ToString());
     }
     stopped_ = true;
@@ -216,7 +284,31 @@ class QemuVm final : public Vm {
     return *exit_;
   }
 
+  // Runs one QMP command (diagnostics and tests; see qemu_hypervisor.h).
+  Result<nlohmann::json> ExecuteQmp(std::string_view command, const nlohmann::json& arguments,
+                                    milliseconds timeout) {
+    std::shared_ptr<QmpClient> qmp = qmp_client();
+    if (!qmp) return MakeError(ErrorCode::kUnavailable, "VM `" + config_.id + "` has no QMP connection");
+    return qmp->Execute(command, arguments, timeout);
+  }
+
  private:
+  std::shared_ptr<QmpClient> qmp_client() {
+    std::lock_guard lock(mu_);
+    return qmp_;
+  }
+
+  // "virtiofsd was killed by signal 9 (SIGKILL)", or "virtiofsd exited with
+  // code 1: <its last log line>" (its error message, when it exits on one).
+  std::string DescribeVirtiofsdExit(const ExitStatus& status) const {
+    if (status.signal != 0) return "virtiofsd was " + status.ToString();
+    std::string why = "virtiofsd " + status.ToString();
+    std::string log = virtiofsd_->LogTail(500);
+    if (auto newline = log.rfind('\n'); newline != std::string::npos) log = log.substr(newline + 1);
+    if (!log.empty()) why += ": " + log;
+    return why;
+  }
+
   std::string qmp_socket_path() const { return state_dir_ + "/qmp.sock"; }
   std::string agent_socket_path() const { return state_dir_ + "/agent.sock"; }
   std::string qemu_log_path() const { return state_dir_ + "/qemu.log"; }
@@ -242,10 +334,17 @@ class QemuVm final : public Vm {
     changed_.notify_all();
   }
 
-  // Waits for QEMU to exit (or for Stop), then records why it did.
+  // Waits for QEMU to exit (or for Stop), then records why it did. Also
+  // watches virtiofsd: one that dies under a running VM is reported.
   void Monitor() {
-    pollfd fds[1] = {{child_.pidfd(), POLLIN, 0}};
-    while (RetryEintr([&] { return ::poll(fds, 1, -1); }) < 0) {
+    pollfd fds[2] = {{child_.pidfd(), POLLIN, 0}, {virtiofsd_ ? virtiofsd_->pidfd() : -1, POLLIN, 0}};
+    while (true) {
+      if (RetryEintr([&] { return ::poll(fds, 2, -1); }) < 0) continue;
+      if (fds[0].revents != 0) break;
+      if (fds[1].revents != 0) {
+        fds[1].fd = -1;  // poll ignores negative fds
+        OnVirtiofsdExit();
+      }
     }
     auto status = child_.Wait();
     ExitStatus process = status ? *status : ExitStatus{0, SIGKILL};
@@ -264,6 +363,7 @@ class QemuVm final : public Vm {
       std::string log = Tail(qemu_log_path(), 500);
       if (!log.empty()) exit.reason += ": " + log;
     }
+    if (!virtiofsd_exit_.empty()) exit.reason += " (before that, " + virtiofsd_exit_ + ")";
     if (stop_requested_) {
       HULL_LOG_DEBUG("VM {} stopped: {}", config_.id, exit.reason);
     } else {
@@ -274,13 +374,33 @@ class QemuVm final : public Vm {
     changed_.notify_all();
   }
 
+  // virtiofsd exited. It does so by itself when QEMU exits, so give QEMU a
+  // moment: only a virtiofsd that died under a still-running VM is news.
+  void OnVirtiofsdExit() {
+    std::optional<ExitStatus> status = virtiofsd_->Reap();
+    if (!status) return;
+    pollfd qemu{child_.pidfd(), POLLIN, 0};
+    if (RetryEintr([&] { return ::poll(&qemu, 1, 500); }) > 0) return;
+    std::string why = DescribeVirtiofsdExit(*status);
+    std::lock_guard lock(mu_);
+    if (stop_requested_) {
+      HULL_LOG_DEBUG("VM {}: {}", config_.id, why);
+      return;
+    }
+    HULL_LOG_WARN("VM {}: {} while the VM runs: the guest's shared directory no longer answers", config_.id, why);
+    virtiofsd_exit_ = why;
+  }
+
   VmConfig config_;
   std::string state_dir_;
+  std::string shared_dir_;
   Child child_;
   Clock::time_point launched_at_;
   uint32_t vsock_cid_;
+  // Touched by the monitor thread (Reap) until it is joined, then by Stop.
+  std::optional<Virtiofsd> virtiofsd_;
   UniqueFd wake_;
-  std::unique_ptr<QmpClient> qmp_;
+  std::shared_ptr<QmpClient> qmp_;  // guarded by mu_
   std::thread monitor_;
 
   std::mutex stop_mu_;
@@ -293,6 +413,7 @@ class QemuVm final : public Vm {
   uint64_t agent_port_opens_used_ = 0;  // the open the last connection used
   bool stop_requested_ = false;
   std::string shutdown_reason_;
+  std::string virtiofsd_exit_;  // set when virtiofsd died under the running VM
   std::optional<VmExit> exit_;
 };
 
@@ -329,6 +450,30 @@ class QemuHypervisor final : public Hypervisor {
     plan.transport = config.transport;
     plan.agent_socket = state_dir + "/agent.sock";
     plan.seccomp_sandbox = config.seccomp_sandbox;
+    // virtiofsd first: it must listen before QEMU connects to it. A failure
+    // from here on stops it (and removes its socket) as `virtiofsd` unwinds.
+    std::optional<Virtiofsd> virtiofsd;
+    std::string shared_dir = config.shared_dir;
+    if (config.share_dir) {
+      shared_dir = state_dir + "/shared";
+      if (::mkdir(shared_dir.c_str(), 0755) < 0) {
+        return ErrnoError("launch VM `" + config.id + "`: create " + shared_dir);
+      }
+    }
+    if (!shared_dir.empty()) {
+      VirtiofsdOptions options;
+      options.binary = config.virtiofsd_path;
+      options.shared_dir = shared_dir;
+      options.socket_path = state_dir + "/virtiofsd.sock";
+      options.log_path = state_dir + "/virtiofsd.log";
+      options.cache = config.virtiofs_cache;
+      options.sandbox = config.virtiofsd_sandbox;
+      options.extra_args = config.virtiofsd_args;
+      HULL_TRY(Virtiofsd started, Virtiofsd::Start(options), "launch VM `" + config.id + "`");
+      virtiofsd.emplace(std::move(started));
+      plan.virtiofs_socket = options.socket_path;
+      plan.virtiofs_tag = kSharedFsTag;
+    }
     UniqueFd vhost;
     if (config.transport == TransportKind::kVsock) {
       HULL_TRY(auto reserved, ReserveVsockCid(), "launch VM `" + config.id + "`");
@@ -351,7 +496,8 @@ class QemuHypervisor final : public Hypervisor {
     HULL_TRY(Child child, Child::Spawn(spawn), "launch VM `" + config.id + "`");
     vhost.reset();  // QEMU holds its own copy now
 
-    auto vm = std::make_unique<QemuVm>(config, state_dir, std::move(child), launched_at, plan.vsock_cid);
+    auto vm = std::make_unique<QemuVm>(config, state_dir, std::move(child), launched_at, plan.vsock_cid,
+                                       std::move(virtiofsd));
     remove_dir.Dismiss();  // the VM owns the directory from here on
     HULL_CHECK_OK(vm->Attach(Clock::now() + std::chrono::seconds(10)), "launch VM `" + config.id + "`");
     return std::unique_ptr<Vm>(std::move(vm));
@@ -361,5 +507,14 @@ class QemuHypervisor final : public Hypervisor {
 }  // namespace
 
 std::unique_ptr<Hypervisor> MakeQemuHypervisor() { return std::make_unique<QemuHypervisor>(); }
+
+Result<nlohmann::json> ExecuteQmp(Vm& vm, std::string_view command, const nlohmann::json& arguments,
+                                  milliseconds timeout) {
+  auto* qemu_vm = dynamic_cast<QemuVm*>(&vm);
+  if (qemu_vm == nullptr) {
+    return MakeError(ErrorCode::kInvalidArgument, "VM `" + vm.id() + "` is not run by the QEMU backend");
+  }
+  return qemu_vm->ExecuteQmp(command, arguments, timeout);
+}
 
 }  // namespace hull::qemu

@@ -46,6 +46,11 @@ Result<VmConfig> VmConfigFromConfig(const Config& config, std::string id) {
   vm.agent_log_level = config.agent.log_level;
   vm.agent_debug = config.agent.debug;
   vm.extra_kernel_params = config.hypervisor.kernel_params;
+  vm.virtiofsd_path = config.hypervisor.virtiofsd;
+  HULL_TRY(vm.virtiofs_cache, ParseVirtiofsCache(config.hypervisor.virtiofs_cache), "hypervisor.virtiofs_cache");
+  HULL_TRY(vm.virtiofsd_sandbox, ParseVirtiofsdSandbox(config.hypervisor.virtiofsd_sandbox),
+           "hypervisor.virtiofsd_sandbox");
+  vm.virtiofsd_args = config.hypervisor.virtiofsd_args;
   return vm;
 }
 

@@ -46,7 +46,9 @@ class AgentServerTest : public ::testing::Test {
     state_.loaded_modules = {"virtio_console"};
     state_.agent_start_us = 1000;
     state_.listening_us = 5000;
-    server_ = std::make_unique<AgentServer>(&state_, [this] { shutdowns_++; });
+    engine::EngineOptions engine_options;
+    engine_options.cgroup_root = ::testing::TempDir();  // no container is created here
+    server_ = std::make_unique<AgentServer>(&state_, engine_options, [this] { shutdowns_++; });
     ASSERT_TRUE(server_->Start());
     int fds[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
@@ -94,12 +96,43 @@ TEST_F(AgentServerTest, GuestDetailsDescribeTheMachineAndTimings) {
 
 TEST_F(AgentServerTest, LaterRpcsAnswerUnimplementedNotFakeSuccess) {
   grpc::ClientContext context;
+  v1::UpdateInterfaceRequest request;
+  request.mutable_interface()->set_name("eth0");
+  v1::Interface response;
+  auto status = client_->agent().UpdateInterface(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_NE(status.error_message().find("UpdateInterface is not implemented"), std::string::npos);
+}
+
+TEST_F(AgentServerTest, ContainerRpcsValidateTheirInput) {
+  grpc::ClientContext context;
   v1::CreateContainerRequest request;
   request.set_container_id("web");
+  request.set_oci_spec_json("{ not json");
+  request.set_rootfs_path("/run/hull/shared/web/rootfs");
   v1::CreateContainerResponse response;
   auto status = client_->agent().CreateContainer(&context, request, &response);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_NE(status.error_message().find("CreateContainer is not implemented"), std::string::npos);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("config.json"), std::string::npos) << status.error_message();
+
+  grpc::ClientContext escape_context;
+  request.set_oci_spec_json(R"({"ociVersion": "1.0.2", "root": {"path": "rootfs"}, "process": {"args": ["sh"]}})");
+  request.set_rootfs_path("/run/hull/../../etc");
+  status = client_->agent().CreateContainer(&escape_context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("rootfs_path"), std::string::npos) << status.error_message();
+
+  grpc::ClientContext wait_context;
+  v1::WaitProcessRequest wait;
+  wait.set_container_id("nope");
+  v1::WaitProcessResponse waited;
+  status = client_->agent().WaitProcess(&wait_context, wait, &waited);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+
+  grpc::ClientContext bad_id_context;
+  wait.set_container_id("../x");
+  status = client_->agent().WaitProcess(&bad_id_context, wait, &waited);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST_F(AgentServerTest, ShutdownAnswersThenActs) {

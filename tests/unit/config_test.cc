@@ -13,6 +13,10 @@ TEST(ConfigTest, EmptyDocumentGivesDefaults) {
   EXPECT_EQ(config->hypervisor.accel, "auto");
   EXPECT_EQ(config->agent.transport, "auto");
   EXPECT_EQ(config->run_dir, "/run/hull");
+  EXPECT_EQ(config->hypervisor.virtiofsd, "/usr/lib/qemu/virtiofsd");
+  EXPECT_EQ(config->hypervisor.virtiofs_cache, "auto");
+  EXPECT_EQ(config->hypervisor.virtiofsd_sandbox, "namespace");
+  EXPECT_TRUE(config->hypervisor.virtiofsd_args.empty());
 }
 
 TEST(ConfigTest, ReadsEveryKnownKey) {
@@ -32,6 +36,10 @@ memory_mib = 2048
 seccomp_sandbox = false
 kernel_params = "foo=1"
 stop_grace_seconds = 2
+virtiofsd = "/opt/virtiofsd"
+virtiofs_cache = "none"
+virtiofsd_sandbox = "chroot"
+virtiofsd_args = ["-o", "xattr"]
 [agent]
 transport = "serial"
 log_level = "warn"
@@ -45,6 +53,10 @@ boot_timeout_seconds = 30
   EXPECT_EQ(config->hypervisor.memory_mib, 2048u);
   EXPECT_FALSE(config->hypervisor.seccomp_sandbox);
   EXPECT_EQ(config->hypervisor.stop_grace_seconds, 2u);
+  EXPECT_EQ(config->hypervisor.virtiofsd, "/opt/virtiofsd");
+  EXPECT_EQ(config->hypervisor.virtiofs_cache, "none");
+  EXPECT_EQ(config->hypervisor.virtiofsd_sandbox, "chroot");
+  EXPECT_EQ(config->hypervisor.virtiofsd_args, (std::vector<std::string>{"-o", "xattr"}));
   EXPECT_EQ(config->agent.transport, "serial");
   EXPECT_TRUE(config->agent.debug);
   EXPECT_EQ(config->agent.boot_timeout_seconds, 30u);
@@ -64,6 +76,12 @@ TEST(ConfigTest, ErrorsNameTheKey) {
       {"[hypervisor]\nmemroy_mib = 512", "unknown key `hypervisor.memroy_mib`"},
       {"[runtime]\nrun_dir = \"relative\"", "runtime.run_dir: must be an absolute path"},
       {"hypervisor = 3", "`hypervisor` must be a table"},
+      {"[hypervisor]\nvirtiofs_cache = \"never\"", "hypervisor.virtiofs_cache: `never` is not one of: auto, always, none"},
+      {"[hypervisor]\nvirtiofsd_sandbox = \"none\"", "hypervisor.virtiofsd_sandbox: `none` is not one of"},
+      {"[hypervisor]\nvirtiofsd = \"virtiofsd\"", "hypervisor.virtiofsd: must be an absolute path"},
+      {"[hypervisor]\nvirtiofsd_args = \"-o xattr\"", "hypervisor.virtiofsd_args: expected an array of strings"},
+      {"[hypervisor]\nvirtiofsd_args = [\"-o\", 1]", "hypervisor.virtiofsd_args: expected an array of strings"},
+      {"[hypervisor]\nvirtiofsd_args = [\"\"]", "hypervisor.virtiofsd_args: arguments must be non-empty"},
       {"[hypervisor\n", "t.toml: "},
   };
   for (const auto& c : cases) {

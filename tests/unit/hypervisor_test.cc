@@ -7,6 +7,7 @@
 #include "hull/hypervisor/accel.h"
 #include "hull/hypervisor/hypervisor.h"
 #include "hull/hypervisor/kernel_cmdline.h"
+#include "hull/hypervisor/virtiofsd.h"
 #include "qemu/qemu_argv.h"
 
 namespace hull {
@@ -62,6 +63,18 @@ TEST(QemuArgvTest, VsockTcg) {
 }
 TEST(QemuArgvTest, VsockKvm) {
   ExpectGolden("qemu_argv_vsock_kvm.txt", OnePerLine(qemu::BuildQemuArgv(Plan(TransportKind::kVsock, Accel::kKvm))));
+}
+
+TEST(QemuArgvTest, SerialTcgWithSharedDir) {
+  auto plan = Plan(TransportKind::kSerial, Accel::kTcg);
+  plan.virtiofs_socket = "/run/hull/pod1/virtiofsd.sock";
+  plan.virtiofs_tag = kSharedFsTag;
+  ExpectGolden("qemu_argv_serial_tcg_shared_dir.txt", OnePerLine(qemu::BuildQemuArgv(plan)));
+}
+
+TEST(QemuArgvTest, NoVirtioFsDeviceWithoutSharedDir) {
+  auto argv = qemu::BuildQemuArgv(Plan(TransportKind::kSerial, Accel::kTcg));
+  for (const auto& arg : argv) EXPECT_EQ(arg.find("vhost-user-fs"), std::string::npos) << arg;
 }
 
 TEST(QemuArgvTest, SandboxCanBeTurnedOff) {
@@ -129,6 +142,185 @@ TEST(HypervisorTest, LaunchRejectsBadConfigAndLeavesNothing) {
 
   EXPECT_FALSE(MakeHypervisor("firecracker"));
   (void)RemoveTree(run_dir);
+}
+
+// --- virtiofsd ---------------------------------------------------------------
+
+TEST(VirtiofsdTest, ArgvPassesTheSocketAsAnFdAndOptionsInOrder) {
+  VirtiofsdOptions options;
+  options.shared_dir = "/run/hull/pod1/shared";
+  options.socket_path = "/run/hull/pod1/virtiofsd.sock";
+  options.log_path = "/run/hull/pod1/virtiofsd.log";
+  options.extra_args = {"-o", "xattr", "--thread-pool-size=1"};
+  EXPECT_EQ(BuildVirtiofsdArgv(options, 3),
+            (std::vector<std::string>{"/usr/lib/qemu/virtiofsd", "--fd=3", "-o", "source=/run/hull/pod1/shared", "-o",
+                                      "cache=auto", "-o", "sandbox=namespace", "-o", "xattr",
+                                      "--thread-pool-size=1"}));
+  options.cache = VirtiofsCache::kNone;
+  options.sandbox = VirtiofsdSandbox::kChroot;
+  options.extra_args.clear();
+  auto argv = BuildVirtiofsdArgv(options, 7);
+  EXPECT_EQ(argv[1], "--fd=7");
+  EXPECT_EQ(argv[5], "cache=none");
+  EXPECT_EQ(argv[7], "sandbox=chroot");
+  EXPECT_EQ(argv.size(), 8u);
+}
+
+TEST(VirtiofsdTest, CacheAndSandboxNamesRoundTrip) {
+  for (auto cache : {VirtiofsCache::kAuto, VirtiofsCache::kAlways, VirtiofsCache::kNone}) {
+    EXPECT_EQ(*ParseVirtiofsCache(VirtiofsCacheName(cache)), cache);
+  }
+  auto never = ParseVirtiofsCache("never");
+  ASSERT_FALSE(never);
+  EXPECT_NE(never.error().ToString().find("expected auto, always or none"), std::string::npos);
+  for (auto sandbox : {VirtiofsdSandbox::kNamespace, VirtiofsdSandbox::kChroot}) {
+    EXPECT_EQ(*ParseVirtiofsdSandbox(VirtiofsdSandboxName(sandbox)), sandbox);
+  }
+  EXPECT_FALSE(ParseVirtiofsdSandbox("none"));
+}
+
+// Fake virtiofsd binaries (shell scripts) drive the failure paths without
+// root or QEMU; tests/vm runs the real one.
+class VirtiofsdStartTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/hull-virtiofsd-" + RandomHex(4);
+    ASSERT_TRUE(MakeDirs(dir_ + "/shared"));
+    options_.shared_dir = dir_ + "/shared";
+    options_.socket_path = dir_ + "/virtiofsd.sock";
+    options_.log_path = dir_ + "/virtiofsd.log";
+    // The namespace sandbox's bind mount needs root; tests/vm covers it.
+    options_.sandbox = VirtiofsdSandbox::kChroot;
+  }
+  void TearDown() override { (void)RemoveTree(dir_); }
+
+  std::string FakeBinary(const std::string& script) {
+    std::string path = dir_ + "/fake-virtiofsd-" + RandomHex(3);
+    EXPECT_TRUE(WriteFile(path, "#!/bin/sh\n" + script + "\n", 0755));
+    return path;
+  }
+
+  Error StartFails() {
+    auto started = Virtiofsd::Start(options_);
+    EXPECT_FALSE(started);
+    EXPECT_FALSE(PathExists(options_.socket_path)) << "socket left behind";
+    return started ? Error(ErrorCode::kOk, "") : started.error();
+  }
+
+  std::string dir_;
+  VirtiofsdOptions options_;
+};
+
+TEST_F(VirtiofsdStartTest, MissingBinaryIsNamed) {
+  options_.binary = dir_ + "/no-such-virtiofsd";
+  Error error = StartFails();
+  EXPECT_EQ(error.code(), ErrorCode::kFailedPrecondition);
+  EXPECT_NE(error.ToString().find("virtiofsd binary `" + options_.binary + "` is missing"), std::string::npos)
+      << error.ToString();
+}
+
+TEST_F(VirtiofsdStartTest, SharedDirMustBeAnExistingAbsoluteDirectory) {
+  options_.binary = FakeBinary("exit 0");
+  options_.shared_dir = dir_ + "/missing";
+  Error missing = StartFails();
+  EXPECT_EQ(missing.code(), ErrorCode::kNotFound);
+  EXPECT_NE(missing.ToString().find("shared directory `" + options_.shared_dir + "`"), std::string::npos)
+      << missing.ToString();
+
+  options_.shared_dir = "relative/dir";
+  EXPECT_NE(StartFails().ToString().find("`relative/dir` is not an absolute path"), std::string::npos);
+
+  options_.shared_dir = options_.binary;
+  EXPECT_NE(StartFails().ToString().find("is not a directory"), std::string::npos);
+
+  ASSERT_TRUE(MakeDirs(dir_ + "/a,b"));
+  options_.shared_dir = dir_ + "/a,b";
+  EXPECT_NE(StartFails().ToString().find("contains a comma"), std::string::npos);
+}
+
+TEST_F(VirtiofsdStartTest, ArgumentsHullManagesAreRefused) {
+  options_.binary = FakeBinary("exit 0");
+  for (std::vector<std::string> args : {std::vector<std::string>{"--socket-path=/tmp/x"},
+                                        {"--fd=9"},
+                                        {"--daemonize"},
+                                        {"-o", "source=/"},
+                                        {"-o", "xattr,source=/"}}) {
+    options_.extra_args = args;
+    Error error = StartFails();
+    EXPECT_EQ(error.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(error.ToString().find("is managed by hull"), std::string::npos) << error.ToString();
+  }
+}
+
+TEST_F(VirtiofsdStartTest, EarlyExitReportsTheLogTail) {
+  options_.binary = FakeBinary("echo 'fuse: unknown option(s): `-o bogus'\'' >&2; exit 1");
+  Error error = StartFails();
+  EXPECT_EQ(error.code(), ErrorCode::kFailedPrecondition);
+  EXPECT_NE(error.ToString().find("virtiofsd exited with code 1 before it was ready: fuse: unknown option(s)"),
+            std::string::npos)
+      << error.ToString();
+}
+
+TEST_F(VirtiofsdStartTest, HangingStartupTimesOutAndIsKilled) {
+  options_.binary = FakeBinary("echo starting; exec sleep 30");
+  options_.startup_timeout = std::chrono::milliseconds(300);
+  auto started_at = std::chrono::steady_clock::now();
+  Error error = StartFails();
+  EXPECT_LT(std::chrono::steady_clock::now() - started_at, std::chrono::seconds(5));
+  EXPECT_EQ(error.code(), ErrorCode::kDeadlineExceeded);
+  EXPECT_NE(error.ToString().find("did not start listening within 300 ms"), std::string::npos) << error.ToString();
+  EXPECT_NE(error.ToString().find("starting"), std::string::npos) << error.ToString();
+}
+
+TEST_F(VirtiofsdStartTest, ExistingSocketPathIsNotTakenOver) {
+  options_.binary = FakeBinary("exit 0");
+  ASSERT_TRUE(WriteFile(options_.socket_path, "someone else's"));
+  auto started = Virtiofsd::Start(options_);
+  ASSERT_FALSE(started);
+  EXPECT_NE(started.error().ToString().find("bind `" + options_.socket_path + "`"), std::string::npos)
+      << started.error().ToString();
+}
+
+TEST(HypervisorTest, LaunchWithAMissingSharedDirFailsAndLeavesNothing) {
+  std::string run_dir = ::testing::TempDir() + "/hull-run-" + RandomHex(4);
+  auto hypervisor = MakeHypervisor("qemu");
+  ASSERT_TRUE(hypervisor);
+  VmConfig config;
+  config.id = "shared";
+  config.run_dir = run_dir;
+  config.hypervisor_path = "/bin/true";
+  config.kernel = "/etc/hostname";
+  config.initrd = "/etc/hostname";
+  config.shared_dir = run_dir + "/no-such-dir";
+  auto vm = (*hypervisor)->Launch(config);
+  ASSERT_FALSE(vm);
+  EXPECT_NE(vm.error().ToString().find("shared directory `" + config.shared_dir + "`"), std::string::npos)
+      << vm.error().ToString();
+  EXPECT_FALSE(PathExists(run_dir + "/shared"));
+
+  config.share_dir = true;  // and a shared_dir as well
+  vm = (*hypervisor)->Launch(config);
+  ASSERT_FALSE(vm);
+  EXPECT_EQ(vm.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(vm.error().ToString().find("share_dir and shared_dir exclude each other"), std::string::npos)
+      << vm.error().ToString();
+  (void)RemoveTree(run_dir);
+}
+
+TEST(HypervisorTest, VmConfigCarriesTheVirtiofsdSettings) {
+  Config config;
+  config.hypervisor.accel = "tcg";
+  config.hypervisor.virtiofsd = "/opt/virtiofsd";
+  config.hypervisor.virtiofs_cache = "always";
+  config.hypervisor.virtiofsd_sandbox = "chroot";
+  config.hypervisor.virtiofsd_args = {"-o", "xattr"};
+  auto vm = VmConfigFromConfig(config, "pod1");
+  ASSERT_TRUE(vm) << vm.error().ToString();
+  EXPECT_EQ(vm->virtiofsd_path, "/opt/virtiofsd");
+  EXPECT_EQ(vm->virtiofs_cache, VirtiofsCache::kAlways);
+  EXPECT_EQ(vm->virtiofsd_sandbox, VirtiofsdSandbox::kChroot);
+  EXPECT_EQ(vm->virtiofsd_args, (std::vector<std::string>{"-o", "xattr"}));
+  EXPECT_TRUE(vm->shared_dir.empty()) << "what to share is the caller's choice";
 }
 
 }  // namespace

@@ -85,17 +85,16 @@ int RunCheck(const CheckOptions& options) {
     report.Line(Verdict::kFail, "qemu", version.error().ToString());
   }
 
-  std::string virtiofsd;
-  for (const char* candidate : {"/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd"}) {
-    if (IsExecutable(candidate)) {
-      virtiofsd = candidate;
-      break;
-    }
+  const std::string& virtiofsd = config->hypervisor.virtiofsd;
+  if (!IsExecutable(virtiofsd)) {
+    report.Line(Verdict::kWarn, "virtiofsd",
+                virtiofsd + " is missing (needed to share container root filesystems; "
+                            "apt-get install qemu-system-common, or set [hypervisor] virtiofsd)");
+  } else if (auto version = ProgramVersion(virtiofsd); version) {
+    report.Line(Verdict::kOk, "virtiofsd", virtiofsd + ": " + *version);
+  } else {
+    report.Line(Verdict::kWarn, "virtiofsd", version.error().ToString());
   }
-  report.Line(virtiofsd.empty() ? Verdict::kWarn : Verdict::kOk, "virtiofsd",
-              virtiofsd.empty() ? "not found (needed to share container root filesystems; "
-                                  "apt-get install qemu-system-common)"
-                                : virtiofsd);
 
   auto vm = VmConfigFromConfig(*config, "check");
   if (vm) {

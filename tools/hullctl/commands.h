@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "hull/core/config.h"
 
@@ -33,5 +34,19 @@ struct PingOptions {
 // Boots a VM, asks the agent for its details, prints them and the time from
 // QEMU launch to the agent's first answer, and shuts the VM down.
 int RunVmPing(const PingOptions& options);
+
+struct RunOptions {
+  std::string config_path;
+  std::string bundle;   // a runc-style bundle: config.json + rootfs
+  std::string rootfs;   // or a bare root filesystem, wrapped in the default spec
+  bool tty = false;
+  std::string memory;   // VM memory: "512M", "1G", or MiB
+  std::optional<uint32_t> cpus;
+  std::string name;     // container (and VM) id; default run-<random>
+  std::vector<std::string> args;  // overrides process.args
+};
+// Runs the container in a fresh VM with stdio attached; returns its exit
+// status (the code, or 128+signal), or 125 when hull itself failed.
+int RunContainer(const RunOptions& options);
 
 }  // namespace hull::hullctl

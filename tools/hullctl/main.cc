@@ -30,6 +30,16 @@ int main(int argc, char** argv) {
   ping_cmd->add_flag("--until-poweroff", ping.until_poweroff,
                      "do not contact the agent; time launch until the guest powers off (benchmark floor)");
 
+  hull::hullctl::RunOptions run;
+  auto* run_cmd = app.add_subcommand("run", "run an OCI bundle (or a root filesystem) in a fresh microVM");
+  run_cmd->add_option("--bundle", run.bundle, "bundle directory: config.json and its rootfs (as runc takes)");
+  run_cmd->add_option("--rootfs", run.rootfs, "a root filesystem directory, run with the default spec");
+  run_cmd->add_flag("-t,--tty", run.tty, "allocate a terminal (raw mode, window size follows)");
+  run_cmd->add_option("--memory", run.memory, "VM memory, e.g. 512M or 1G");
+  run_cmd->add_option("--cpus", run.cpus, "VM vCPUs")->check(CLI::Range(1, 255));
+  run_cmd->add_option("--name", run.name, "container id (default: run-<random>)");
+  run_cmd->add_option("command", run.args, "command and arguments (after --), replacing process.args");
+
   CLI11_PARSE(app, argc, argv);
 
   const char* env_level = std::getenv("HULL_LOG_LEVEL");
@@ -39,6 +49,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (check->parsed()) return hull::hullctl::RunCheck({config_path});
+  if (run_cmd->parsed()) {
+    run.config_path = config_path;
+    return hull::hullctl::RunContainer(run);
+  }
   if (ping_cmd->parsed()) {
     ping.config_path = config_path;
     return hull::hullctl::RunVmPing(ping);

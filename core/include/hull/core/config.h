@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "hull/core/error.h"
 
@@ -23,6 +24,10 @@ struct HypervisorConfig {
   bool seccomp_sandbox = true;                         // [hypervisor] seccomp_sandbox
   std::string kernel_params;                           // [hypervisor] kernel_params
   uint32_t stop_grace_seconds = 5;                     // [hypervisor] stop_grace_seconds
+  std::string virtiofsd = "/usr/lib/qemu/virtiofsd";   // [hypervisor] virtiofsd
+  std::string virtiofs_cache = "auto";                 // [hypervisor] virtiofs_cache: auto | always | none
+  std::string virtiofsd_sandbox = "namespace";         // [hypervisor] virtiofsd_sandbox: namespace | chroot
+  std::vector<std::string> virtiofsd_args;             // [hypervisor] virtiofsd_args
 };
 
 struct AgentConfig {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "hull/core/config.h"
 #include "hull/core/error.h"
@@ -16,8 +17,14 @@
 #include "hull/core/process.h"
 #include "hull/core/transport.h"
 #include "hull/hypervisor/accel.h"
+#include "hull/hypervisor/virtiofsd.h"
 
 namespace hull {
+
+// The virtio-fs tag of the VM's shared directory. The guest mounts it with
+//   mount("hull-shared", <target>, "virtiofs", 0, nullptr)
+// (the virtiofs module must be loaded first).
+inline constexpr char kSharedFsTag[] = "hull-shared";
 
 // Everything needed to boot one VM. Built from the configuration plus the
 // caller's overrides; validated by the backend before anything is created.
@@ -36,6 +43,19 @@ struct VmConfig {
   std::string agent_log_level = "info";
   bool agent_debug = false;
   std::string extra_kernel_params;
+
+  // A host directory shared into the guest with virtio-fs under kSharedFsTag,
+  // served by a virtiofsd the VM owns; empty = no virtio-fs device. Must be an
+  // absolute path to an existing directory: the only host path the guest can
+  // reach. The caller owns it: the VM never removes it.
+  std::string shared_dir;
+  // Instead of naming one: hull creates <state_dir>/shared (0755) and shares
+  // it; it goes with the state directory. Excludes `shared_dir`.
+  bool share_dir = false;
+  std::string virtiofsd_path = kDefaultVirtiofsdPath;
+  VirtiofsCache virtiofs_cache = VirtiofsCache::kAuto;
+  VirtiofsdSandbox virtiofsd_sandbox = VirtiofsdSandbox::kNamespace;
+  std::vector<std::string> virtiofsd_args;
 };
 
 // Why a VM is no longer running.
@@ -45,17 +65,25 @@ struct VmExit {
   bool expected = false;     // true when hull asked for it (Stop, agent Shutdown)
 };
 
-// One running VM. Not copyable; destroying it stops the VM (no grace) and
-// removes its state directory, so a VM never outlives its owner by accident.
-// Methods are safe to call from any thread.
+// One running VM. Not copyable; destroying it stops the VM (no grace), its
+// virtiofsd, and removes its state directory, so a VM never outlives its owner
+// by accident. Methods are safe to call from any thread.
+//
+// A VM with a shared_dir owns the virtiofsd serving it. If virtiofsd dies while
+// the VM runs, the guest's shared directory stops answering (QEMU keeps
+// running): that is logged as a warning and, should the VM die afterwards,
+// named in its exit reason.
 class Vm {
  public:
   virtual ~Vm() = default;
 
   virtual const std::string& id() const = 0;
-  // The VM's state directory, /run/hull/<id>.
+  // The VM's state directory, /run/hull/<id>: QMP, agent and virtiofsd
+  // sockets, console, QEMU and virtiofsd logs.
   virtual const std::string& state_dir() const = 0;
   virtual std::string console_log_path() const = 0;
+  // The host directory shared with the guest (tag kSharedFsTag), "" if none.
+  virtual const std::string& shared_dir() const = 0;
   virtual pid_t pid() const = 0;
   // When the hypervisor process was started.
   virtual std::chrono::steady_clock::time_point launched_at() const = 0;
@@ -77,7 +105,12 @@ class Vm {
 
   // Stops the VM: waits up to `grace` for it to stop by itself (callers ask
   // the agent to power off first), then asks the hypervisor to quit, then
-  // kills it. Always reaps the process and removes the state directory.
+  // kills it. Always reaps the process; then stops the VM's virtiofsd, if it
+  // has one (detaching the shared directory's bind mount, and with it what
+  // was mounted through it), and removes the state directory -- unless
+  // something is still mounted under it: then it is left, with a warning,
+  // rather than deleted through the mount. Callers unmount what they mounted
+  // before Stop.
   virtual VmExit Stop(std::chrono::milliseconds grace) = 0;
 };
 
@@ -85,8 +118,9 @@ class Hypervisor {
  public:
   virtual ~Hypervisor() = default;
   virtual std::string_view name() const = 0;
-  // Validates `config`, creates the state directory and starts the VM.
-  // On any error nothing is left behind (no process, socket or directory).
+  // Validates `config`, creates the state directory, starts virtiofsd (when
+  // config.shared_dir or share_dir is set) and then the VM. On any error nothing is left
+  // behind (no virtiofsd or hypervisor process, socket or directory).
   virtual Result<std::unique_ptr<Vm>> Launch(const VmConfig& config) = 0;
 };
 
@@ -96,7 +130,8 @@ Result<std::unique_ptr<Hypervisor>> MakeHypervisor(std::string_view backend);
 // Builds a VmConfig from the configuration: resolves the accelerator, the
 // transport ("auto": vsock where /dev/vhost-vsock exists, else serial) and
 // the guest assets ("" = next to the binary: <bin>/../guest/, then
-// /usr/share/hull/guest/).
+// /usr/share/hull/guest/), and the virtiofsd settings. shared_dir stays empty:
+// what to share is the caller's decision, per VM.
 Result<VmConfig> VmConfigFromConfig(const Config& config, std::string id);
 
 // Where the guest assets are when the configuration does not say.

@@ -1,0 +1,15 @@
+# libFuzzer target for the OCI spec parser (core/src/oci_spec.cc), compiled
+# from source so it carries the fuzzer's instrumentation. Include it from
+# tests/CMakeLists.txt after fuzz/fuzz.cmake, which defines hull_add_fuzzer().
+if(NOT HULL_BUILD_FUZZERS)
+  return()
+endif()
+
+get_filename_component(HULL_OCI_FUZZ_SOURCE_ROOT "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
+
+hull_add_fuzzer(oci_spec_fuzz
+  TEST fuzz_oci_spec
+  CORPUS ${CMAKE_CURRENT_LIST_DIR}/corpus/oci
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/oci_spec_fuzz.cc
+          ${HULL_OCI_FUZZ_SOURCE_ROOT}/core/src/oci_spec.cc
+  LIBRARIES hull_core nlohmann_json::nlohmann_json)

@@ -1,0 +1,309 @@
+// `hullctl run` end to end, and differential tests against runc: the same
+// bundle, built here from Debian's busybox-static, must behave the same.
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "bundle.h"
+#include "hull/core/process.h"
+#include "hull/core/syscall.h"
+
+namespace hull {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr char kQemu[] = "/usr/bin/qemu-system-x86_64";
+constexpr char kRunc[] = "/usr/sbin/runc";
+
+struct Outcome {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+class RunTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (mounts the bundle into the VM's shared directory)";
+    if (!IsExecutable(kQemu)) GTEST_SKIP() << "QEMU is not installed";
+    if (!IsExecutable(testing::kBusybox)) GTEST_SKIP() << "busybox-static is not installed (/bin/busybox)";
+    ASSERT_TRUE(PathExists(std::string(HULL_GUEST_DIR) + "/initrd.img")) << "guest image missing";
+    scratch_ = ::testing::TempDir() + "/hull-run-" + RandomHex(4);
+    ASSERT_TRUE(MakeDirs(scratch_ + "/run"));
+    config_ = scratch_ + "/config.toml";
+    ASSERT_TRUE(WriteFile(config_, "[runtime]\nrun_dir = \"" + scratch_ + "/run\"\n"
+                                   "[hypervisor]\nkernel = \"" + HULL_GUEST_DIR + "/vmlinuz\"\n"
+                                   "initrd = \"" + HULL_GUEST_DIR + "/initrd.img\"\n"));
+  }
+
+  void TearDown() override {
+    if (scratch_.empty()) return;
+    EXPECT_TRUE(RunDirEmpty()) << "hullctl run left state behind";
+    (void)RemoveTree(scratch_);
+  }
+
+  bool RunDirEmpty() {
+    DIR* dir = opendir((scratch_ + "/run").c_str());
+    if (dir == nullptr) return true;
+    int entries = 0;
+    while (dirent* e = readdir(dir)) entries += e->d_name[0] != '.';
+    closedir(dir);
+    return entries == 0;
+  }
+
+  std::string Bundle(const oci::Spec& spec) {
+    std::string bundle = scratch_ + "/bundle-" + RandomHex(3);
+    auto made = testing::MakeBundle(bundle, spec);
+    EXPECT_TRUE(made) << made.error().ToString();
+    return bundle;
+  }
+
+  // Runs a command with stdin from `stdin_path` (or /dev/null); `during`
+  // runs while it does.
+  Outcome Run(std::vector<std::string> argv, const std::string& stdin_path = "/dev/null",
+              std::function<void(pid_t)> during = nullptr) {
+    std::string out = scratch_ + "/out-" + RandomHex(3), err = scratch_ + "/err-" + RandomHex(3);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int in = ::open(stdin_path.c_str(), O_RDONLY);
+      int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      ::dup2(in, 0);
+      ::dup2(o, 1);
+      ::dup2(e, 2);
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      ::execv(args[0], args.data());
+      ::_exit(126);
+    }
+    if (during) during(pid);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    Outcome outcome;
+    outcome.code = ExitStatus::FromWaitStatus(status).ShellCode();
+    outcome.out = ReadFile(out).value_or("");
+    outcome.err = ReadFile(err).value_or("");
+    ::unlink(out.c_str());
+    ::unlink(err.c_str());
+    return outcome;
+  }
+
+  Outcome Hull(const std::string& bundle, std::vector<std::string> extra = {}, const std::string& stdin_path = "/dev/null",
+               std::function<void(pid_t)> during = nullptr) {
+    std::vector<std::string> argv = {HULL_HULLCTL, "--config", config_, "run", "--bundle", bundle};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return Run(argv, stdin_path, during);
+  }
+
+  Outcome Runc(const std::string& bundle, std::function<void(const std::string& id)> during = nullptr) {
+    if (!IsExecutable(kRunc)) return {};
+    std::string id = "diff-" + RandomHex(4);
+    std::vector<std::string> argv = {kRunc, "--root", scratch_ + "/runc-root", "run", "--bundle", bundle, id};
+    return Run(argv, "/dev/null", during ? [&](pid_t) { during(id); } : std::function<void(pid_t)>());
+  }
+
+  void RequireRunc() {
+    if (!IsExecutable(kRunc)) GTEST_SKIP() << "runc is not installed: the differential tests compare against it";
+  }
+
+  std::string scratch_;
+  std::string config_;
+};
+
+// One bundle, many facts: identity, hostname, capabilities, limits, cwd,
+// environment, PID 1, read-only root and masked paths, as runc shows them.
+TEST_F(RunTest, BehavesLikeRuncForTheDefaultSpec) {
+  RequireRunc();
+  oci::Spec spec = testing::TestSpec({"sh", "-c",
+                                      "id; hostname; grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status; "
+                                      "ulimit -n; pwd; env | sort; tr '\\0' ' ' < /proc/1/cmdline; echo; "
+                                      "touch /rootfs-write 2>/dev/null; echo root-write=$?; "
+                                      "echo timer_list=$(wc -c < /proc/timer_list)"});
+  spec.root.readonly = true;
+  std::string bundle = Bundle(spec);
+  Outcome runc = Runc(bundle);
+  Outcome hull = Hull(bundle);
+  ASSERT_EQ(runc.code, 0) << runc.err;
+  ASSERT_EQ(hull.code, 0) << hull.err;
+  EXPECT_EQ(hull.out, runc.out) << "--- runc stderr ---\n" << runc.err << "--- hull stderr ---\n" << hull.err;
+  EXPECT_NE(hull.out.find("uid=0(root) gid=0(root)"), std::string::npos) << hull.out;
+  EXPECT_NE(hull.out.find("\nhull\n"), std::string::npos);
+  EXPECT_NE(hull.out.find("sh -c id; hostname"), std::string::npos) << "init is PID 1";
+  EXPECT_NE(hull.out.find("root-write=1"), std::string::npos) << "a read-only root refuses writes";
+  EXPECT_NE(hull.out.find("timer_list=0"), std::string::npos) << "a masked path reads empty";
+  EXPECT_NE(hull.out.find("NoNewPrivs:\t1"), std::string::npos);
+}
+
+TEST_F(RunTest, ExitCodePropagates) {
+  RequireRunc();
+  std::string bundle = Bundle(testing::TestSpec({"sh", "-c", "echo bye; exit 42"}));
+  Outcome runc = Runc(bundle);
+  Outcome hull = Hull(bundle);
+  EXPECT_EQ(runc.code, 42);
+  EXPECT_EQ(hull.code, 42) << hull.err;
+  EXPECT_EQ(hull.out, "bye\n");
+}
+
+TEST_F(RunTest, SigkillGives137) {
+  RequireRunc();
+  std::string bundle = Bundle(testing::TestSpec({"sh", "-c", "echo started; sleep 600"}));
+  Outcome runc = Runc(bundle, [&](const std::string& id) {
+    for (int i = 0; i < 100; ++i) {
+      std::this_thread::sleep_for(milliseconds(100));
+      auto killer = Child::Spawn({.argv = {kRunc, "--root", scratch_ + "/runc-root", "kill", id, "KILL"}});
+      if (killer && killer->Wait()->success()) return;
+    }
+  });
+  // hullctl forwards the first SIGTERM (PID 1 ignores it, as under runc) and
+  // turns a second interrupt into SIGKILL.
+  Outcome hull = Hull(bundle, {}, "/dev/null", [&](pid_t pid) {
+    for (int i = 0; i < 600 && RunDirEmpty(); ++i) std::this_thread::sleep_for(milliseconds(50));
+    std::this_thread::sleep_for(seconds(6));  // boot + start
+    ::kill(pid, SIGTERM);
+    std::this_thread::sleep_for(milliseconds(500));
+    ::kill(pid, SIGTERM);
+  });
+  EXPECT_EQ(runc.code, 137);
+  EXPECT_EQ(hull.code, 137) << hull.err;
+  EXPECT_EQ(hull.out, "started\n");
+}
+
+TEST_F(RunTest, SeccompRuleReturnsItsErrno) {
+  RequireRunc();
+  oci::Spec spec = testing::TestSpec({"sh", "-c", "mkdir /tmp/denied; echo mkdir=$?; grep Seccomp: /proc/self/status"});
+  oci::Seccomp seccomp;
+  seccomp.default_action = "SCMP_ACT_ALLOW";
+  seccomp.architectures = {"SCMP_ARCH_X86_64"};
+  oci::SeccompSyscall rule;
+  rule.names = {"mkdir", "mkdirat"};
+  rule.action = "SCMP_ACT_ERRNO";
+  rule.errno_ret = 13;  // EACCES
+  seccomp.syscalls.push_back(rule);
+  spec.linux->seccomp = seccomp;
+  std::string bundle = Bundle(spec);
+  Outcome runc = Runc(bundle);
+  Outcome hull = Hull(bundle);
+  EXPECT_EQ(hull.code, 0) << hull.err;
+  EXPECT_EQ(hull.out, runc.out);
+  EXPECT_EQ(hull.err, runc.err);
+  EXPECT_NE(hull.err.find("Permission denied"), std::string::npos) << hull.err;
+  EXPECT_NE(hull.out.find("mkdir=1"), std::string::npos);
+  EXPECT_NE(hull.out.find("Seccomp:\t2"), std::string::npos);
+}
+
+TEST_F(RunTest, MemoryLimitIsTheSpecLimit) {
+  RequireRunc();
+  oci::Spec spec = testing::TestSpec(
+      {"sh", "-c", "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"});
+  oci::Resources resources;
+  oci::MemoryResources memory;
+  memory.limit = 64ll << 20;
+  resources.memory = memory;
+  spec.linux->resources = resources;
+  // With a cgroup namespace the container's cgroup is the root of what it
+  // mounts at /sys/fs/cgroup (as Docker sets it up on cgroup v2).
+  spec.linux->namespaces.push_back({"cgroup", ""});
+  std::string bundle = Bundle(spec);
+  Outcome runc = Runc(bundle);
+  Outcome hull = Hull(bundle);
+  EXPECT_EQ(runc.out, "67108864\n") << runc.err;
+  EXPECT_EQ(hull.out, "67108864\n") << hull.err;
+}
+
+TEST_F(RunTest, MissingCommandExits127WithRuncsMessage) {
+  std::string bundle = Bundle(testing::TestSpec({"no-such-command"}));
+  Outcome hull = Hull(bundle);
+  EXPECT_EQ(hull.code, 127);
+  EXPECT_NE(hull.err.find("exec: \"no-such-command\": executable file not found in $PATH"), std::string::npos)
+      << hull.err;
+}
+
+// --- IO -----------------------------------------------------------------------
+
+TEST_F(RunTest, TenMebibytesWrittenJustBeforeExitArriveWhole) {
+  std::string bundle = Bundle(testing::TestSpec(
+      {"sh", "-c", "head -c 10485760 /dev/urandom > /tmp/data; sha256sum /tmp/data >&2; cat /tmp/data"}));
+  Outcome hull = Hull(bundle);
+  ASSERT_EQ(hull.code, 0) << hull.err;
+  ASSERT_EQ(hull.out.size(), 10485760u);
+  std::string copy = scratch_ + "/copy";
+  ASSERT_TRUE(WriteFile(copy, hull.out));
+  Outcome local = Run({"/usr/bin/sha256sum", copy});
+  // stderr carries only the guest's checksum: the streams stay separate.
+  EXPECT_EQ(hull.err.substr(0, 64), local.out.substr(0, 64));
+  EXPECT_NE(hull.err.find("/tmp/data"), std::string::npos);
+}
+
+TEST_F(RunTest, StdinRoundTripsThroughCat) {
+  std::string input = scratch_ + "/input";
+  Outcome made = Run({"/usr/bin/head", "-c", "10485760", "/dev/urandom"});
+  ASSERT_TRUE(WriteFile(input, made.out));
+  std::string bundle = Bundle(testing::TestSpec({"cat"}));
+  Outcome hull = Hull(bundle, {}, input);
+  ASSERT_EQ(hull.code, 0) << hull.err;
+  EXPECT_EQ(hull.out.size(), made.out.size());
+  EXPECT_TRUE(hull.out == made.out) << "stdin did not round-trip";
+}
+
+TEST_F(RunTest, RootfsAndCommandFromTheCommandLine) {
+  std::string rootfs = scratch_ + "/plain-rootfs";
+  ASSERT_TRUE(testing::MakeBusyboxRootfs(rootfs));
+  Outcome hull = Run({HULL_HULLCTL, "--config", config_, "run", "--rootfs", rootfs, "--", "sh", "-c",
+                      "echo written > /from-guest; cat /proc/1/cmdline | tr '\\0' ' '"});
+  ASSERT_EQ(hull.code, 0) << hull.err;
+  EXPECT_EQ(hull.out, "sh -c echo written > /from-guest; cat /proc/1/cmdline | tr '\\0' ' ' ");
+  // Writes by the container land in the host directory (virtio-fs).
+  EXPECT_EQ(ReadFile(rootfs + "/from-guest").value_or(""), "written\n");
+}
+
+// --- bad input ---------------------------------------------------------------------
+
+TEST_F(RunTest, BadBundlesFailClearlyAndLeaveNothing) {
+  std::string empty = scratch_ + "/empty-bundle";
+  ASSERT_TRUE(MakeDirs(empty));
+  Outcome missing = Hull(empty);
+  EXPECT_EQ(missing.code, 125);
+  EXPECT_NE(missing.err.find("config.json"), std::string::npos) << missing.err;
+
+  ASSERT_TRUE(WriteFile(empty + "/config.json", "{ not json"));
+  Outcome invalid = Hull(empty);
+  EXPECT_EQ(invalid.code, 125);
+  EXPECT_NE(invalid.err.find("config.json"), std::string::npos) << invalid.err;
+
+  oci::Spec future = testing::TestSpec({"true"});
+  future.oci_version = "2.0.0";
+  std::string future_bundle = Bundle(future);
+  Outcome version = Hull(future_bundle);
+  EXPECT_EQ(version.code, 125);
+  EXPECT_NE(version.err.find("ociVersion `2.0.0` is not supported"), std::string::npos) << version.err;
+
+  oci::Spec no_rootfs = testing::TestSpec({"true"});
+  no_rootfs.root.path = "missing-rootfs";
+  Outcome rootfs = Hull(Bundle(no_rootfs));
+  EXPECT_EQ(rootfs.code, 125);
+  EXPECT_NE(rootfs.err.find("missing-rootfs"), std::string::npos) << rootfs.err;
+
+  oci::Spec impossible = testing::TestSpec({"true"});
+  oci::Resources resources;
+  oci::CpuResources cpu;
+  cpu.cpus = "63";  // the VM has one vCPU
+  resources.cpu = cpu;
+  impossible.linux->resources = resources;
+  Outcome cpus = Hull(Bundle(impossible));
+  EXPECT_EQ(cpus.code, 125);
+  EXPECT_NE(cpus.err.find("cpuset.cpus"), std::string::npos) << cpus.err;
+}
+
+}  // namespace
+}  // namespace hull
