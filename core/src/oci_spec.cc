@@ -1093,6 +1093,10 @@ Spec DefaultSpec(std::vector<std::string> args, bool terminal) {
   return spec;
 }
 
+std::string SerializeOciProcess(const Process& process) {
+  return WriteProcess(process).dump(1, '\t', false, OrderedJson::error_handler_t::replace);
+}
+
 std::string SerializeOciSpec(const Spec& spec) {
   OrderedJson out = {{"ociVersion", spec.oci_version}};
   if (spec.process) out["process"] = WriteProcess(*spec.process);

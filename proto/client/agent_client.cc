@@ -41,6 +41,9 @@ Result<std::unique_ptr<AgentClient>> AgentClient::Connect(const Dialer& dial, Cl
     if (!fd) return std::move(fd).error().Wrap("connect to the agent");
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(16 << 20);
+    // A large receive window: the transport is slow to round-trip under
+    // emulation, and a 64 KiB window caps output streams at window/RTT.
+    args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8 << 20);
     auto channel = grpc::CreateCustomInsecureChannelFromFd("hull-agent", fd->release(), args);
     std::unique_ptr<AgentClient> client(new AgentClient(std::move(channel)));
     auto remaining = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());

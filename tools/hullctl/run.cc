@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
@@ -25,6 +24,7 @@
 #include "hull/core/oci_spec.h"
 #include "hull/core/syscall.h"
 #include "hull/hypervisor/hypervisor.h"
+#include "session.h"
 
 namespace hull::hullctl {
 
@@ -34,8 +34,6 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 namespace {
-
-constexpr char kGuestSharedDir[] = "/run/hull/shared";
 
 // The bundle to run, resolved on the host before anything is started.
 struct Bundle {
@@ -161,85 +159,27 @@ int RunContainer(const RunOptions& options) {
   std::string id = options.name.empty() ? "run-" + RandomHex(6) : options.name;
   if (auto valid = ValidateId("container", id); !valid) return fail(valid.error());
 
-  auto vm_config = VmConfigFromConfig(*config, id);
-  if (!vm_config) return fail(vm_config.error());
-  vm_config->share_dir = true;
-  auto hypervisor = MakeHypervisor(config->hypervisor.backend);
-  if (!hypervisor) return fail(hypervisor.error());
-  auto launched = (*hypervisor)->Launch(*vm_config);
-  if (!launched) return fail(launched.error());
-  std::unique_ptr<Vm> vm = std::move(*launched);
-
-  // From here on, every path ends in Teardown.
-  std::string host_rootfs_mount = vm->shared_dir() + "/" + id + "/rootfs";
-  std::unique_ptr<AgentClient> client;
-  bool container_created = false;
-  auto teardown = [&] {
-    if (client) {
-      if (container_created) {
-        grpc::ClientContext context;
-        context.set_deadline(std::chrono::system_clock::now() + seconds(10));
-        v1::RemoveContainerRequest request;
-        request.set_container_id(id);
-        request.set_force(true);
-        v1::RemoveContainerResponse response;
-        (void)client->agent().RemoveContainer(&context, request, &response);
-      }
-      vm->ExpectExit();
-      (void)client->Shutdown(true, seconds(5));
-      client.reset();
-    }
-    vm->Stop(seconds(config->hypervisor.stop_grace_seconds));
-  };
-  auto fail_vm = [&](const Error& error, int code = 125) {
-    teardown();
+  auto opened = Session::Open(*config, id);
+  if (!opened) return fail(opened.error());
+  std::unique_ptr<Session> session = std::move(*opened);
+  auto fail_session = [&](const Error& error, int code = 125) {
+    session->Close();
     return fail(error, code);
   };
-
-  if (auto made = MakeDirs(host_rootfs_mount, 0755); !made) return fail_vm(made.error());
-  if (::mount(bundle->rootfs.c_str(), host_rootfs_mount.c_str(), nullptr, MS_BIND | MS_REC, nullptr) < 0) {
-    return fail_vm(Error::FromErrno(errno, "share the root filesystem `" + bundle->rootfs + "`"));
-  }
-
-  auto deadline = vm->launched_at() + seconds(config->agent.boot_timeout_seconds);
-  Vm* raw_vm = vm.get();
-  auto connected = AgentClient::Connect([raw_vm](Clock::time_point d) { return raw_vm->ConnectAgent(d); }, deadline);
-  if (!connected) return fail_vm(connected.error());
-  client = std::move(*connected);
-
-  {
-    grpc::ClientContext context;
-    v1::CreateSandboxRequest request;
-    request.set_sandbox_id(id);
-    auto* storage = request.add_storages();
-    storage->set_driver("virtiofs");
-    storage->set_source(std::string(kSharedFsTag));
-    storage->set_mount_point(kGuestSharedDir);
-    v1::CreateSandboxResponse response;
-    auto status = client->agent().CreateSandbox(&context, request, &response);
-    if (!status.ok()) return fail_vm(ErrorFromGrpc(status, "CreateSandbox"));
-  }
   bool terminal = bundle->spec.process->terminal;
-  {
-    grpc::ClientContext context;
-    v1::CreateContainerRequest request;
-    request.set_container_id(id);
-    request.set_oci_spec_json(bundle->spec_json);
-    request.set_rootfs_path(std::string(kGuestSharedDir) + "/" + id + "/rootfs");
-    auto* io = request.mutable_io();
-    io->set_terminal(terminal);
-    io->set_stdin(true);
-    io->set_stdout(true);
-    io->set_stderr(!terminal);
-    if (auto size = TerminalSize(); terminal && size) {
-      io->mutable_tty_size()->set_rows(size->first);
-      io->mutable_tty_size()->set_columns(size->second);
-    }
-    v1::CreateContainerResponse response;
-    auto status = client->agent().CreateContainer(&context, request, &response);
-    if (!status.ok()) return fail_vm(ErrorFromGrpc(status, "CreateContainer"));
-    container_created = true;
+  v1::ProcessIo io;
+  io.set_terminal(terminal);
+  io.set_stdin(true);
+  io.set_stdout(true);
+  io.set_stderr(!terminal);
+  if (auto size = TerminalSize(); terminal && size) {
+    io.mutable_tty_size()->set_rows(size->first);
+    io.mutable_tty_size()->set_columns(size->second);
   }
+  if (auto created = session->CreateContainer(id, bundle->spec_json, bundle->rootfs, io); !created) {
+    return fail_session(created.error());
+  }
+  AgentClient* client = &session->client();
 
   std::optional<RawTerminal> raw;
   if (terminal) raw.emplace();
@@ -341,7 +281,7 @@ int RunContainer(const RunOptions& options) {
   stop_signal_thread();
   raw.reset();
   if (start_error) std::fprintf(stderr, "hullctl run: %s\n", start_error->ToString().c_str());
-  teardown();
+  session->Close();
   return exit_code;
 }
 

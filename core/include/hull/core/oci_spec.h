@@ -260,6 +260,9 @@ Spec DefaultSpec(std::vector<std::string> args, bool terminal);
 // result gives back an equal Spec.
 std::string SerializeOciSpec(const Spec& spec);
 
+// Serialises a spec "process" object on its own (what ExecProcess takes).
+std::string SerializeOciProcess(const Process& process);
+
 // The kernel's number of a spec capability name ("CAP_CHOWN" -> 0, ...,
 // "CAP_CHECKPOINT_RESTORE" -> 40); nullopt for an unknown name. Case-sensitive.
 std::optional<int> CapabilityNumber(std::string_view name);
