@@ -217,52 +217,8 @@ Status AddSyscallRule(scmp_filter_ctx ctx, int number, uint32_t action,
 
 // ---- capabilities (parent side) -----------------------------------------------
 
-// Indexed by capability number (linux/capability.h).
-constexpr std::string_view kCapabilityNames[] = {
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-};
-constexpr int kKnownLastCap = static_cast<int>(std::size(kCapabilityNames)) - 1;
-static_assert(kKnownLastCap == CAP_CHECKPOINT_RESTORE, "kCapabilityNames is out of step");
+constexpr int kKnownLastCap = oci::kLastKnownCapability;
+static_assert(kKnownLastCap == CAP_CHECKPOINT_RESTORE, "oci::kLastKnownCapability is out of step");
 static_assert(kKnownLastCap < 64, "capability masks are 64 bits");
 
 Result<int> ReadLastCap() {
@@ -284,13 +240,7 @@ Result<uint64_t> CapabilityMask(const std::vector<std::string>& names, std::stri
   uint64_t mask = 0;
   for (size_t i = 0; i < names.size(); ++i) {
     const std::string& name = names[i];
-    int cap = -1;
-    for (int c = 0; c <= kKnownLastCap; ++c) {
-      if (kCapabilityNames[c] == name) {
-        cap = c;
-        break;
-      }
-    }
+    int cap = oci::CapabilityNumber(name).value_or(-1);
     if (cap < 0) {
       return MakeError(ErrorCode::kInvalidArgument, "process.capabilities." + std::string(field) +
                                                         "[" + std::to_string(i) +
@@ -313,27 +263,12 @@ std::string CapabilityList(uint64_t mask) {
   for (int c = 0; c <= kKnownLastCap; ++c) {
     if ((mask & (uint64_t{1} << c)) == 0) continue;
     if (!out.empty()) out += ", ";
-    out += kCapabilityNames[c];
+    out += oci::CapabilityName(c);
   }
   return out;
 }
 
 // ---- rlimits (parent side) ------------------------------------------------------
-
-struct RlimitName {
-  const char* name;
-  int resource;
-};
-constexpr RlimitName kRlimitNames[] = {
-    {"RLIMIT_CPU", RLIMIT_CPU},           {"RLIMIT_FSIZE", RLIMIT_FSIZE},
-    {"RLIMIT_DATA", RLIMIT_DATA},         {"RLIMIT_STACK", RLIMIT_STACK},
-    {"RLIMIT_CORE", RLIMIT_CORE},         {"RLIMIT_RSS", RLIMIT_RSS},
-    {"RLIMIT_NPROC", RLIMIT_NPROC},       {"RLIMIT_NOFILE", RLIMIT_NOFILE},
-    {"RLIMIT_MEMLOCK", RLIMIT_MEMLOCK},   {"RLIMIT_AS", RLIMIT_AS},
-    {"RLIMIT_LOCKS", RLIMIT_LOCKS},       {"RLIMIT_SIGPENDING", RLIMIT_SIGPENDING},
-    {"RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE}, {"RLIMIT_NICE", RLIMIT_NICE},
-    {"RLIMIT_RTPRIO", RLIMIT_RTPRIO},     {"RLIMIT_RTTIME", RLIMIT_RTTIME},
-};
 
 // ---- child side -------------------------------------------------------------------
 
@@ -530,16 +465,13 @@ Result<std::vector<RlimitPlan>> PlanRlimits(const std::vector<oci::Rlimit>& rlim
   for (size_t i = 0; i < rlimits.size(); ++i) {
     const oci::Rlimit& rlimit = rlimits[i];
     std::string where = "process.rlimits[" + std::to_string(i) + "]";
-    const RlimitName* known = nullptr;
-    for (const RlimitName& entry : kRlimitNames) {
-      if (rlimit.type == entry.name) known = &entry;
-    }
-    if (known == nullptr) {
+    std::optional<int> resource = oci::RlimitResource(rlimit.type);
+    if (!resource) {
       return MakeError(ErrorCode::kInvalidArgument,
                        where + ": unknown type " + Quoted(rlimit.type));
     }
     for (const RlimitPlan& earlier : plans) {
-      if (earlier.resource == known->resource) {
+      if (earlier.resource == *resource) {
         return MakeError(ErrorCode::kInvalidArgument,
                          where + ": duplicate type " + Quoted(rlimit.type));
       }
@@ -550,10 +482,10 @@ Result<std::vector<RlimitPlan>> PlanRlimits(const std::vector<oci::Rlimit>& rlim
                            " is above the hard limit " + std::to_string(rlimit.hard));
     }
     RlimitPlan plan;
-    plan.resource = known->resource;
+    plan.resource = *resource;
     plan.limit.rlim_cur = static_cast<rlim_t>(rlimit.soft);
     plan.limit.rlim_max = static_cast<rlim_t>(rlimit.hard);
-    plan.name = known->name;
+    plan.name = oci::RlimitName(*resource);
     plans.push_back(plan);
   }
   return plans;

@@ -7,4 +7,4 @@ endif()
 
 add_library(hull_engine_security STATIC ${CMAKE_CURRENT_LIST_DIR}/security.cc)
 target_include_directories(hull_engine_security PUBLIC ${CMAKE_CURRENT_LIST_DIR}/..)
-target_link_libraries(hull_engine_security PUBLIC hull_core PRIVATE PkgConfig::SECCOMP)
+target_link_libraries(hull_engine_security PUBLIC hull_oci hull_core PRIVATE PkgConfig::SECCOMP)

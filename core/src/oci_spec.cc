@@ -42,7 +42,7 @@ using OrderedJson = nlohmann::ordered_json;
 #define HULL_OCI_ASSIGN(lhs, expr) \
   HULL_OCI_ASSIGN_IMPL(HULL_CONCAT(hull_oci_tmp_, __LINE__), lhs, expr)
 
-constexpr std::array<std::string_view, 41> kCapabilities = {
+constexpr std::array<std::string_view, kLastKnownCapability + 1> kCapabilities = {
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_DAC_READ_SEARCH",
@@ -1013,6 +1013,18 @@ std::optional<int> RlimitResource(std::string_view name) {
     if (rlimit.name == name) return rlimit.resource;
   }
   return std::nullopt;
+}
+
+const char* CapabilityName(int number) {
+  if (number < 0 || number > kLastKnownCapability) return "";
+  return kCapabilities[static_cast<size_t>(number)].data();  // a literal: NUL-terminated
+}
+
+const char* RlimitName(int resource) {
+  for (const NamedRlimit& rlimit : kRlimits) {
+    if (rlimit.resource == resource) return rlimit.name.data();  // a literal: NUL-terminated
+  }
+  return "";
 }
 
 Result<Spec> ParseOciSpec(std::string_view json_text) {

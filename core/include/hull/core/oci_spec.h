@@ -265,10 +265,18 @@ std::string SerializeOciProcess(const Process& process);
 
 // The kernel's number of a spec capability name ("CAP_CHOWN" -> 0, ...,
 // "CAP_CHECKPOINT_RESTORE" -> 40); nullopt for an unknown name. Case-sensitive.
+// The highest capability number hull knows (CAP_CHECKPOINT_RESTORE).
+inline constexpr int kLastKnownCapability = 40;
+
 std::optional<int> CapabilityNumber(std::string_view name);
 
 // The setrlimit resource of a spec rlimit type ("RLIMIT_NOFILE" ->
 // RLIMIT_NOFILE); nullopt for an unknown type.
 std::optional<int> RlimitResource(std::string_view name);
+
+// The spec names back from numbers: "CAP_KILL", "RLIMIT_NOFILE"; "" when
+// unknown. Static, NUL-terminated strings, safe to keep as `const char*`.
+const char* CapabilityName(int number);
+const char* RlimitName(int resource);
 
 }  // namespace hull::oci
