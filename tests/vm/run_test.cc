@@ -49,7 +49,27 @@ class RunTest : public ::testing::Test {
   void TearDown() override {
     if (scratch_.empty()) return;
     EXPECT_TRUE(RunDirEmpty()) << "hullctl run left state behind";
+    // No VM, virtiofsd or mount of this test may outlive it: their command
+    // lines and mount points all name the run directory.
+    std::string run_dir = scratch_ + "/run";
+    auto mountinfo = ReadFile("/proc/self/mountinfo", 16 << 20);
+    ASSERT_TRUE(mountinfo);
+    EXPECT_EQ(mountinfo->find(run_dir), std::string::npos) << "a mount under " << run_dir << " was left behind";
+    EXPECT_FALSE(ProcessMentions(run_dir)) << "a qemu or virtiofsd of this test still runs";
     (void)RemoveTree(scratch_);
+  }
+
+  static bool ProcessMentions(const std::string& needle) {
+    DIR* proc = opendir("/proc");
+    if (proc == nullptr) return false;
+    bool found = false;
+    while (dirent* e = readdir(proc)) {
+      if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+      auto cmdline = ReadFile(std::string("/proc/") + e->d_name + "/cmdline", 1 << 16);
+      if (cmdline && cmdline->find(needle) != std::string::npos) found = true;
+    }
+    closedir(proc);
+    return found;
   }
 
   bool RunDirEmpty() {
