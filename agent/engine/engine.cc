@@ -504,7 +504,14 @@ Result<WaitResult> Engine::Wait(const std::string& id, const std::string& exec_i
   WaitResult result;
   result.status = *process->exit;
   result.exited_at_ns = process->exited_at_ns;
-  result.oom_killed = container->oom_killed && exec_id.empty() && process->exit->signal == SIGKILL;
+  bool killed = exec_id.empty() && process->exit->signal == SIGKILL;
+  result.oom_killed = killed && container->oom_killed;
+  lock.unlock();
+  // The OOM watcher may not have seen memory.events yet; the kernel counts
+  // the kill before it delivers SIGKILL, so the file itself is the truth.
+  if (killed && !result.oom_killed && container->cgroup) {
+    if (auto stats = container->cgroup->Stats(); stats && stats->memory.oom_kill > 0) result.oom_killed = true;
+  }
   return result;
 }
 
@@ -521,8 +528,11 @@ void Engine::OnChildExit(pid_t pid, int wait_status) {
   process->exited_at = Clock::now();
   process->exited_at_ns = RealtimeNs();
   if (process->exec_id.empty()) {
+    // The id may name a newer container by now (removed, then created again).
     auto container = containers_.find(process->container_id);
-    if (container != containers_.end()) container->second->state = ContainerState::kStopped;
+    if (container != containers_.end() && container->second->init == process) {
+      container->second->state = ContainerState::kStopped;
+    }
   }
   HULL_LOG_DEBUG("{} {}", process->description, process->exit->ToString());
   changed_.notify_all();
@@ -548,10 +558,10 @@ Status Engine::Remove(const std::string& id, bool force, milliseconds timeout) {
   {
     std::unique_lock lock(mu_);
     changed_.wait_for(lock, timeout, [&] { return container->init->exit.has_value() || container->init->pid <= 0; });
-    // Anything this container still owns in the pid table is gone with it.
-    for (auto it = by_pid_.begin(); it != by_pid_.end();) {
-      it = it->second->container_id == id ? by_pid_.erase(it) : std::next(it);
-    }
+    // The container's other processes stay in the pid table: they were
+    // killed with it but may be reaped after init (nothing orders their
+    // exits without a pid namespace of its own), and a WaitProcess for one
+    // of them ends only when its exit is recorded.
     containers_.erase(id);
     changed_.notify_all();
   }

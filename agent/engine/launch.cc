@@ -1,7 +1,6 @@
 #include "engine/launch.h"
 
 #include <fcntl.h>
-#include <linux/close_range.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -9,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 #include <thread>
@@ -51,6 +51,21 @@ std::vector<std::string> ExecCandidates(const std::string& name, const std::vect
   ::_exit(step == kStepExecNotFound ? 127 : step == kStepExecDenied ? 126 : 127);
 }
 
+// Closes every fd from 3 up except `keep_a` and `keep_b` (-1: none).
+// Allocation-free: it runs in the child.
+void CloseFdsExcept(int keep_a, int keep_b) {
+  const int keep[2] = {std::min(keep_a, keep_b), std::max(keep_a, keep_b)};
+  unsigned int next = 3;
+  for (int fd : keep) {
+    if (fd < 0 || static_cast<unsigned int>(fd) < next) continue;
+    if (static_cast<unsigned int>(fd) > next) {
+      ::syscall(SYS_close_range, next, static_cast<unsigned int>(fd) - 1, 0U);
+    }
+    next = static_cast<unsigned int>(fd) + 1;
+  }
+  ::syscall(SYS_close_range, next, ~0U, 0U);
+}
+
 bool WriteProcFile(const char* path, const char* value) {
   int fd = ::open(path, O_WRONLY | O_CLOEXEC);
   if (fd < 0) return false;
@@ -86,12 +101,16 @@ bool WriteProcFile(const char* path, const char* value) {
     Fail(report_write, kStepStdio, errno);
   }
   if (stdio.pty_slave >= 0 && ::ioctl(0, TIOCSCTTY, 0) < 0) Fail(report_write, kStepTerminal, errno);
-  // Nothing of the agent's beyond stdio crosses execve.
-  ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
 
   for (auto& [fd, type] : plan.join_namespaces) {
     if (::setns(fd.get(), type) < 0) Fail(report_write, kStepJoinNamespaces, errno);
   }
+  // Nothing of the agent's beyond stdio and the two handshake pipes stays
+  // open: not even until execve (which O_CLOEXEC waits for), since a created
+  // container waits for StartContainer as long as the host likes, and what
+  // the clone copied would stay open with it -- another process's stdin pipe
+  // among them, which then never reaches EOF.
+  CloseFdsExcept(report_write, start_read);
   if (plan.new_cgroup_namespace && ::unshare(CLONE_NEWCGROUP) < 0) {
     Fail(report_write, kStepCgroupNamespace, errno);
   }

@@ -20,9 +20,14 @@ Result<std::unique_ptr<Session>> Session::Open(const Config& config, const std::
   std::unique_ptr<Session> session(new Session(config, std::move(vm)));
   auto deadline = session->vm_->launched_at() + seconds(config.agent.boot_timeout_seconds);
   Vm* raw_vm = session->vm_.get();
-  HULL_TRY(session->client_,
-           AgentClient::Connect([raw_vm](Clock::time_point d) { return raw_vm->ConnectAgent(d); }, deadline),
-           "open sandbox");
+  auto client = AgentClient::Connect([raw_vm](Clock::time_point d) { return raw_vm->ConnectAgent(d); }, deadline);
+  if (!client) {
+    // What the guest printed is the best clue to why it never answered.
+    std::string console = ReadFile(raw_vm->console_log_path(), 16 << 20).value_or("");
+    if (console.size() > 2000) console = console.substr(console.size() - 2000);
+    return Unexpected{std::move(client).error().Wrap("open sandbox (guest console ends with:\n" + console + ")")};
+  }
+  session->client_ = std::move(*client);
   grpc::ClientContext context;
   v1::CreateSandboxRequest request;
   request.set_sandbox_id(id);
