@@ -511,6 +511,9 @@ Status AgentServer::Start() {
   // signal of its own when the host side is killed mid-call.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  // As on the host: a large receive window, so stdin streams are not capped
+  // at 64 KiB per round trip of a slow transport.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8 << 20);
   server_ = builder.BuildAndStart();
   if (!server_) return MakeError(ErrorCode::kInternal, "start the gRPC server");
   return Ok();
