@@ -7,9 +7,12 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <optional>
+#include <string_view>
 #include <thread>
 
 #include "agent_server.h"
@@ -22,6 +25,12 @@ namespace hull::agent {
 namespace {
 
 constexpr char kModuleList[] = "/lib/modules/hull-modules.list";
+// Where the tmpfs that becomes the root is filled, on the initramfs.
+constexpr char kNewRootStaging[] = "/newroot";
+// Passed to /init when it is exec'd again on the new root, with the boot
+// time (CLOCK_BOOTTIME us) at which the first run started: the start-up
+// timings count from there.
+constexpr std::string_view kSwitchedRootFlag = "--switched-root=";
 
 [[noreturn]] void FailAsInit(const Error& error) {
   HULL_LOG_ERROR("fatal: {}", error.ToString());
@@ -40,9 +49,45 @@ Result<std::string> WaitForSerialPort() {
   }
 }
 
-int RunAsInit() {
+// The boot time carried by --switched-root; nullopt without the flag (or
+// with a malformed one).
+std::optional<uint64_t> SwitchedRootStart(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (!arg.starts_with(kSwitchedRootFlag)) continue;
+    arg.remove_prefix(kSwitchedRootFlag.size());
+    uint64_t start_us = 0;
+    auto [end, error] = std::from_chars(arg.data(), arg.data() + arg.size(), start_us);
+    if (error == std::errc() && end == arg.data() + arg.size()) return start_us;
+  }
+  return std::nullopt;
+}
+
+// The kernel starts /init on its initial rootfs, which pivot_root(2) refuses
+// to move, and leaving it as the root of every container's mount namespace
+// would put the agent's files and mounts under each container. So the first
+// run moves the root onto a tmpfs and execs /init again from there: the exec
+// also drops the last mappings of the deleted initramfs files, freeing them.
+void SwitchRootAndReexec(char** argv, uint64_t start_us) {
+  Status switched = SwitchRootOffInitramfs(kNewRootStaging);
+  if (!switched) FailAsInit(std::move(switched).error().Wrap("move the root off the initramfs"));
+  std::string flag = std::string(kSwitchedRootFlag) + std::to_string(start_us);
+  char* args[] = {argv[0], flag.data(), nullptr};
+  ::execv(argv[0], args);
+  FailAsInit(Error::FromErrno(errno, std::string("exec `") + argv[0] + "` on the new root"));
+}
+
+int RunAsInit(int argc, char** argv) {
+  const uint64_t started_us = BootTimeMicros();
+  // Before anything else: nothing may be mounted or running on the old root.
+  // The root decides, not the flag, which only carries the start time.
+  auto initramfs = RootIsInitramfs();
+  if (!initramfs) FailAsInit(std::move(initramfs).error().Wrap("inspect the root"));
+  if (*initramfs) SwitchRootAndReexec(argv, started_us);
+  std::optional<uint64_t> first_start_us = SwitchedRootStart(argc, argv);
+
   AgentState state;
-  state.agent_start_us = BootTimeMicros();
+  state.agent_start_us = first_start_us.value_or(started_us);
   // Every thread inherits this mask, so only the reaper sees SIGCHLD.
   sigset_t chld;
   sigemptyset(&chld);
@@ -59,6 +104,10 @@ int RunAsInit() {
   if (!options) FailAsInit(options.error());
   HULL_LOG_INFO("hull-agent {} starting as init, transport {}", kAgentVersion,
                 TransportName(options->transport));
+  if (first_start_us) {
+    HULL_LOG_INFO("root moved off the initramfs onto a tmpfs in {} ms",
+                  (started_us - state.agent_start_us) / 1000);
+  }
 
   auto modules = LoadModules(kModuleList);
   if (!modules) FailAsInit(modules.error());
@@ -168,6 +217,6 @@ int RunAsProcess(int argc, char** argv) {
 }  // namespace hull::agent
 
 int main(int argc, char** argv) {
-  if (getpid() == 1) return hull::agent::RunAsInit();
+  if (getpid() == 1) return hull::agent::RunAsInit(argc, argv);
   return hull::agent::RunAsProcess(argc, argv);
 }
