@@ -33,8 +33,10 @@ namespace hull::engine {
 
 // How the child leaves the runtime's root for the container's.
 enum class RootSwitch : uint8_t {
-  // pivot_root, unless the runtime's root is the initial ramfs (hull-agent as
-  // /init), where pivot_root(2) always fails with EINVAL: then kMoveRoot.
+  // pivot_root, unless the runtime's root is the initial ramfs, where
+  // pivot_root(2) always fails with EINVAL: then kMoveRoot. hull-agent moves
+  // its root off the initramfs at boot (guest_init.h), so in the guest this
+  // is pivot_root; the fallback serves other runtimes' roots.
   kAuto,
   kPivotRoot,  // pivot_root(".", ".") and a lazy unmount of the old root (runc)
   // MS_MOVE of the rootfs onto / and chroot (runc --no-pivot). The runtime's
