@@ -361,6 +361,20 @@ Status ApplyUnified(const std::string& dir, const std::map<std::string, std::str
   return Ok();
 }
 
+// The child cgroups (subdirectories) of `dir`; none if it is gone.
+Status ListChildCgroups(const std::string& dir, std::vector<std::string>* children) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return errno == ENOENT ? Ok() : ErrnoError("open `" + dir + "`");
+  while (dirent* entry = ::readdir(d)) {
+    if (entry->d_type == DT_DIR && std::strcmp(entry->d_name, ".") != 0 &&
+        std::strcmp(entry->d_name, "..") != 0) {
+      children->emplace_back(entry->d_name);
+    }
+  }
+  ::closedir(d);
+  return Ok();
+}
+
 // Gives every process of the subtree rooted at `dir`; directories that vanish
 // while we walk are skipped.
 Status CollectTreePids(const std::string& dir, std::vector<pid_t>* pids) {
@@ -374,16 +388,8 @@ Status CollectTreePids(const std::string& dir, std::vector<pid_t>* pids) {
     return Unexpected{std::move(parsed).error().Wrap("parse `" + dir + "/cgroup.procs`")};
   pids->insert(pids->end(), parsed->begin(), parsed->end());
 
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return errno == ENOENT ? Ok() : ErrnoError("open `" + dir + "`");
   std::vector<std::string> children;
-  while (dirent* entry = ::readdir(d)) {
-    if (entry->d_type == DT_DIR && std::strcmp(entry->d_name, ".") != 0 &&
-        std::strcmp(entry->d_name, "..") != 0) {
-      children.emplace_back(entry->d_name);
-    }
-  }
-  ::closedir(d);
+  CGROUP_CHECK(ListChildCgroups(dir, &children));
   for (const auto& child : children) CGROUP_CHECK(CollectTreePids(JoinPath(dir, child), pids));
   return Ok();
 }
@@ -392,16 +398,8 @@ Status CollectTreePids(const std::string& dir, std::vector<pid_t>* pids) {
 // interface files inside need no unlinking: rmdir of a cgroup removes them.
 // EBUSY right after the last process left is transient; retry until deadline.
 Status RemoveCgroupTree(const std::string& dir, steady_clock::time_point deadline) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return errno == ENOENT ? Ok() : ErrnoError("open `" + dir + "`");
   std::vector<std::string> children;
-  while (dirent* entry = ::readdir(d)) {
-    if (entry->d_type == DT_DIR && std::strcmp(entry->d_name, ".") != 0 &&
-        std::strcmp(entry->d_name, "..") != 0) {
-      children.emplace_back(entry->d_name);
-    }
-  }
-  ::closedir(d);
+  CGROUP_CHECK(ListChildCgroups(dir, &children));
   for (const auto& child : children) {
     CGROUP_CHECK(RemoveCgroupTree(JoinPath(dir, child), deadline));
   }
