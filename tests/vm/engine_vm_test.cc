@@ -281,6 +281,27 @@ TEST_F(EngineVmTest, StatsOfABusyContainer) {
   EXPECT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND) << Describe(missing);
 }
 
+TEST_F(EngineVmTest, UpdateChangesTheLimitsOfARunningContainer) {
+  std::string id = NewId("update");
+  ASSERT_RPC_OK(vm().RunContainer(id, testing::TestSpec({"sleep", "600"}), Io(false, false, false)));
+  v1::UpdateContainerRequest update;
+  update.set_container_id(id);
+  update.set_linux_resources_json(R"({"pids": {"limit": 42}, "memory": {"limit": 100663296}})");
+  v1::UpdateContainerResponse updated;
+  ASSERT_RPC_OK(vm().agent().UpdateContainer(testing::ContextWithTimeout(seconds(30)).get(), update, &updated));
+  v1::StatsContainerRequest request;
+  request.set_container_id(id);
+  v1::StatsContainerResponse stats;
+  ASSERT_RPC_OK(vm().agent().StatsContainer(testing::ContextWithTimeout(seconds(30)).get(), request, &stats));
+  EXPECT_EQ(stats.pids().limit(), 42u);
+  EXPECT_EQ(stats.memory().limit_bytes(), 100663296u);
+
+  update.set_linux_resources_json(R"({"pids": {"limit": "many"}})");
+  auto bad = vm().agent().UpdateContainer(testing::ContextWithTimeout(seconds(30)).get(), update, &updated);
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(bad);
+  EXPECT_NE(bad.error_message().find("linux.resources.pids.limit"), std::string::npos) << Describe(bad);
+}
+
 // --- OOM ---------------------------------------------------------------------------
 
 TEST_F(EngineVmTest, OomKillIsAnEventAndTheExitSaysSo) {
