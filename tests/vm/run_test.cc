@@ -2,6 +2,9 @@
 // bundle, built here from Debian's busybox-static, must behave the same.
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -285,6 +288,56 @@ TEST_F(RunTest, RootfsAndCommandFromTheCommandLine) {
   EXPECT_EQ(hull.out, "sh -c echo written > /from-guest; cat /proc/1/cmdline | tr '\\0' ' ' ");
   // Writes by the container land in the host directory (virtio-fs).
   EXPECT_EQ(ReadFile(rootfs + "/from-guest").value_or(""), "written\n");
+}
+
+// hullctl on a real terminal: --tty puts it in raw mode, passes the window
+// size at start, and forwards a resize (SIGWINCH) to the container.
+TEST_F(RunTest, TtySessionFollowsTheWindowSize) {
+  std::string bundle = Bundle(testing::TestSpec({"sh", "-c", "stty size; read line; stty size"}));
+  int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_GE(master, 0);
+  ASSERT_EQ(::grantpt(master), 0);
+  ASSERT_EQ(::unlockpt(master), 0);
+  std::string slave_name = ::ptsname(master);
+  winsize size{24, 80, 0, 0};
+  ASSERT_EQ(::ioctl(master, TIOCSWINSZ, &size), 0);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setsid();
+    int slave = ::open(slave_name.c_str(), O_RDWR);
+    ::ioctl(slave, TIOCSCTTY, 0);
+    ::dup2(slave, 0);
+    ::dup2(slave, 1);
+    ::dup2(slave, 2);
+    std::vector<std::string> argv = {HULL_HULLCTL, "--config", config_, "run", "--tty", "--bundle", bundle};
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(126);
+  }
+  std::string seen;
+  auto read_until = [&](const std::string& needle, int seconds_left) {
+    for (int i = 0; i < seconds_left * 10 && seen.find(needle) == std::string::npos; ++i) {
+      pollfd p{master, POLLIN, 0};
+      if (::poll(&p, 1, 100) > 0) {
+        char buf[4096];
+        ssize_t n = ::read(master, buf, sizeof buf);
+        if (n > 0) seen.append(buf, static_cast<size_t>(n));
+      }
+    }
+    return seen.find(needle) != std::string::npos;
+  };
+  EXPECT_TRUE(read_until("24 80", 60)) << seen;
+  size = {40, 120, 0, 0};
+  ASSERT_EQ(::ioctl(master, TIOCSWINSZ, &size), 0);  // the kernel sends hullctl SIGWINCH
+  std::this_thread::sleep_for(seconds(1));
+  ASSERT_EQ(::write(master, "\r", 1), 1);
+  EXPECT_TRUE(read_until("40 120", 30)) << seen;
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_EQ(ExitStatus::FromWaitStatus(status).ShellCode(), 0) << seen;
+  ::close(master);
 }
 
 // --- bad input ---------------------------------------------------------------------
