@@ -43,7 +43,7 @@ Result<std::unique_ptr<SandboxVm>> SandboxVm::Boot(const SandboxVmOptions& optio
   config.agent.boot_timeout_seconds = 90;
   std::unique_ptr<SandboxVm> sandbox(new SandboxVm());
   sandbox->sandbox_id_ = "e" + RandomHex(5);
-  HULL_TRY(sandbox->session_, hullctl::Session::Open(config, sandbox->sandbox_id_), "boot a sandbox VM");
+  HULL_TRY(sandbox->session_, Session::Open(config, sandbox->sandbox_id_), "boot a sandbox VM");
   return sandbox;
 }
 

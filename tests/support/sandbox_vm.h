@@ -35,7 +35,7 @@ struct SandboxVmOptions {
 // any thread (gRPC stubs are thread-safe).
 class SandboxVm {
  public:
-  static constexpr const char* kGuestSharedDir = hullctl::kGuestSharedDir;
+  static constexpr const char* kGuestSharedDir = ::hull::kGuestSharedDir;
 
   // Boots the VM (virtio-fs share created by hull in its state directory),
   // connects to the agent and creates the sandbox. Nothing is left behind on
@@ -85,7 +85,7 @@ class SandboxVm {
  private:
   SandboxVm() = default;
 
-  std::unique_ptr<hullctl::Session> session_;
+  std::unique_ptr<Session> session_;
   std::string sandbox_id_;
 };
 

@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::string id = "bench-" + hull::RandomHex(4);
-  auto session = hull::hullctl::Session::Open(*config, id);
+  auto session = hull::Session::Open(*config, id);
   if (!session) {
     std::fprintf(stderr, "%s\n", session.error().ToString().c_str());
     return 1;

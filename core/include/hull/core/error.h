@@ -59,12 +59,13 @@ class Error {
 
   // Adds an outer frame: Error("ENOENT").Wrap("mount rootfs").Wrap("create `web`")
   // prints "create `web`: mount rootfs: ...".
+  // An empty frame adds nothing.
   Error& Wrap(std::string frame) & {
-    context_.insert(context_.begin(), std::move(frame));
+    if (!frame.empty()) context_.insert(context_.begin(), std::move(frame));
     return *this;
   }
   Error&& Wrap(std::string frame) && {
-    context_.insert(context_.begin(), std::move(frame));
+    if (!frame.empty()) context_.insert(context_.begin(), std::move(frame));
     return std::move(*this);
   }
 

@@ -1,0 +1,60 @@
+// Task events to containerd: ttrpc `containerd.services.events.ttrpc.v1.Events/Forward`
+// at $TTRPC_ADDRESS, in the order they were published (create < start <
+// exit < delete), each with a non-zero timestamp and a bare type_url
+// (`containerd.events.TaskExit`).
+#pragma once
+
+#include <google/protobuf/message.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "ttrpc/ttrpc.h"
+
+namespace hull::shim {
+
+// containerd's topic for an event message (`/tasks/exit` for TaskExit, ...).
+std::string_view TopicFor(const google::protobuf::Message& event);
+
+// Serialises a containerd.services.events.ttrpc.v1.ForwardRequest.
+std::string ForwardRequestBytes(const std::string& ns, std::string_view topic, const google::protobuf::Message& event,
+                                std::chrono::system_clock::time_point when);
+
+class EventPublisher {
+ public:
+  // `ttrpc_address`: containerd's ttrpc socket path ("" drops events, with a
+  // debug log). `ns`: the containerd namespace of the events.
+  EventPublisher(std::string ttrpc_address, std::string ns);
+  // Delivers what is queued (up to a few seconds), then stops.
+  ~EventPublisher();
+
+  // Queues the event; delivery is asynchronous and retried (5 attempts).
+  void Publish(const google::protobuf::Message& event);
+  // Waits until the queue is empty or `timeout` passed.
+  void Flush(std::chrono::milliseconds timeout);
+
+ private:
+  struct Pending {
+    std::string topic;
+    std::string request;  // serialized ForwardRequest
+  };
+  void Run();
+  Status Send(const Pending& pending);
+
+  std::string address_;
+  std::string namespace_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::deque<Pending> queue_;
+  bool sending_ = false;
+  bool stopping_ = false;
+  std::unique_ptr<ttrpc::Client> client_;
+  std::thread thread_;
+};
+
+}  // namespace hull::shim

@@ -1,0 +1,75 @@
+// A process's stdio on the host, as containerd names it (CreateTaskRequest /
+// ExecProcessRequest stdin, stdout, stderr, terminal), copied to and from the
+// agent's IO streams.
+//
+// - A path is a FIFO the client created and already opened: stdout/stderr are
+//   opened read-write (never blocks, and survives the reader going away and
+//   coming back, as the runc shim's extra read handle does), stdin read-only
+//   and non-blocking.
+// - `file:///path` (ctr --log-uri): output appended to that file.
+// - "" : no stream (the process gets /dev/null).
+// The output write ends are closed once the agent's stream has delivered the
+// last byte, so readers see EOF only after everything arrived.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "agent_client.h"
+#include "hull/core/error.h"
+#include "hull/core/fd.h"
+
+namespace hull::shim {
+
+struct StdioPaths {
+  std::string stdin;
+  std::string stdout;
+  std::string stderr;
+  bool terminal = false;
+};
+
+class ProcessIo {
+ public:
+  // Opens the host ends; fails with a clear error (and opens nothing) when a
+  // path cannot be used.
+  static Result<std::unique_ptr<ProcessIo>> Open(const StdioPaths& paths);
+  ~ProcessIo();  // Stop()
+  ProcessIo(const ProcessIo&) = delete;
+  ProcessIo& operator=(const ProcessIo&) = delete;
+
+  // Which streams the agent should set up for the process.
+  agent::v1::ProcessIo AgentIo() const;
+
+  // Starts copying between the host ends and the process (container_id,
+  // exec_id) in the guest. `client` must outlive this object.
+  void Start(AgentClient& client, const std::string& container_id, const std::string& exec_id);
+
+  // Blocks until both output streams ended (the agent delivered everything,
+  // or the connection failed), then closes the output write ends.
+  void WaitOutput();
+
+  // Closes the process's stdin (CloseIO, or the stdin FIFO reached EOF).
+  void CloseStdin();
+
+  // Ends every copy and joins the threads.
+  void Stop();
+
+ private:
+  ProcessIo() = default;
+  void PumpOutput(AgentClient& client, std::string container_id, std::string exec_id, int stream,
+                  std::shared_ptr<UniqueFd> out);
+  void PumpStdin(AgentClient& client, std::string container_id, std::string exec_id);
+
+  StdioPaths paths_;
+  UniqueFd stdin_fd_;
+  std::shared_ptr<UniqueFd> stdout_fd_, stderr_fd_;
+  UniqueFd stop_stdin_;  // eventfd: wakes the stdin pump
+  std::thread stdout_thread_, stderr_thread_, stdin_thread_;
+  std::mutex mu_;
+  bool output_done_ = false;
+};
+
+}  // namespace hull::shim

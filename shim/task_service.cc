@@ -1,0 +1,859 @@
+#include "task_service.h"
+
+#include <google/protobuf/any.pb.h>
+#include <grpcpp/client_context.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <future>
+
+#include "containerd/cgroups/v2/metrics.pb.h"
+#include "containerd/events/task.pb.h"
+#include "containerd/runc/v1/process_details.pb.h"
+#include "hull/core/ids.h"
+#include "hull/core/log.h"
+#include "hull/core/oci_spec.h"
+#include "hull/core/syscall.h"
+#include "mounts.h"
+
+namespace hull::shim {
+
+namespace v1 = agent::v1;
+namespace events = ::containerd::events;
+namespace types = ::containerd::v1::types;
+namespace cgroups = ::io::containerd::cgroups::v2;
+using std::chrono::seconds;
+
+namespace {
+
+constexpr char kProcessTypeUrl[] = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+constexpr char kResourcesTypeUrl[] = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
+constexpr char kSandboxIdAnnotation[] = "io.kubernetes.cri.sandbox-id";
+// At most this many pids are taken from the guest for one container.
+constexpr int kMaxPids = 1 << 16;
+
+void SetTimestamp(google::protobuf::Timestamp* out, std::chrono::system_clock::time_point when) {
+  auto since_epoch = when.time_since_epoch();
+  auto secs = std::chrono::duration_cast<seconds>(since_epoch);
+  out->set_seconds(secs.count());
+  out->set_nanos(static_cast<int32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - secs).count()));
+}
+
+// Go's zero time: what the runc shim reports as exited_at for a live process.
+void SetZeroTime(google::protobuf::Timestamp* out) { out->set_seconds(-62135596800); }
+
+uint32_t ShimPid() { return static_cast<uint32_t>(::getpid()); }
+
+Error FromGrpc(const grpc::Status& status, std::string_view rpc) { return ErrorFromGrpc(status, rpc); }
+
+std::chrono::system_clock::time_point AgentDeadline(seconds timeout = seconds(30)) {
+  return std::chrono::system_clock::now() + timeout;
+}
+
+}  // namespace
+
+TaskService::TaskService(TaskServiceOptions options, EventPublisher& events, std::function<void()> request_shutdown)
+    : options_(std::move(options)), events_(events), request_shutdown_(std::move(request_shutdown)) {
+  vm_thread_ = std::thread([this] {
+    std::unique_lock lock(vm_thread_mu_);
+    while (true) {
+      vm_thread_cv_.wait(lock, [&] { return vm_thread_stop_ || !vm_jobs_.empty(); });
+      if (vm_jobs_.empty()) return;
+      auto job = std::move(vm_jobs_.front());
+      vm_jobs_.pop_front();
+      lock.unlock();
+      job();
+      lock.lock();
+    }
+  });
+}
+
+TaskService::~TaskService() {
+  std::vector<std::shared_ptr<Container>> containers;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, container] : containers_) containers.push_back(container);
+    containers_.clear();
+  }
+  // The VM goes first: every agent call still in flight then fails, so the
+  // waiter and IO threads end.
+  {
+    std::lock_guard lock(vm_mu_);
+    if (session_) RunOnVmThread([this] { session_->Close(); });
+  }
+  for (auto& container : containers) {
+    std::vector<std::shared_ptr<Process>> processes{container->init};
+    for (auto& [exec_id, process] : container->execs) processes.push_back(process);
+    for (auto& process : processes) {
+      if (!process) continue;
+      if (process->waiter.joinable()) process->waiter.join();
+      if (process->io) process->io->Stop();
+    }
+    if (!container->mounted_rootfs.empty()) (void)UnmountAll(container->mounted_rootfs);
+  }
+  if (oom_thread_.joinable()) oom_thread_.join();
+  for (auto& thread : finished_threads_) thread.join();
+  session_.reset();
+  {
+    std::lock_guard lock(vm_thread_mu_);
+    vm_thread_stop_ = true;
+  }
+  vm_thread_cv_.notify_all();
+  vm_thread_.join();
+}
+
+void TaskService::RunOnVmThread(std::function<void()> fn) {
+  std::promise<void> done;
+  auto future = done.get_future();
+  {
+    std::lock_guard lock(vm_thread_mu_);
+    vm_jobs_.push_back([&] {
+      fn();
+      done.set_value();
+    });
+  }
+  vm_thread_cv_.notify_all();
+  future.wait();
+}
+
+size_t TaskService::container_count() {
+  std::lock_guard lock(mu_);
+  return containers_.size();
+}
+
+// --- lookups -------------------------------------------------------------------
+
+Result<std::shared_ptr<TaskService::Container>> TaskService::FindContainer(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto it = containers_.find(id);
+  if (it == containers_.end() || !it->second->ready) {
+    return MakeError(ErrorCode::kNotFound, "container `" + id + "` not created");
+  }
+  return it->second;
+}
+
+Result<std::pair<std::shared_ptr<TaskService::Container>, std::shared_ptr<TaskService::Process>>>
+TaskService::FindProcess(const std::string& id, const std::string& exec_id) {
+  HULL_TRY(auto container, FindContainer(id), "");
+  if (exec_id.empty()) return std::make_pair(container, container->init);
+  std::lock_guard lock(mu_);
+  auto it = container->execs.find(exec_id);
+  if (it == container->execs.end()) {
+    return MakeError(ErrorCode::kNotFound, "process `" + exec_id + "` of container `" + id + "` does not exist");
+  }
+  return std::make_pair(container, it->second);
+}
+
+// --- the VM ----------------------------------------------------------------------
+
+Result<Session*> TaskService::EnsureSession() {
+  std::lock_guard lock(vm_mu_);
+  if (session_) {
+    if (session_->vm().running()) return session_.get();
+    auto exit = session_->vm().exit();
+    return MakeError(ErrorCode::kUnavailable,
+                     "the sandbox VM is gone (" + (exit ? exit->reason : std::string("stopped")) + ")");
+  }
+  SessionOptions session_options;
+  session_options.vm_parent_dir = options_.state_dir;
+  session_options.vm_id = "vm";
+  Result<std::unique_ptr<Session>> opened = MakeError(ErrorCode::kInternal, "not run");
+  RunOnVmThread([&] { opened = Session::Open(options_.config, options_.sandbox_id, session_options); });
+  if (!opened) return std::move(opened).error().Wrap("boot the sandbox VM");
+  session_ = std::move(*opened);
+  HULL_LOG_INFO("sandbox {}: VM up (pid {})", options_.sandbox_id, session_->vm().pid());
+  if (oom_thread_.joinable()) oom_thread_.join();
+  oom_thread_ = std::thread(&TaskService::WatchOom, this);
+  return session_.get();
+}
+
+void TaskService::WatchOom() {
+  Session* session = session_.get();
+  grpc::ClientContext context;
+  v1::OomEventsRequest request;
+  auto reader = session->client().agent().OomEvents(&context, request);
+  v1::OomEvent event;
+  while (reader->Read(&event)) {
+    {
+      // The guest names the container: only known ids are reported.
+      std::lock_guard lock(mu_);
+      if (containers_.count(event.container_id()) == 0) continue;
+    }
+    HULL_LOG_INFO("container {}: OOM kill in the guest", event.container_id());
+    events::TaskOOM oom;
+    oom.set_container_id(event.container_id());
+    events_.Publish(oom);
+  }
+  (void)reader->Finish();
+}
+
+void TaskService::CloseSessionIfIdle() {
+  {
+    std::lock_guard lock(mu_);
+    if (!containers_.empty()) return;
+  }
+  std::lock_guard lock(vm_mu_);
+  if (!session_) return;
+  HULL_LOG_INFO("sandbox {}: last container gone, stopping the VM", options_.sandbox_id);
+  RunOnVmThread([this] { session_->Close(); });
+  if (oom_thread_.joinable()) oom_thread_.join();
+  for (auto& thread : finished_threads_) thread.join();
+  finished_threads_.clear();
+  session_.reset();
+}
+
+// --- waiters ---------------------------------------------------------------------
+
+void TaskService::StartWaiter(const std::shared_ptr<Container>& container, const std::shared_ptr<Process>& process) {
+  Session* session = session_.get();
+  process->waiter = std::thread([this, session, container, process] {
+    grpc::ClientContext context;
+    v1::WaitProcessRequest request;
+    request.set_container_id(container->id);
+    request.set_exec_id(process->exec_id);
+    v1::WaitProcessResponse response;
+    auto status = session->client().agent().WaitProcess(&context, request, &response);
+    uint32_t exit_status = 255;
+    if (status.ok()) {
+      // The guest is untrusted: an exit status is 0..255.
+      int32_t code = response.exit_status();
+      exit_status = code >= 0 && code <= 255 ? static_cast<uint32_t>(code) : 255;
+    } else {
+      HULL_LOG_WARN("container {} {}: wait: {} (reporting exit status 255)", container->id, process->exec_id,
+                    status.error_message());
+    }
+    // Everything the process wrote reaches the FIFOs before anyone hears of its exit.
+    if (process->io) process->io->WaitOutput();
+    std::lock_guard start_lock(process->start_mu);
+    {
+      std::lock_guard lock(mu_);
+      process->state = ProcessState::kStopped;
+      process->exit_status = exit_status;
+      process->exited_at = std::chrono::system_clock::now();
+    }
+    exited_.notify_all();
+    events::TaskExit exit;
+    exit.set_container_id(container->id);
+    exit.set_id(process->exec_id.empty() ? container->id : process->exec_id);
+    exit.set_pid(ShimPid());
+    exit.set_exit_status(exit_status);
+    SetTimestamp(exit.mutable_exited_at(), process->exited_at);
+    events_.Publish(exit);
+    HULL_LOG_INFO("container {} {}: exited with status {}", container->id,
+                  process->exec_id.empty() ? "init" : process->exec_id, exit_status);
+  });
+}
+
+// --- Create ------------------------------------------------------------------------
+
+Status TaskService::CreateInGuest(const std::shared_ptr<Container>& container,
+                                  const task::CreateTaskRequest& request) {
+  const std::string& id = container->id;
+  HULL_TRY(std::string spec_text, ReadFile(container->bundle + "/config.json", 16 << 20), "read the bundle");
+  HULL_TRY(oci::Spec spec, oci::ParseOciSpec(spec_text), container->bundle + "/config.json");
+  if (!spec.process) return MakeError(ErrorCode::kInvalidArgument, "config.json: the spec has no process");
+  if (auto it = spec.annotations.find(kSandboxIdAnnotation);
+      it != spec.annotations.end() && it->second != options_.sandbox_id) {
+    return MakeError(ErrorCode::kInvalidArgument, "the container belongs to sandbox `" + it->second +
+                                                      "`, this shim serves `" + options_.sandbox_id + "`");
+  }
+  if (!request.checkpoint().empty()) {
+    return MakeError(ErrorCode::kUnimplemented, "restoring from a checkpoint is not supported by hull");
+  }
+  spec.process->terminal = request.terminal();
+
+  // The root filesystem on the host: containerd's mounts on <bundle>/rootfs,
+  // or the spec's root path (ctr run --rootfs).
+  std::string host_rootfs;
+  if (request.rootfs_size() > 0) {
+    host_rootfs = container->bundle + "/rootfs";
+    HULL_CHECK_OK(MakeDirs(host_rootfs, 0711), "create the rootfs mount point");
+    std::vector<HostMount> mounts;
+    for (const auto& mount : request.rootfs()) {
+      mounts.push_back({mount.type(), mount.source(), {mount.options().begin(), mount.options().end()}});
+    }
+    HULL_CHECK_OK(MountAll(mounts, host_rootfs), "mount the root filesystem");
+    container->mounted_rootfs = host_rootfs;
+  } else {
+    std::filesystem::path root = spec.root.path;
+    if (root.empty()) return MakeError(ErrorCode::kInvalidArgument, "config.json: root.path is empty");
+    if (root.is_relative()) root = std::filesystem::path(container->bundle) / root;
+    host_rootfs = root.string();
+    if (!std::filesystem::is_directory(host_rootfs)) {
+      return MakeError(ErrorCode::kNotFound, "root filesystem `" + host_rootfs + "` is not a directory");
+    }
+  }
+
+  HULL_TRY(auto io, ProcessIo::Open(container->init->stdio), "open the container's stdio");
+  HULL_TRY(Session * session, EnsureSession(), "");
+  // Bind mounts from the spec reach the guest through the shared directory.
+  for (auto& mount : spec.mounts) {
+    if (!IsBindMount(mount.type, mount.options)) continue;
+    bool read_only = false;
+    for (const auto& option : mount.options) read_only = read_only || option == "ro";
+    HULL_TRY(mount.source, session->SharePath(id, mount.source, read_only),
+             "bind mount `" + mount.source + "` on `" + mount.destination + "`");
+  }
+  auto agent_io = io->AgentIo();
+  if (auto created = session->CreateContainer(id, oci::SerializeOciSpec(spec), host_rootfs, agent_io); !created) {
+    (void)session->RemoveContainer(id);
+    return std::move(created).error();
+  }
+  container->init->io = std::move(io);
+  container->init->io->Start(session->client(), id, "");
+  StartWaiter(container, container->init);
+  return Ok();
+}
+
+Result<task::CreateTaskResponse> TaskService::Create(const Context&, const task::CreateTaskRequest& request) {
+  const std::string& id = request.id();
+  const std::string what = "create container `" + id + "`";
+  HULL_CHECK_OK(ValidateId("container", id), what);
+  if (request.bundle().empty() || request.bundle()[0] != '/') {
+    return MakeError(ErrorCode::kInvalidArgument, what + ": the bundle path must be absolute");
+  }
+  auto container = std::make_shared<Container>();
+  container->id = id;
+  container->bundle = request.bundle();
+  container->init = std::make_shared<Process>();
+  container->init->stdio = {request.stdin(), request.stdout(), request.stderr(), request.terminal()};
+  {
+    std::lock_guard lock(mu_);
+    if (containers_.count(id) != 0) return MakeError(ErrorCode::kAlreadyExists, what + ": it already exists");
+    containers_[id] = container;
+  }
+  if (auto created = CreateInGuest(container, request); !created) {
+    {
+      std::lock_guard lock(mu_);
+      containers_.erase(id);
+    }
+    if (!container->mounted_rootfs.empty()) (void)UnmountAll(container->mounted_rootfs);
+    CloseSessionIfIdle();
+    HULL_LOG_ERROR("{}: {}", what, created.error().ToString());
+    return std::move(created).error().Wrap(what);
+  }
+  {
+    std::lock_guard lock(mu_);
+    container->ready = true;
+  }
+  events::TaskCreate event;
+  event.set_container_id(id);
+  event.set_bundle(request.bundle());
+  for (const auto& mount : request.rootfs()) *event.add_rootfs() = mount;
+  event.mutable_io()->set_stdin(request.stdin());
+  event.mutable_io()->set_stdout(request.stdout());
+  event.mutable_io()->set_stderr(request.stderr());
+  event.mutable_io()->set_terminal(request.terminal());
+  event.set_pid(ShimPid());
+  events_.Publish(event);
+  HULL_LOG_INFO("container {} created", id);
+  task::CreateTaskResponse response;
+  response.set_pid(ShimPid());
+  return response;
+}
+
+// --- Start ---------------------------------------------------------------------------
+
+Result<task::StartResponse> TaskService::Start(const Context&, const task::StartRequest& request) {
+  const std::string what = "start " + (request.exec_id().empty() ? "container `" + request.id() + "`"
+                                                                   : "process `" + request.exec_id() + "`");
+  HULL_TRY(auto found, FindProcess(request.id(), request.exec_id()), what);
+  auto [container, process] = found;
+  HULL_TRY(Session * session, EnsureSession(), what);
+  std::lock_guard start_lock(process->start_mu);
+  {
+    std::lock_guard lock(mu_);
+    if (process->state != ProcessState::kCreated) {
+      return MakeError(ErrorCode::kFailedPrecondition, what + ": it was already started");
+    }
+  }
+  if (process->exec_id.empty()) {
+    grpc::ClientContext context;
+    context.set_deadline(AgentDeadline());
+    v1::StartContainerRequest start;
+    start.set_container_id(container->id);
+    v1::StartContainerResponse response;
+    auto status = session->client().agent().StartContainer(&context, start, &response);
+    if (!status.ok()) return FromGrpc(status, "StartContainer").Wrap(what);
+  } else {
+    grpc::ClientContext context;
+    context.set_deadline(AgentDeadline());
+    v1::ExecProcessRequest exec;
+    exec.set_container_id(container->id);
+    exec.set_exec_id(process->exec_id);
+    exec.set_oci_process_json(process->process_json);
+    *exec.mutable_io() = process->io->AgentIo();
+    v1::ExecProcessResponse response;
+    auto status = session->client().agent().ExecProcess(&context, exec, &response);
+    if (!status.ok()) {
+      // The process never ran: it is done, with runc's status for that.
+      std::lock_guard lock(mu_);
+      process->state = ProcessState::kStopped;
+      process->exit_status = 255;
+      process->exited_at = std::chrono::system_clock::now();
+      exited_.notify_all();
+      return FromGrpc(status, "ExecProcess").Wrap(what);
+    }
+    process->guest_pid = response.pid();
+    process->io->Start(session->client(), container->id, process->exec_id);
+    StartWaiter(container, process);
+  }
+  {
+    std::lock_guard lock(mu_);
+    process->state = ProcessState::kRunning;
+  }
+  if (process->exec_id.empty()) {
+    events::TaskStart event;
+    event.set_container_id(container->id);
+    event.set_pid(ShimPid());
+    events_.Publish(event);
+  } else {
+    events::TaskExecStarted event;
+    event.set_container_id(container->id);
+    event.set_exec_id(process->exec_id);
+    event.set_pid(ShimPid());
+    events_.Publish(event);
+  }
+  task::StartResponse response;
+  response.set_pid(ShimPid());
+  return response;
+}
+
+// --- State, Wait, Connect -------------------------------------------------------------
+
+Result<task::StateResponse> TaskService::State(const Context&, const task::StateRequest& request) {
+  HULL_TRY(auto found, FindProcess(request.id(), request.exec_id()), "state");
+  auto [container, process] = found;
+  std::lock_guard lock(mu_);
+  task::StateResponse response;
+  response.set_id(request.exec_id().empty() ? container->id : process->exec_id);
+  response.set_exec_id(process->exec_id);
+  response.set_bundle(container->bundle);
+  response.set_pid(ShimPid());
+  switch (process->state) {
+    case ProcessState::kCreated:
+      response.set_status(types::CREATED);
+      break;
+    case ProcessState::kRunning:
+      response.set_status(container->paused ? types::PAUSED : types::RUNNING);
+      break;
+    case ProcessState::kStopped:
+      response.set_status(types::STOPPED);
+      break;
+  }
+  response.set_stdin(process->stdio.stdin);
+  response.set_stdout(process->stdio.stdout);
+  response.set_stderr(process->stdio.stderr);
+  response.set_terminal(process->stdio.terminal);
+  if (process->state == ProcessState::kStopped) {
+    response.set_exit_status(process->exit_status);
+    SetTimestamp(response.mutable_exited_at(), process->exited_at);
+  } else {
+    SetZeroTime(response.mutable_exited_at());
+  }
+  return response;
+}
+
+Result<task::WaitResponse> TaskService::Wait(const Context& context, const task::WaitRequest& request) {
+  HULL_TRY(auto found, FindProcess(request.id(), request.exec_id()), "wait");
+  auto process = found.second;
+  std::unique_lock lock(mu_);
+  while (process->state != ProcessState::kStopped) {
+    if (context.Cancelled()) return MakeError(ErrorCode::kCancelled, "wait: the call was cancelled");
+    exited_.wait_for(lock, std::chrono::milliseconds(500));
+  }
+  task::WaitResponse response;
+  response.set_exit_status(process->exit_status);
+  SetTimestamp(response.mutable_exited_at(), process->exited_at);
+  return response;
+}
+
+Result<task::ConnectResponse> TaskService::Connect(const Context&, const task::ConnectRequest& request) {
+  task::ConnectResponse response;
+  response.set_shim_pid(ShimPid());
+  std::lock_guard lock(mu_);
+  auto it = containers_.find(request.id());
+  response.set_task_pid(it != containers_.end() && it->second->ready ? ShimPid() : 0);
+  response.set_version(PROJECT_VERSION_STRING);
+  return response;
+}
+
+// --- Kill, Delete --------------------------------------------------------------------
+
+Result<Empty> TaskService::Kill(const Context&, const task::KillRequest& request) {
+  const std::string what = "kill " + (request.exec_id().empty() ? "container `" + request.id() + "`"
+                                                                  : "process `" + request.exec_id() + "`");
+  HULL_TRY(auto found, FindProcess(request.id(), request.exec_id()), what);
+  auto [container, process] = found;
+  if (request.signal() == 0 || request.signal() > 64) {
+    return MakeError(ErrorCode::kInvalidArgument, what + ": signal " + std::to_string(request.signal()) + " is invalid");
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (process->state == ProcessState::kStopped) return MakeError(ErrorCode::kNotFound, "process already finished");
+    if (process->state == ProcessState::kCreated && !process->exec_id.empty()) {
+      return MakeError(ErrorCode::kFailedPrecondition, what + ": the process was not started");
+    }
+  }
+  HULL_TRY(Session * session, EnsureSession(), what);
+  grpc::ClientContext context;
+  context.set_deadline(AgentDeadline());
+  v1::SignalProcessRequest signal;
+  signal.set_container_id(container->id);
+  signal.set_exec_id(process->exec_id);
+  signal.set_signal(request.signal());
+  signal.set_all(request.all() && process->exec_id.empty());
+  v1::SignalProcessResponse response;
+  auto status = session->client().agent().SignalProcess(&context, signal, &response);
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND ||
+      status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+    return MakeError(ErrorCode::kNotFound, "process already finished");
+  }
+  if (!status.ok()) return FromGrpc(status, "SignalProcess").Wrap(what);
+  return Empty();
+}
+
+Result<task::DeleteResponse> TaskService::Delete(const Context&, const task::DeleteRequest& request) {
+  const std::string what = "delete " + (request.exec_id().empty() ? "container `" + request.id() + "`"
+                                                                    : "process `" + request.exec_id() + "`");
+  HULL_TRY(auto found, FindProcess(request.id(), request.exec_id()), what);
+  auto [container, process] = found;
+  {
+    std::lock_guard lock(mu_);
+    if (process->state == ProcessState::kRunning) {
+      return MakeError(ErrorCode::kFailedPrecondition, what + ": cannot delete a running process");
+    }
+    if (process->exec_id.empty()) {
+      for (const auto& [exec_id, exec] : container->execs) {
+        if (exec->state == ProcessState::kRunning) {
+          return MakeError(ErrorCode::kFailedPrecondition,
+                           what + ": process `" + exec_id + "` still runs in it");
+        }
+      }
+    }
+  }
+  task::DeleteResponse response;
+  events::TaskDelete event;
+  event.set_container_id(container->id);
+  if (!process->exec_id.empty()) {
+    {
+      std::lock_guard lock(mu_);
+      container->execs.erase(process->exec_id);
+    }
+    if (process->waiter.joinable()) process->waiter.join();
+    if (process->io) process->io->Stop();
+    event.set_id(process->exec_id);
+  } else {
+    // A created, never started container: the agent kills its init.
+    {
+      std::lock_guard lock(vm_mu_);
+      if (session_) {
+        if (auto removed = session_->RemoveContainer(container->id); !removed) {
+          HULL_LOG_WARN("{}: {}", what, removed.error().ToString());
+        }
+      }
+    }
+    std::vector<std::shared_ptr<Process>> processes{container->init};
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [exec_id, exec] : container->execs) processes.push_back(exec);
+    }
+    for (auto& each : processes) {
+      if (each->waiter.joinable()) each->waiter.join();
+      if (each->io) each->io->Stop();
+    }
+    if (!container->mounted_rootfs.empty()) {
+      if (auto unmounted = UnmountAll(container->mounted_rootfs); !unmounted) {
+        HULL_LOG_WARN("{}: {}", what, unmounted.error().ToString());
+      }
+    }
+    {
+      std::lock_guard lock(mu_);
+      containers_.erase(container->id);
+    }
+    event.set_id(container->id);
+  }
+  {
+    std::lock_guard lock(mu_);
+    response.set_pid(ShimPid());
+    response.set_exit_status(process->exit_status);
+    SetTimestamp(response.mutable_exited_at(), process->state == ProcessState::kStopped
+                                                    ? process->exited_at
+                                                    : std::chrono::system_clock::now());
+  }
+  event.set_pid(response.pid());
+  event.set_exit_status(response.exit_status());
+  *event.mutable_exited_at() = response.exited_at();
+  events_.Publish(event);
+  HULL_LOG_INFO("{}: done", what);
+  if (process->exec_id.empty()) CloseSessionIfIdle();
+  return response;
+}
+
+// --- Exec, IO ----------------------------------------------------------------------------
+
+Result<Empty> TaskService::Exec(const Context&, const task::ExecProcessRequest& request) {
+  const std::string what = "exec `" + request.exec_id() + "` in container `" + request.id() + "`";
+  HULL_CHECK_OK(ValidateId("exec", request.exec_id()), what);
+  HULL_TRY(auto container, FindContainer(request.id()), what);
+  if (request.spec().type_url() != kProcessTypeUrl) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     what + ": the spec is `" + request.spec().type_url() + "`, expected " + kProcessTypeUrl);
+  }
+  HULL_TRY(oci::Process process_spec, oci::ParseOciProcess(request.spec().value()), what + ": process spec");
+  process_spec.terminal = request.terminal();
+  auto process = std::make_shared<Process>();
+  process->exec_id = request.exec_id();
+  process->stdio = {request.stdin(), request.stdout(), request.stderr(), request.terminal()};
+  process->process_json = oci::SerializeOciProcess(process_spec);
+  {
+    std::lock_guard lock(mu_);
+    if (container->init->state != ProcessState::kRunning) {
+      return MakeError(ErrorCode::kFailedPrecondition, what + ": the container is not running");
+    }
+    if (container->execs.count(request.exec_id()) != 0) {
+      return MakeError(ErrorCode::kAlreadyExists, what + ": id " + request.exec_id() + " already exists");
+    }
+  }
+  HULL_TRY(process->io, ProcessIo::Open(process->stdio), what);
+  {
+    std::lock_guard lock(mu_);
+    if (!container->execs.emplace(request.exec_id(), process).second) {
+      return MakeError(ErrorCode::kAlreadyExists, what + ": id " + request.exec_id() + " already exists");
+    }
+  }
+  events::TaskExecAdded event;
+  event.set_container_id(container->id);
+  event.set_exec_id(request.exec_id());
+  events_.Publish(event);
+  return Empty();
+}
+
+Result<Empty> TaskService::ResizePty(const Context&, const task::ResizePtyRequest& request) {
+  HULL_TRY(auto found, FindProcess(request.id(), request.exec_id()), "resize pty");
+  if (!found.second->stdio.terminal) {
+    return MakeError(ErrorCode::kFailedPrecondition, "resize pty: the process has no terminal");
+  }
+  HULL_TRY(Session * session, EnsureSession(), "resize pty");
+  grpc::ClientContext context;
+  context.set_deadline(AgentDeadline());
+  v1::ResizeTtyRequest resize;
+  resize.set_container_id(request.id());
+  resize.set_exec_id(request.exec_id());
+  resize.mutable_size()->set_rows(request.height());
+  resize.mutable_size()->set_columns(request.width());
+  v1::ResizeTtyResponse response;
+  auto status = session->client().agent().ResizeTty(&context, resize, &response);
+  if (!status.ok()) return FromGrpc(status, "ResizeTty");
+  return Empty();
+}
+
+Result<Empty> TaskService::CloseIO(const Context&, const task::CloseIORequest& request) {
+  HULL_TRY(auto found, FindProcess(request.id(), request.exec_id()), "close IO");
+  if (request.stdin() && found.second->io) found.second->io->CloseStdin();
+  return Empty();
+}
+
+// --- Pids, Pause, Resume, Update, Stats ------------------------------------------------------
+
+Result<task::PidsResponse> TaskService::Pids(const Context&, const task::PidsRequest& request) {
+  HULL_TRY(auto container, FindContainer(request.id()), "pids");
+  HULL_TRY(Session * session, EnsureSession(), "pids");
+  grpc::ClientContext context;
+  context.set_deadline(AgentDeadline());
+  v1::ListProcessesRequest list;
+  list.set_container_id(request.id());
+  v1::ListProcessesResponse listed;
+  auto status = session->client().agent().ListProcesses(&context, list, &listed);
+  if (!status.ok()) return FromGrpc(status, "ListProcesses");
+  std::map<uint32_t, std::string> exec_pids;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [exec_id, exec] : container->execs) {
+      if (exec->guest_pid != 0) exec_pids[exec->guest_pid] = exec_id;
+    }
+  }
+  task::PidsResponse response;
+  for (int i = 0; i < listed.pids_size() && i < kMaxPids; ++i) {
+    auto* info = response.add_processes();
+    info->set_pid(listed.pids(i));
+    if (auto it = exec_pids.find(listed.pids(i)); it != exec_pids.end()) {
+      ::containerd::runc::v1::ProcessDetails details;
+      details.set_exec_id(it->second);
+      info->mutable_info()->set_type_url("containerd.runc.v1.ProcessDetails");
+      info->mutable_info()->set_value(details.SerializeAsString());
+    }
+  }
+  return response;
+}
+
+Result<Empty> TaskService::Pause(const Context&, const task::PauseRequest& request) {
+  HULL_TRY(auto container, FindContainer(request.id()), "pause");
+  HULL_TRY(Session * session, EnsureSession(), "pause");
+  grpc::ClientContext context;
+  context.set_deadline(AgentDeadline());
+  v1::PauseContainerRequest pause;
+  pause.set_container_id(request.id());
+  v1::PauseContainerResponse response;
+  auto status = session->client().agent().PauseContainer(&context, pause, &response);
+  if (!status.ok()) return FromGrpc(status, "PauseContainer").Wrap("pause `" + request.id() + "`");
+  {
+    std::lock_guard lock(mu_);
+    container->paused = true;
+  }
+  events::TaskPaused event;
+  event.set_container_id(request.id());
+  events_.Publish(event);
+  return Empty();
+}
+
+Result<Empty> TaskService::Resume(const Context&, const task::ResumeRequest& request) {
+  HULL_TRY(auto container, FindContainer(request.id()), "resume");
+  HULL_TRY(Session * session, EnsureSession(), "resume");
+  grpc::ClientContext context;
+  context.set_deadline(AgentDeadline());
+  v1::ResumeContainerRequest resume;
+  resume.set_container_id(request.id());
+  v1::ResumeContainerResponse response;
+  auto status = session->client().agent().ResumeContainer(&context, resume, &response);
+  if (!status.ok()) return FromGrpc(status, "ResumeContainer").Wrap("resume `" + request.id() + "`");
+  {
+    std::lock_guard lock(mu_);
+    container->paused = false;
+  }
+  events::TaskResumed event;
+  event.set_container_id(request.id());
+  events_.Publish(event);
+  return Empty();
+}
+
+Result<Empty> TaskService::Checkpoint(const Context&, const task::CheckpointTaskRequest& request) {
+  return MakeError(ErrorCode::kUnimplemented,
+                   "checkpoint `" + request.id() +
+                       "`: not supported: hull runs each sandbox in a VM and does not offer VM checkpoints");
+}
+
+Result<Empty> TaskService::Update(const Context&, const task::UpdateTaskRequest& request) {
+  const std::string what = "update `" + request.id() + "`";
+  HULL_TRY(auto container, FindContainer(request.id()), what);
+  if (request.resources().type_url() != kResourcesTypeUrl) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     what + ": resources are `" + request.resources().type_url() + "`, expected " + kResourcesTypeUrl);
+  }
+  HULL_TRY(Session * session, EnsureSession(), what);
+  grpc::ClientContext context;
+  context.set_deadline(AgentDeadline());
+  v1::UpdateContainerRequest update;
+  update.set_container_id(request.id());
+  update.set_linux_resources_json(request.resources().value());
+  v1::UpdateContainerResponse response;
+  auto status = session->client().agent().UpdateContainer(&context, update, &response);
+  if (!status.ok()) return FromGrpc(status, "UpdateContainer").Wrap(what);
+  return Empty();
+}
+
+Result<task::StatsResponse> TaskService::Stats(const Context&, const task::StatsRequest& request) {
+  HULL_TRY(auto container, FindContainer(request.id()), "stats");
+  HULL_TRY(Session * session, EnsureSession(), "stats");
+  grpc::ClientContext context;
+  context.set_deadline(AgentDeadline(seconds(10)));
+  v1::StatsContainerRequest stats_request;
+  stats_request.set_container_id(request.id());
+  v1::StatsContainerResponse stats;
+  auto status = session->client().agent().StatsContainer(&context, stats_request, &stats);
+  if (!status.ok()) return FromGrpc(status, "StatsContainer");
+  cgroups::Metrics metrics;
+  metrics.mutable_pids()->set_current(stats.pids().current());
+  metrics.mutable_pids()->set_limit(stats.pids().limit());
+  auto* cpu = metrics.mutable_cpu();
+  cpu->set_usage_usec(stats.cpu().usage_usec());
+  cpu->set_user_usec(stats.cpu().user_usec());
+  cpu->set_system_usec(stats.cpu().system_usec());
+  cpu->set_nr_periods(stats.cpu().nr_periods());
+  cpu->set_nr_throttled(stats.cpu().nr_throttled());
+  cpu->set_throttled_usec(stats.cpu().throttled_usec());
+  auto* memory = metrics.mutable_memory();
+  memory->set_usage(stats.memory().usage_bytes());
+  memory->set_usage_limit(stats.memory().limit_bytes());
+  memory->set_swap_usage(stats.memory().swap_usage_bytes());
+  memory->set_anon(stats.memory().anon_bytes());
+  memory->set_file(stats.memory().file_bytes());
+  const auto& raw = stats.memory().stat();
+  auto stat = [&](const char* key) -> uint64_t {
+    auto it = raw.find(key);
+    return it == raw.end() ? 0 : it->second;
+  };
+  memory->set_kernel_stack(stat("kernel_stack"));
+  memory->set_slab(stat("slab"));
+  memory->set_sock(stat("sock"));
+  memory->set_shmem(stat("shmem"));
+  memory->set_file_mapped(stat("file_mapped"));
+  memory->set_file_dirty(stat("file_dirty"));
+  memory->set_file_writeback(stat("file_writeback"));
+  memory->set_inactive_anon(stat("inactive_anon"));
+  memory->set_active_anon(stat("active_anon"));
+  memory->set_inactive_file(stat("inactive_file"));
+  memory->set_active_file(stat("active_file"));
+  memory->set_unevictable(stat("unevictable"));
+  memory->set_pgfault(stat("pgfault"));
+  memory->set_pgmajfault(stat("pgmajfault"));
+  metrics.mutable_memory_events()->set_oom(stats.memory().oom_events());
+  metrics.mutable_memory_events()->set_oom_kill(stats.memory().oom_kill_events());
+  for (const auto& device : stats.io().devices()) {
+    auto* entry = metrics.mutable_io()->add_usage();
+    entry->set_major(device.major());
+    entry->set_minor(device.minor());
+    entry->set_rbytes(device.read_bytes());
+    entry->set_wbytes(device.write_bytes());
+    entry->set_rios(device.read_ios());
+    entry->set_wios(device.write_ios());
+  }
+  task::StatsResponse response;
+  response.mutable_stats()->set_type_url("io.containerd.cgroups.v2.Metrics");
+  response.mutable_stats()->set_value(metrics.SerializeAsString());
+  return response;
+}
+
+// --- Shutdown ------------------------------------------------------------------------------
+
+Result<Empty> TaskService::Shutdown(const Context&, const task::ShutdownRequest&) {
+  std::lock_guard lock(mu_);
+  // One shim serves the whole sandbox: it stays while any container is left.
+  if (!containers_.empty() || shutdown_requested_) return Empty();
+  shutdown_requested_ = true;
+  HULL_LOG_INFO("sandbox {}: nothing left to serve, shutting down", options_.sandbox_id);
+  request_shutdown_();
+  return Empty();
+}
+
+void TaskService::Register(ttrpc::Server& server) {
+#define HULL_TASK_METHOD(Name, Request, Response)                                                  \
+  ttrpc::RegisterMethod<Request, Response>(                                                        \
+      server, kTaskService, #Name,                                                                 \
+      [this](const ttrpc::CallContext& context, const Request& request) -> Result<Response> {      \
+        auto result = Name(context, request);                                                      \
+        if (!result) HULL_LOG_DEBUG(#Name " failed: {}", result.error().ToString());               \
+        return result;                                                                             \
+      })
+  HULL_TASK_METHOD(State, task::StateRequest, task::StateResponse);
+  HULL_TASK_METHOD(Create, task::CreateTaskRequest, task::CreateTaskResponse);
+  HULL_TASK_METHOD(Start, task::StartRequest, task::StartResponse);
+  HULL_TASK_METHOD(Delete, task::DeleteRequest, task::DeleteResponse);
+  HULL_TASK_METHOD(Pids, task::PidsRequest, task::PidsResponse);
+  HULL_TASK_METHOD(Pause, task::PauseRequest, Empty);
+  HULL_TASK_METHOD(Resume, task::ResumeRequest, Empty);
+  HULL_TASK_METHOD(Checkpoint, task::CheckpointTaskRequest, Empty);
+  HULL_TASK_METHOD(Kill, task::KillRequest, Empty);
+  HULL_TASK_METHOD(Exec, task::ExecProcessRequest, Empty);
+  HULL_TASK_METHOD(ResizePty, task::ResizePtyRequest, Empty);
+  HULL_TASK_METHOD(CloseIO, task::CloseIORequest, Empty);
+  HULL_TASK_METHOD(Update, task::UpdateTaskRequest, Empty);
+  HULL_TASK_METHOD(Wait, task::WaitRequest, task::WaitResponse);
+  HULL_TASK_METHOD(Stats, task::StatsRequest, task::StatsResponse);
+  HULL_TASK_METHOD(Connect, task::ConnectRequest, task::ConnectResponse);
+  HULL_TASK_METHOD(Shutdown, task::ShutdownRequest, Empty);
+#undef HULL_TASK_METHOD
+}
+
+}  // namespace hull::shim

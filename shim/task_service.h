@@ -1,0 +1,141 @@
+// containerd.task.v2.Task for one sandbox: the 17 RPCs with the runc shim's
+// semantics (containerd 1.6), over one VM whose agent runs the containers.
+//
+// Model: the shim serves one sandbox (a pod, or one `ctr run` container).
+// The first Create boots the VM; the last Delete stops it. The task pid
+// containerd sees is the shim's own pid (guest pids mean nothing on the
+// host). Each process has a waiter thread that learns its exit from the
+// agent, closes its host stdio once the output is drained, then publishes
+// TaskExit and wakes Wait callers; a Start's TaskStart is always published
+// before that process's TaskExit.
+//
+// Threading: every handler may run concurrently with any other.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "containerd/task/v2/shim.pb.h"
+#include "events.h"
+#include "hull/core/config.h"
+#include "hull/core/error.h"
+#include "process_io.h"
+#include "session.h"
+#include "ttrpc/ttrpc.h"
+#include <google/protobuf/empty.pb.h>
+
+namespace hull::shim {
+
+namespace task = ::containerd::task::v2;
+using Empty = ::google::protobuf::Empty;
+
+inline constexpr char kTaskService[] = "containerd.task.v2.Task";
+
+struct TaskServiceOptions {
+  Config config;
+  std::string sandbox_id;
+  // <run_dir>/<sandbox id>: the shim's socket and the VM's state dir (vm/).
+  std::string state_dir;
+};
+
+class TaskService {
+ public:
+  // `request_shutdown` is called (once) when a Shutdown RPC finds nothing
+  // left to serve; the caller then stops the server.
+  TaskService(TaskServiceOptions options, EventPublisher& events, std::function<void()> request_shutdown);
+  // Removes what is left (containers, VM, mounts) without waiting for RPCs.
+  ~TaskService();
+  TaskService(const TaskService&) = delete;
+  TaskService& operator=(const TaskService&) = delete;
+
+  void Register(ttrpc::Server& server);
+
+  using Context = ttrpc::CallContext;
+  Result<task::StateResponse> State(const Context&, const task::StateRequest&);
+  Result<task::CreateTaskResponse> Create(const Context&, const task::CreateTaskRequest&);
+  Result<task::StartResponse> Start(const Context&, const task::StartRequest&);
+  Result<task::DeleteResponse> Delete(const Context&, const task::DeleteRequest&);
+  Result<task::PidsResponse> Pids(const Context&, const task::PidsRequest&);
+  Result<Empty> Pause(const Context&, const task::PauseRequest&);
+  Result<Empty> Resume(const Context&, const task::ResumeRequest&);
+  Result<Empty> Checkpoint(const Context&, const task::CheckpointTaskRequest&);
+  Result<Empty> Kill(const Context&, const task::KillRequest&);
+  Result<Empty> Exec(const Context&, const task::ExecProcessRequest&);
+  Result<Empty> ResizePty(const Context&, const task::ResizePtyRequest&);
+  Result<Empty> CloseIO(const Context&, const task::CloseIORequest&);
+  Result<Empty> Update(const Context&, const task::UpdateTaskRequest&);
+  Result<task::WaitResponse> Wait(const Context&, const task::WaitRequest&);
+  Result<task::StatsResponse> Stats(const Context&, const task::StatsRequest&);
+  Result<task::ConnectResponse> Connect(const Context&, const task::ConnectRequest&);
+  Result<Empty> Shutdown(const Context&, const task::ShutdownRequest&);
+
+  // Containers currently known.
+  size_t container_count();
+
+ private:
+  enum class ProcessState { kCreated, kRunning, kStopped };
+  struct Process {
+    std::string exec_id;  // "" = init
+    StdioPaths stdio;
+    std::string process_json;  // exec only: the OCI process
+    ProcessState state = ProcessState::kCreated;
+    uint32_t guest_pid = 0;
+    uint32_t exit_status = 0;
+    std::chrono::system_clock::time_point exited_at{};
+    std::unique_ptr<ProcessIo> io;
+    std::thread waiter;
+    std::mutex start_mu;  // held across Start + TaskStart; the waiter takes it before TaskExit
+  };
+  struct Container {
+    std::string id;
+    std::string bundle;
+    std::string mounted_rootfs;  // <bundle>/rootfs when the shim mounted it
+    bool paused = false;
+    bool ready = false;  // Create finished
+    std::shared_ptr<Process> init;
+    std::map<std::string, std::shared_ptr<Process>> execs;
+  };
+
+  Result<std::shared_ptr<Container>> FindContainer(const std::string& id);
+  Result<std::pair<std::shared_ptr<Container>, std::shared_ptr<Process>>> FindProcess(const std::string& id,
+                                                                                    const std::string& exec_id);
+  // Boots the sandbox VM if it is not running. vm_mu_ serialises it.
+  Result<Session*> EnsureSession();
+  // Stops the VM once no container is left.
+  void CloseSessionIfIdle();
+  void StartWaiter(const std::shared_ptr<Container>& container, const std::shared_ptr<Process>& process);
+  void WatchOom();
+  Status CreateInGuest(const std::shared_ptr<Container>& container, const task::CreateTaskRequest& request);
+  // Runs `fn` on the VM thread: the hypervisor's children die with the thread
+  // that forked them, so they must come from one that lives as long as the shim.
+  void RunOnVmThread(std::function<void()> fn);
+
+  TaskServiceOptions options_;
+  EventPublisher& events_;
+  std::function<void()> request_shutdown_;
+  std::mutex mu_;
+  std::condition_variable exited_;
+  std::map<std::string, std::shared_ptr<Container>> containers_;
+  bool shutdown_requested_ = false;
+
+  std::mutex vm_mu_;
+  std::unique_ptr<Session> session_;
+  std::thread oom_thread_;
+  // Threads of containers already deleted, joined at teardown.
+  std::vector<std::thread> finished_threads_;
+
+  // The VM thread.
+  std::mutex vm_thread_mu_;
+  std::condition_variable vm_thread_cv_;
+  std::deque<std::function<void()>> vm_jobs_;
+  bool vm_thread_stop_ = false;
+  std::thread vm_thread_;
+};
+
+}  // namespace hull::shim

@@ -1,0 +1,198 @@
+// The shim's pure pieces, without containerd or a VM.
+#include <gtest/gtest.h>
+#include <google/protobuf/any.pb.h>
+#include <sys/mount.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "containerd/events/task.pb.h"
+#include "containerd/runtimeoptions/v1/api.pb.h"
+#include "containerd/services/events/ttrpc/v1/events.pb.h"
+#include "events.h"
+#include "hull/core/syscall.h"
+#include "mounts.h"
+#include "shim.h"
+#include "shim_flags.h"
+
+namespace hull::shim {
+namespace {
+
+TEST(ShimFlags, ParsesWhatContainerdPassesToStart) {
+  auto flags = ParseShimFlags({"-namespace", "default", "-address", "/run/containerd/containerd.sock",
+                               "-publish-binary", "/usr/bin/containerd", "-id", "t1", "-debug", "start"});
+  ASSERT_TRUE(flags) << flags.error().ToString();
+  EXPECT_EQ(flags->namespace_name, "default");
+  EXPECT_EQ(flags->address, "/run/containerd/containerd.sock");
+  EXPECT_EQ(flags->publish_binary, "/usr/bin/containerd");
+  EXPECT_EQ(flags->id, "t1");
+  EXPECT_TRUE(flags->debug);
+  EXPECT_EQ(flags->action, ShimAction::kStart);
+}
+
+TEST(ShimFlags, AcceptsGoFlagSpellings) {
+  auto flags = ParseShimFlags({"--namespace=k8s.io", "-id=abc", "-bundle", "/b", "-debug=false", "delete"});
+  ASSERT_TRUE(flags) << flags.error().ToString();
+  EXPECT_EQ(flags->namespace_name, "k8s.io");
+  EXPECT_EQ(flags->id, "abc");
+  EXPECT_EQ(flags->bundle, "/b");
+  EXPECT_FALSE(flags->debug);
+  EXPECT_EQ(flags->action, ShimAction::kDelete);
+}
+
+TEST(ShimFlags, RejectsWhatItDoesNotKnow) {
+  EXPECT_EQ(ParseShimFlags({"-namespace", "n", "-id", "x"}).error().message(),
+            "no action given (start, delete or serve)");
+  EXPECT_EQ(ParseShimFlags({"-namespace", "n", "-id", "x", "frob"}).error().message(),
+            "unknown action `frob` (start, delete or serve)");
+  EXPECT_EQ(ParseShimFlags({"-bogus", "1", "start"}).error().message(), "unknown flag `-bogus`");
+  EXPECT_EQ(ParseShimFlags({"-namespace"}).error().message(), "flag `-namespace` needs a value");
+  EXPECT_EQ(ParseShimFlags({"-id", "x", "start"}).error().message(), "-namespace is required");
+  EXPECT_EQ(ParseShimFlags({"-namespace", "n", "-debug=maybe", "start"}).error().message(),
+            "-debug: `maybe` is not a boolean");
+}
+
+TEST(ShimFlags, ServeArgsRoundTrip) {
+  ShimFlags flags;
+  flags.namespace_name = "default";
+  flags.id = "t1";
+  flags.address = "/a.sock";
+  flags.bundle = "/bundle";
+  flags.config_path = "/etc/hull/other.toml";
+  flags.debug = true;
+  auto args = ServeArgs("/proc/self/exe", flags);
+  ASSERT_EQ(args.front(), "/proc/self/exe");
+  EXPECT_EQ(args.back(), "serve");
+  auto parsed = ParseShimFlags({args.begin() + 1, args.end()});
+  ASSERT_TRUE(parsed) << parsed.error().ToString();
+  EXPECT_EQ(parsed->action, ShimAction::kServe);
+  EXPECT_EQ(parsed->config_path, "/etc/hull/other.toml");
+  EXPECT_EQ(parsed->bundle, "/bundle");
+  EXPECT_EQ(parsed->address, "/a.sock");
+  EXPECT_TRUE(parsed->debug);
+}
+
+TEST(MountOptions, SplitsFlagsFromDataLikeContainerd) {
+  auto overlay = ParseMountOptions({"index=off", "workdir=/w", "upperdir=/u", "lowerdir=/a:/b"});
+  EXPECT_EQ(overlay.flags, 0u);
+  EXPECT_EQ(overlay.data, "index=off,workdir=/w,upperdir=/u,lowerdir=/a:/b");
+  auto bind = ParseMountOptions({"rbind", "ro", "nosuid"});
+  EXPECT_EQ(bind.flags, static_cast<unsigned long>(MS_BIND | MS_REC | MS_RDONLY | MS_NOSUID));
+  EXPECT_EQ(bind.data, "");
+  // `rw` clears what `ro` set; order matters, as in containerd.
+  EXPECT_EQ(ParseMountOptions({"ro", "rw"}).flags, 0u);
+  EXPECT_EQ(ParseMountOptions({"rw", "ro"}).flags, static_cast<unsigned long>(MS_RDONLY));
+  EXPECT_TRUE(ParseMountOptions({"loop"}).loop);
+  EXPECT_EQ(ParseMountOptions({"defaults", "size=64k", "mode=755"}).data, "size=64k,mode=755");
+}
+
+TEST(MountOptions, BindMountsAreRecognised) {
+  EXPECT_TRUE(IsBindMount("bind", {}));
+  EXPECT_TRUE(IsBindMount("", {"rbind", "ro"}));
+  EXPECT_TRUE(IsBindMount("none", {"bind"}));
+  EXPECT_FALSE(IsBindMount("proc", {"nosuid"}));
+  EXPECT_FALSE(IsBindMount("tmpfs", {"mode=755"}));
+}
+
+TEST(MountAll, RejectsLoopAndOversizedDataWithoutMounting) {
+  auto loop = MountAll({{"ext4", "/img", {"loop"}}}, "/nonexistent-target");
+  ASSERT_FALSE(loop);
+  EXPECT_EQ(loop.error().code(), ErrorCode::kUnimplemented);
+  std::string lower = "lowerdir=" + std::string(5000, 'a');
+  auto long_data = MountAll({{"overlay", "overlay", {lower}}}, "/nonexistent-target");
+  ASSERT_FALSE(long_data);
+  EXPECT_NE(long_data.error().ToString().find("more than a page"), std::string::npos) << long_data.error().ToString();
+}
+
+TEST(RuntimeOptions, ConfigPathFromRuntimeOptionsAny) {
+  ::runtimeoptions::v1::Options options;
+  options.set_config_path("/etc/hull/pod.toml");
+  google::protobuf::Any any;
+  any.set_type_url("runtimeoptions.v1.Options");
+  any.set_value(options.SerializeAsString());
+  auto path = ConfigPathFromOptions(any.SerializeAsString());
+  ASSERT_TRUE(path) << path.error().ToString();
+  EXPECT_EQ(*path, "/etc/hull/pod.toml");
+  // The same with a URL prefix, and nothing at all.
+  any.set_type_url("type.googleapis.com/runtimeoptions.v1.Options");
+  EXPECT_EQ(*ConfigPathFromOptions(any.SerializeAsString()), "/etc/hull/pod.toml");
+  EXPECT_EQ(*ConfigPathFromOptions(""), "");
+}
+
+TEST(RuntimeOptions, OtherOptionTypesAreAClearError) {
+  google::protobuf::Any any;
+  any.set_type_url("containerd.runc.v1.Options");
+  auto path = ConfigPathFromOptions(any.SerializeAsString());
+  ASSERT_FALSE(path);
+  EXPECT_NE(path.error().message().find("containerd.runc.v1.Options"), std::string::npos);
+  EXPECT_FALSE(ConfigPathFromOptions("\xff\xff\xff"));
+}
+
+class BundleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/hull-shim-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void WriteSpec(const std::string& annotations) {
+    ASSERT_TRUE(WriteFile(dir_ + "/config.json",
+                          R"({"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/"},"root":{"path":"rootfs"},)"
+                          R"("annotations":{)" + annotations + "}}"));
+  }
+  std::string dir_;
+};
+
+TEST_F(BundleTest, ContainersOfAPodShareTheSandboxId) {
+  WriteSpec(R"("io.kubernetes.cri.sandbox-id":"pod1234","io.kubernetes.cri.container-type":"container")");
+  EXPECT_EQ(*SandboxIdForBundle(dir_, "ctr5678"), "pod1234");
+}
+
+TEST_F(BundleTest, AContainerWithoutAPodIsItsOwnSandbox) {
+  WriteSpec("");
+  EXPECT_EQ(*SandboxIdForBundle(dir_, "t1"), "t1");
+}
+
+TEST_F(BundleTest, IdsThatCouldEscapeAPathAreRefused) {
+  WriteSpec(R"("io.kubernetes.cri.sandbox-id":"../../etc")");
+  auto sandbox = SandboxIdForBundle(dir_, "t1");
+  ASSERT_FALSE(sandbox);
+  EXPECT_EQ(sandbox.error().code(), ErrorCode::kInvalidArgument);
+  WriteSpec("");
+  EXPECT_FALSE(SandboxIdForBundle(dir_, "a/b"));
+  EXPECT_FALSE(SandboxIdForBundle(dir_ + "/missing", "t1"));
+}
+
+TEST(Events, EnvelopeHasTopicTimestampNamespaceAndBareTypeUrl) {
+  ::containerd::events::TaskExit exit;
+  exit.set_container_id("t1");
+  exit.set_id("t1");
+  exit.set_exit_status(3);
+  auto when = std::chrono::system_clock::time_point(std::chrono::seconds(1700000000) + std::chrono::nanoseconds(5));
+  std::string bytes = ForwardRequestBytes("default", TopicFor(exit), exit, when);
+  ::containerd::services::events::ttrpc::v1::ForwardRequest request;
+  ASSERT_TRUE(request.ParseFromString(bytes));
+  EXPECT_EQ(request.envelope().topic(), "/tasks/exit");
+  EXPECT_EQ(request.envelope().namespace_(), "default");
+  EXPECT_EQ(request.envelope().timestamp().seconds(), 1700000000);
+  EXPECT_EQ(request.envelope().timestamp().nanos(), 5);
+  EXPECT_EQ(request.envelope().event().type_url(), "containerd.events.TaskExit");
+  ::containerd::events::TaskExit decoded;
+  ASSERT_TRUE(decoded.ParseFromString(request.envelope().event().value()));
+  EXPECT_EQ(decoded.exit_status(), 3u);
+}
+
+TEST(Events, EveryTaskEventHasContainerdsTopic) {
+  EXPECT_EQ(TopicFor(::containerd::events::TaskCreate()), "/tasks/create");
+  EXPECT_EQ(TopicFor(::containerd::events::TaskStart()), "/tasks/start");
+  EXPECT_EQ(TopicFor(::containerd::events::TaskDelete()), "/tasks/delete");
+  EXPECT_EQ(TopicFor(::containerd::events::TaskExecAdded()), "/tasks/exec-added");
+  EXPECT_EQ(TopicFor(::containerd::events::TaskExecStarted()), "/tasks/exec-started");
+  EXPECT_EQ(TopicFor(::containerd::events::TaskOOM()), "/tasks/oom");
+  EXPECT_EQ(TopicFor(::containerd::events::TaskPaused()), "/tasks/paused");
+  EXPECT_EQ(TopicFor(::containerd::events::TaskResumed()), "/tasks/resumed");
+}
+
+}  // namespace
+}  // namespace hull::shim

@@ -1,0 +1,8 @@
+# Unit tests of the shim's pure pieces: containerd's flag syntax, mount
+# options, runtime options, sandbox grouping and event envelopes.
+find_package(GTest REQUIRED)
+include(GoogleTest)
+
+add_executable(shim_unit_tests ${CMAKE_CURRENT_LIST_DIR}/shim_test.cc)
+target_link_libraries(shim_unit_tests PRIVATE hull_shim GTest::gtest_main)
+gtest_discover_tests(shim_unit_tests PROPERTIES LABELS unit DISCOVERY_TIMEOUT 60)
