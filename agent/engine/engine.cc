@@ -207,15 +207,41 @@ Result<std::shared_ptr<Engine::Process>> Engine::FindProcess(const std::string& 
   return it->second;
 }
 
+// A pty from the container's own devpts instance (its /dev/pts/ptmx, resolved
+// inside the root of `init_pid`), so that ttyname() in the container names
+// it as runc's exec terminals are named. Fails when the container has no
+// devpts of its own; the caller then takes one from the agent's.
+Result<std::pair<UniqueFd, UniqueFd>> OpenContainerPty(pid_t init_pid) {
+  UniqueFd root(::open(("/proc/" + std::to_string(init_pid) + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root) return ErrnoError("open the container's root");
+  open_how how{};
+  how.flags = O_RDWR | O_NOCTTY | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  UniqueFd master(static_cast<int>(::syscall(SYS_openat2, root.get(), "dev/pts/ptmx", &how, sizeof how)));
+  if (!master) return ErrnoError("open the container's /dev/pts/ptmx");
+  int unlock = 0;
+  if (::ioctl(master.get(), TIOCSPTLCK, &unlock) < 0) return ErrnoError("unlock the pty");
+  UniqueFd slave(::ioctl(master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!slave) return ErrnoError("open the pty's peer");
+  return std::make_pair(std::move(master), std::move(slave));
+}
+
 Result<std::shared_ptr<Engine::Process>> Engine::MakeProcess(const std::string& exec_id, const IoRequest& io,
-                                                             ChildStdio* stdio, std::vector<UniqueFd>* child_ends) {
+                                                             ChildStdio* stdio, std::vector<UniqueFd>* child_ends,
+                                                             pid_t pty_from_pid) {
   auto process = std::make_shared<Process>();
   process->exec_id = exec_id;
   process->terminal = io.terminal;
   if (io.terminal) {
     int master = -1, slave = -1;
     winsize size{io.rows, io.columns, 0, 0};
-    if (::openpty(&master, &slave, nullptr, nullptr, io.rows > 0 ? &size : nullptr) < 0) {
+    if (auto pty = pty_from_pid > 0 ? OpenContainerPty(pty_from_pid) : Result<std::pair<UniqueFd, UniqueFd>>(
+                                                                            MakeError(ErrorCode::kNotFound, ""));
+        pty) {
+      master = pty->first.release();
+      slave = pty->second.release();
+      if (io.rows > 0) (void)::ioctl(slave, TIOCSWINSZ, &size);
+    } else if (::openpty(&master, &slave, nullptr, nullptr, io.rows > 0 ? &size : nullptr) < 0) {
       return ErrnoError("open a pty");
     }
     process->pty_master.reset(master);
@@ -422,7 +448,7 @@ Status Engine::Exec(const std::string& id, const std::string& exec_id, const oci
 
   ChildStdio stdio;
   std::vector<UniqueFd> child_ends;
-  HULL_TRY(auto process, MakeProcess(exec_id, io, &stdio, &child_ends), what);
+  HULL_TRY(auto process, MakeProcess(exec_id, io, &stdio, &child_ends, init_pid), what);
   process->container_id = id;
   process->description = "exec `" + exec_id + "` in `" + id + "`";
   {

@@ -103,8 +103,9 @@ class Engine {
 
   Result<std::shared_ptr<Container>> Find(const std::string& id);
   Result<std::shared_ptr<Process>> FindProcess(const std::string& id, const std::string& exec_id);
+  // `pty_from_pid`: a terminal comes from that process's /dev/pts when it can.
   Result<std::shared_ptr<Process>> MakeProcess(const std::string& exec_id, const IoRequest& io, ChildStdio* stdio,
-                                               std::vector<UniqueFd>* child_ends);
+                                               std::vector<UniqueFd>* child_ends, pid_t pty_from_pid = 0);
   void OnOom(const std::string& id);
 
   EngineOptions options_;
