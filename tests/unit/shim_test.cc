@@ -5,12 +5,16 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include "containerd/events/task.pb.h"
 #include "containerd/runtimeoptions/v1/api.pb.h"
 #include "containerd/services/events/ttrpc/v1/events.pb.h"
 #include "events.h"
 #include "hull/core/syscall.h"
+#include "hull/core/transport.h"
+#include "ttrpc/ttrpc.h"
 #include "mounts.h"
 #include "shim.h"
 #include "shim_flags.h"
@@ -192,6 +196,110 @@ TEST(Events, EveryTaskEventHasContainerdsTopic) {
   EXPECT_EQ(TopicFor(::containerd::events::TaskOOM()), "/tasks/oom");
   EXPECT_EQ(TopicFor(::containerd::events::TaskPaused()), "/tasks/paused");
   EXPECT_EQ(TopicFor(::containerd::events::TaskResumed()), "/tasks/resumed");
+}
+
+// A stand-in for containerd's ttrpc events service: records what arrives.
+class FakeContainerd {
+ public:
+  FakeContainerd() {
+    char tmpl[] = "/tmp/hull-events-XXXXXX";
+    EXPECT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    socket_ = dir_ + "/c.sock.ttrpc";
+    server_.Register("containerd.services.events.ttrpc.v1.Events", "Forward",
+                     [this](const ttrpc::CallContext& context, std::string_view payload) -> Result<std::string> {
+                       ::containerd::services::events::ttrpc::v1::ForwardRequest request;
+                       if (!request.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+                         return MakeError(ErrorCode::kInvalidArgument, "bad request");
+                       }
+                       std::lock_guard lock(mu_);
+                       if (fail_next_ > 0) {
+                         --fail_next_;
+                         return MakeError(ErrorCode::kUnavailable, "not now");
+                       }
+                       namespaces_.push_back(context.Namespace());
+                       received_.push_back(request.envelope());
+                       return std::string();
+                     });
+    auto listener = ListenUnix(socket_);
+    EXPECT_TRUE(listener);
+    thread_ = std::thread([this, fd = std::move(*listener)]() mutable { (void)server_.Serve(std::move(fd)); });
+  }
+  ~FakeContainerd() {
+    server_.Shutdown();
+    thread_.join();
+    std::filesystem::remove_all(dir_);
+  }
+  std::vector<::containerd::services::events::ttrpc::v1::Envelope> received() {
+    std::lock_guard lock(mu_);
+    return received_;
+  }
+  std::vector<std::string> namespaces() {
+    std::lock_guard lock(mu_);
+    return namespaces_;
+  }
+  void FailNext(int n) {
+    std::lock_guard lock(mu_);
+    fail_next_ = n;
+  }
+  const std::string& socket() const { return socket_; }
+
+ private:
+  std::string dir_, socket_;
+  ttrpc::Server server_;
+  std::thread thread_;
+  std::mutex mu_;
+  int fail_next_ = 0;
+  std::vector<::containerd::services::events::ttrpc::v1::Envelope> received_;
+  std::vector<std::string> namespaces_;
+};
+
+TEST(EventPublisher, DeliversInOrderWithNamespaceAndTimestamps) {
+  FakeContainerd containerd;
+  {
+    EventPublisher publisher(containerd.socket(), "default");
+    ::containerd::events::TaskCreate create;
+    create.set_container_id("t1");
+    ::containerd::events::TaskStart start;
+    start.set_container_id("t1");
+    ::containerd::events::TaskExit exit;
+    exit.set_container_id("t1");
+    exit.set_exit_status(137);
+    ::containerd::events::TaskDelete del;
+    del.set_container_id("t1");
+    publisher.Publish(create);
+    publisher.Publish(start);
+    publisher.Publish(exit);
+    publisher.Publish(del);
+    publisher.Flush(std::chrono::seconds(10));
+  }
+  auto received = containerd.received();
+  ASSERT_EQ(received.size(), 4u);
+  EXPECT_EQ(received[0].topic(), "/tasks/create");
+  EXPECT_EQ(received[1].topic(), "/tasks/start");
+  EXPECT_EQ(received[2].topic(), "/tasks/exit");
+  EXPECT_EQ(received[3].topic(), "/tasks/delete");
+  for (const auto& envelope : received) {
+    EXPECT_EQ(envelope.namespace_(), "default");
+    EXPECT_GT(envelope.timestamp().seconds(), 1600000000);
+  }
+  for (const auto& ns : containerd.namespaces()) EXPECT_EQ(ns, "default");
+}
+
+TEST(EventPublisher, RetriesAFailedForward) {
+  FakeContainerd containerd;
+  containerd.FailNext(1);
+  {
+    EventPublisher publisher(containerd.socket(), "k8s.io");
+    ::containerd::events::TaskOOM oom;
+    oom.set_container_id("c1");
+    publisher.Publish(oom);
+    publisher.Flush(std::chrono::seconds(10));
+  }
+  auto received = containerd.received();
+  ASSERT_EQ(received.size(), 1u);
+  EXPECT_EQ(received[0].topic(), "/tasks/oom");
+  EXPECT_EQ(received[0].namespace_(), "k8s.io");
 }
 
 }  // namespace
