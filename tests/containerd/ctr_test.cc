@@ -1,0 +1,408 @@
+// The containerd suite: `ctr` drives a private containerd, and every case runs
+// twice, with runc (io.containerd.runc.v2, the baseline) and with hull
+// (io.containerd.hull.v2, one microVM per container). Whatever runc does here,
+// hull must do too, and neither may leave a process, mount or state file behind.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "bundle.h"
+#include "containerd_env.h"
+#include "hull/core/syscall.h"
+
+namespace hull::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr char kImage[] = "docker.io/hull-test/busybox:latest";
+constexpr char kQemu[] = "/usr/bin/qemu-system-x86_64";
+constexpr char kRuncBinary[] = "/usr/sbin/runc";
+constexpr char kHullShim[] = "containerd-shim-hull-v2";
+
+struct Runtime {
+  const char* name;  // the test-name suffix
+  const char* type;  // ctr --runtime
+  bool is_hull;
+};
+constexpr Runtime kRunc{"runc", "io.containerd.runc.v2", false};
+constexpr Runtime kHull{"hull", "io.containerd.hull.v2", true};
+
+void PrintTo(const Runtime& runtime, std::ostream* os) { *os << runtime.type; }
+
+// Where containerd-shim-hull-v2 and its guest/ are: HULL_TEST_BIN_DIR, else this
+// build tree's bin/.
+std::string BinDir() {
+  const char* dir = std::getenv("HULL_TEST_BIN_DIR");
+  return dir != nullptr && *dir != '\0' ? dir : HULL_BIN_DIR;
+}
+
+bool Contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+class CtrTest : public ::testing::TestWithParam<Runtime> {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (containerd mounts snapshots and runs shims)";
+    if (!IsExecutable(kContainerd) || !IsExecutable(kCtr)) {
+      GTEST_SKIP() << "containerd is not installed (" << kContainerd << ", " << kCtr << ")";
+    }
+    if (!PathExists(HULL_TEST_IMAGE_ARCHIVE)) {
+      GTEST_SKIP() << "test image " << HULL_TEST_IMAGE_ARCHIVE << " not built (busybox-static missing at build time?)";
+    }
+    if (runtime().is_hull) {
+      std::string shim = BinDir() + "/" + kHullShim;
+      if (!IsExecutable(shim)) GTEST_SKIP() << "containerd-shim-hull-v2 not built (looked for " << shim << ")";
+      if (!IsExecutable(kQemu)) GTEST_SKIP() << "QEMU is not installed (" << kQemu << ")";
+      if (!PathExists(BinDir() + "/../guest/initrd.img")) {
+        GTEST_SKIP() << "guest image not built (" << BinDir() << "/../guest/initrd.img)";
+      }
+    } else if (!IsExecutable(kRuncBinary)) {
+      GTEST_SKIP() << "runc is not installed (" << kRuncBinary << ")";
+    }
+    auto started = PrivateContainerd::Start({.bin_dir = BinDir()});
+    ASSERT_TRUE(started) << started.error().ToString();
+    env_ = std::move(*started);
+    auto imported = env_->ImportImage(HULL_TEST_IMAGE_ARCHIVE);
+    ASSERT_TRUE(imported) << imported.error().ToString();
+  }
+
+  void TearDown() override {
+    if (!env_) return;
+    // A case that failed may have stopped before its own cleanup; its
+    // leftovers would only repeat the failure, so they are checked only after
+    // a case that got through (the destructor removes them either way).
+    if (!HasFailure()) {
+      std::string leftovers = env_->WaitForNoLeftovers(seconds(10));
+      EXPECT_EQ(leftovers, "") << runtime().name << " left this behind after the case";
+    }
+    if (HasFailure()) {
+      std::cerr << "--- containerd log (tail) of " << env_->dir() << " ---\n" << env_->LogTail(50) << "\n";
+    }
+    env_.reset();
+  }
+
+  const Runtime& runtime() const { return GetParam(); }
+  std::string Id(const std::string& name) const { return env_->Id(name); }
+
+  // ctr run --runtime <runtime> FLAGS IMAGE ID CMD...
+  CommandResult Run(const std::vector<std::string>& flags, const std::string& id, const std::vector<std::string>& cmd,
+                    const std::string& stdin_data = "", const std::string& image = kImage) {
+    std::vector<std::string> args = {"run", "--runtime", runtime().type};
+    args.insert(args.end(), flags.begin(), flags.end());
+    args.push_back(image);
+    args.push_back(id);
+    args.insert(args.end(), cmd.begin(), cmd.end());
+    return env_->Ctr(args, stdin_data);
+  }
+
+  CommandResult Exec(const std::string& id, const std::string& exec_id, const std::vector<std::string>& cmd) {
+    std::vector<std::string> args = {"task", "exec", "--exec-id", exec_id, id};
+    args.insert(args.end(), cmd.begin(), cmd.end());
+    return env_->Ctr(args);
+  }
+
+  bool WaitForStatus(const std::string& id, const std::string& status, milliseconds timeout = seconds(20)) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (env_->TaskStatus(id) == status) return true;
+      std::this_thread::sleep_for(milliseconds(100));
+    }
+    return false;
+  }
+
+  // ctr run -d, then RUNNING.
+  void StartDetached(const std::string& id, const std::vector<std::string>& cmd) {
+    CommandResult r = Run({"-d"}, id, cmd);
+    ASSERT_EQ(r.code, 0) << "ctr run -d " << id << ": " << r.Describe();
+    ASSERT_EQ(env_->TaskStatus(id), "RUNNING");
+  }
+
+  // Polls an exec until `test -e PATH` succeeds inside the container.
+  void WaitForFileInContainer(const std::string& id, const std::string& path) {
+    for (int i = 0; i < 300; ++i) {  // a VM boots under TCG in seconds
+      if (Exec(id, "ready-" + std::to_string(i), {"test", "-e", path}).code == 0) return;
+      std::this_thread::sleep_for(milliseconds(100));
+    }
+    FAIL() << path << " never appeared in " << id;
+  }
+
+  // SIGKILL, STOPPED, task rm, container rm: each step must succeed.
+  void RemoveTask(const std::string& id) {
+    CommandResult kill = env_->Ctr({"task", "kill", "-s", "SIGKILL", id});
+    EXPECT_EQ(kill.code, 0) << "ctr task kill " << id << ": " << kill.Describe();
+    EXPECT_TRUE(WaitForStatus(id, "STOPPED")) << id << " is " << env_->TaskStatus(id) << " after SIGKILL";
+    CommandResult rm = env_->Ctr({"task", "rm", id});
+    EXPECT_EQ(rm.code, 0) << "ctr task rm " << id << ": " << rm.Describe();
+    CommandResult crm = env_->Ctr({"containers", "rm", id});
+    EXPECT_EQ(crm.code, 0) << "ctr containers rm " << id << ": " << crm.Describe();
+  }
+
+  void ExpectNoContainers() {
+    CommandResult ls = env_->Ctr({"containers", "ls", "-q"});
+    EXPECT_EQ(ls.code, 0) << ls.Describe();
+    EXPECT_EQ(ls.out, "") << "containers left in containerd's metadata";
+    CommandResult tasks = env_->Ctr({"task", "ls", "-q"});
+    EXPECT_EQ(tasks.out, "") << "tasks left in containerd";
+  }
+
+  std::unique_ptr<PrivateContainerd> env_;
+};
+
+TEST_P(CtrTest, RunRmPrintsOutput) {
+  CommandResult r = Run({"--rm"}, Id("echo"), {"echo", "hello"});
+  EXPECT_EQ(r.code, 0) << r.Describe();
+  EXPECT_EQ(r.out, "hello\n") << r.Describe();
+  ExpectNoContainers();
+}
+
+TEST_P(CtrTest, ExitCodesPropagate) {
+  // The container's init ignores SIGKILL sent from inside its own pid
+  // namespace, so the signal death is a child's and sh hands its 137 on; init
+  // dying of a signal is KillDeliversSigtermAndSigkill's business.
+  const std::vector<std::pair<int, std::vector<std::string>>> cases = {
+      {0, {"true"}},
+      {3, {"sh", "-c", "exit 3"}},
+      {137, {"sh", "-c", "sh -c 'kill -9 $$'; exit $?"}},
+  };
+  for (const auto& [code, cmd] : cases) {
+    CommandResult r = Run({"--rm"}, Id("exit" + std::to_string(code)), cmd);
+    EXPECT_EQ(r.code, code) << cmd.back() << ": " << r.Describe();
+  }
+  ExpectNoContainers();
+}
+
+TEST_P(CtrTest, ExecWithoutAndWithTty) {
+  std::string id = Id("exec");
+  ASSERT_NO_FATAL_FAILURE(StartDetached(id, {"sleep", "1000"}));
+
+  CommandResult plain = Exec(id, "plain", {"sh", "-c", "echo out; echo err >&2; exit 4"});
+  EXPECT_EQ(plain.code, 4) << plain.Describe();
+  EXPECT_EQ(plain.out, "out\n") << plain.Describe();
+  EXPECT_EQ(plain.err, "err\n") << plain.Describe();
+
+  // ctr -t wants a terminal on its stdin: run it on a pty of our own.
+  CommandResult tty = env_->CtrOnPty({"task", "exec", "-t", "--exec-id", "tty", id, "sh", "-c", "tty; exit 5"});
+  EXPECT_EQ(tty.code, 5) << tty.Describe();
+  EXPECT_TRUE(std::regex_search(tty.out, std::regex("/dev/pts/[0-9]+"))) << tty.Describe();
+
+  ASSERT_NO_FATAL_FAILURE(RemoveTask(id));
+}
+
+TEST_P(CtrTest, KillDeliversSigtermAndSigkill) {
+  // In the foreground, `ctr run` exits with the container's status: the
+  // status containerd's Wait reports.
+  struct Case {
+    std::string name;
+    std::vector<std::string> kill_flags;
+    int expected;
+  };
+  for (const Case& c : {Case{"term", {}, 42}, Case{"kill", {"-s", "SIGKILL"}, 137}}) {
+    std::string id = Id(c.name);
+    CommandResult run;
+    std::thread runner([&] {
+      run = Run({"--rm"}, id, {"sh", "-c", "trap 'exit 42' TERM; touch /tmp/ready; while true; do sleep 0.1; done"});
+    });
+    WaitForFileInContainer(id, "/tmp/ready");
+    std::vector<std::string> args = {"task", "kill"};
+    args.insert(args.end(), c.kill_flags.begin(), c.kill_flags.end());
+    args.push_back(id);
+    CommandResult kill = env_->Ctr(args);
+    EXPECT_EQ(kill.code, 0) << kill.Describe();
+    if (kill.code != 0) (void)env_->Ctr({"task", "kill", "-s", "SIGKILL", id});
+    runner.join();
+    EXPECT_EQ(run.code, c.expected) << "ctr task kill " << (c.kill_flags.empty() ? "(SIGTERM)" : "-s SIGKILL")
+                                    << ": " << run.Describe();
+  }
+  ExpectNoContainers();
+}
+
+TEST_P(CtrTest, PauseAndResume) {
+  std::string id = Id("pause");
+  ASSERT_NO_FATAL_FAILURE(StartDetached(id, {"sleep", "1000"}));
+  CommandResult pause = env_->Ctr({"task", "pause", id});
+  ASSERT_EQ(pause.code, 0) << pause.Describe();
+  EXPECT_EQ(env_->TaskStatus(id), "PAUSED");
+  CommandResult resume = env_->Ctr({"task", "resume", id});
+  ASSERT_EQ(resume.code, 0) << resume.Describe();
+  EXPECT_EQ(env_->TaskStatus(id), "RUNNING");
+  CommandResult still = Exec(id, "after", {"echo", "still here"});
+  EXPECT_EQ(still.code, 0) << still.Describe();
+  EXPECT_EQ(still.out, "still here\n");
+  ASSERT_NO_FATAL_FAILURE(RemoveTask(id));
+}
+
+TEST_P(CtrTest, MetricsShowMemoryAndCpu) {
+  std::string id = Id("metrics");
+  ASSERT_NO_FATAL_FAILURE(StartDetached(id, {"sleep", "1000"}));
+  CommandResult metrics = env_->Ctr({"task", "metrics", id});
+  EXPECT_EQ(metrics.code, 0) << metrics.Describe();
+  // cgroup v1 (this host's runc) prints memory.usage_in_bytes and
+  // cpuacct.usage; cgroup v2 (hull's guest) memory.usage and cpu.usage_usec.
+  EXPECT_TRUE(std::regex_search(metrics.out, std::regex("(^|\n)memory\\.[a-z_.]+ +[0-9]+"))) << metrics.Describe();
+  EXPECT_TRUE(std::regex_search(metrics.out, std::regex("(^|\n)cpu[a-z]*\\.usage[a-z_]* +[0-9]+"))) << metrics.Describe();
+  EXPECT_TRUE(Contains(metrics.out, "pids.current")) << metrics.Describe();
+  ASSERT_NO_FATAL_FAILURE(RemoveTask(id));
+}
+
+TEST_P(CtrTest, PsListsThePids) {
+  std::string id = Id("ps");
+  ASSERT_NO_FATAL_FAILURE(StartDetached(id, {"sh", "-c", "sleep 1000 & sleep 1000"}));
+  CommandResult ps = env_->Ctr({"task", "ps", id});
+  EXPECT_EQ(ps.code, 0) << ps.Describe();
+  std::istringstream lines(ps.out);
+  std::string line;
+  std::getline(lines, line);
+  EXPECT_TRUE(line.starts_with("PID")) << ps.Describe();
+  int pids = 0;
+  while (std::getline(lines, line)) pids += std::regex_search(line, std::regex("^[0-9]+ "));
+  EXPECT_GE(pids, 2) << "sh and two sleeps, or two sleeps when sh execs the last one: " << ps.Describe();
+  ASSERT_NO_FATAL_FAILURE(RemoveTask(id));
+}
+
+TEST_P(CtrTest, StdinIsPipedIntoRun) {
+  std::string data = "line one\nline two\n";
+  for (int i = 0; data.size() < (256 << 10); ++i) data += "stdin block " + std::to_string(i) + "\n";
+  CommandResult r = Run({"--rm"}, Id("stdin"), {"cat"}, data);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.size(), data.size());
+  EXPECT_TRUE(r.out == data) << "cat did not echo stdin intact; first 200 bytes: " << r.out.substr(0, 200);
+  ExpectNoContainers();
+}
+
+TEST_P(CtrTest, TenMebibytesOfOutputArriveIntact) {
+  constexpr size_t kSize = 10 << 20;
+  std::string expected;
+  for (int i = 1; expected.size() < kSize; ++i) expected += std::to_string(i) + "\n";
+  expected.resize(kSize);
+  CommandResult r = Run({"--rm"}, Id("bulk"), {"sh", "-c", "seq 1 2000000 | head -c 10485760"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(r.out.size(), kSize) << "output lost or duplicated; tail: " << r.out.substr(r.out.size() - std::min<size_t>(r.out.size(), 100));
+  size_t diff = std::mismatch(r.out.begin(), r.out.end(), expected.begin()).first - r.out.begin();
+  EXPECT_EQ(diff, kSize) << "first difference at byte " << diff << ": got \"" << r.out.substr(diff, 40)
+                         << "\", want \"" << expected.substr(diff, 40) << "\"";
+  ExpectNoContainers();
+}
+
+TEST_P(CtrTest, TwoContainersRunAtOnce) {
+  std::string a = Id("a"), b = Id("b");
+  ASSERT_NO_FATAL_FAILURE(StartDetached(a, {"sleep", "1000"}));
+  ASSERT_NO_FATAL_FAILURE(StartDetached(b, {"sleep", "1000"}));
+  CommandResult in_a = Exec(a, "boot", {"cat", "/proc/sys/kernel/random/boot_id"});
+  CommandResult in_b = Exec(b, "boot", {"cat", "/proc/sys/kernel/random/boot_id"});
+  EXPECT_EQ(in_a.code, 0) << in_a.Describe();
+  EXPECT_EQ(in_b.code, 0) << in_b.Describe();
+  EXPECT_EQ(in_a.out.size(), 37u) << in_a.Describe();
+  // The leftover checks must see what a running container holds, or their
+  // silence after each case would mean nothing.
+  int shims = 0, vms = 0;
+  for (const std::string& p : env_->LeftoverProcesses()) {
+    shims += Contains(p, "containerd-shim-");
+    vms += Contains(p, "qemu-system");
+  }
+  EXPECT_GE(shims, runtime().is_hull ? 1 : 2) << "the process check does not see the shims";
+  if (runtime().is_hull) {
+    EXPECT_GE(vms, 2) << "the process check does not see both VMs";
+    EXPECT_GE(env_->LeftoverState().size(), 2u) << "nothing of either sandbox in " << env_->hull_run_dir();
+  }
+  if (runtime().is_hull) {
+    EXPECT_NE(in_a.out, in_b.out) << "hull runs each container in a VM of its own: two kernels, two boot ids";
+  } else {
+    EXPECT_EQ(in_a.out, in_b.out) << "runc containers share the host kernel";
+  }
+  ASSERT_NO_FATAL_FAILURE(RemoveTask(a));
+  ASSERT_NO_FATAL_FAILURE(RemoveTask(b));
+}
+
+TEST_P(CtrTest, BindMountsHonourReadOnlyAndReadWrite) {
+  std::string ro = env_->dir() + "/bind-ro", rw = env_->dir() + "/bind-rw";
+  ASSERT_TRUE(MakeDirs(ro));
+  ASSERT_TRUE(MakeDirs(rw));
+  ASSERT_TRUE(WriteFile(ro + "/in.txt", "from the host\n"));
+  ASSERT_TRUE(WriteFile(rw + "/host.txt", "host file on rw\n"));
+  CommandResult r = Run({"--rm", "--mount", "type=bind,src=" + ro + ",dst=/ro,options=rbind:ro", "--mount",
+                         "type=bind,src=" + rw + ",dst=/rw,options=rbind:rw"},
+                        Id("bind"),
+                        {"sh", "-c",
+                         "cat /ro/in.txt; cat /rw/host.txt; "
+                         "if echo x > /ro/new; then echo ro-write-succeeded; else echo ro-write-refused; fi; "
+                         "echo from the container > /rw/out.txt && echo rw-write-ok"});
+  EXPECT_EQ(r.code, 0) << r.Describe();
+  EXPECT_EQ(r.out, "from the host\nhost file on rw\nro-write-refused\nrw-write-ok\n") << r.Describe();
+  EXPECT_FALSE(PathExists(ro + "/new"));
+  EXPECT_EQ(ReadFile(rw + "/out.txt").value_or("(missing)"), "from the container\n")
+      << "a write to a rw bind must land on the host";
+  ExpectNoContainers();
+}
+
+TEST_P(CtrTest, RunWithRootfsDirectory) {
+  std::string rootfs = env_->dir() + "/rootfs";
+  auto made = MakeBusyboxRootfs(rootfs);
+  ASSERT_TRUE(made) << made.error().ToString();
+  CommandResult r = Run({"--rm", "--rootfs"}, Id("rootfs"),
+                        // No image config, so no PATH in the environment: the
+                        // shell by path (busybox ash has a default PATH).
+                        {"/bin/sh", "-c", "echo rootfs-ok; ls /bin/busybox; echo written > /written"}, "", rootfs);
+  EXPECT_EQ(r.code, 0) << r.Describe();
+  EXPECT_EQ(r.out, "rootfs-ok\n/bin/busybox\n") << r.Describe();
+  EXPECT_EQ(ReadFile(rootfs + "/written").value_or("(missing)"), "written\n") << "writes land in the rootfs dir";
+  ExpectNoContainers();
+}
+
+TEST_P(CtrTest, ContainerdRestartKeepsTheTask) {
+  std::string id = Id("restart");
+  ASSERT_NO_FATAL_FAILURE(StartDetached(id, {"sleep", "1000"}));
+  env_->Kill();
+  auto restarted = env_->Restart();
+  ASSERT_TRUE(restarted) << restarted.error().ToString();
+  EXPECT_TRUE(WaitForStatus(id, "RUNNING")) << "after the restart " << id << " is \"" << env_->TaskStatus(id) << "\"";
+  CommandResult exec = Exec(id, "after-restart", {"echo", "reconnected"});
+  EXPECT_EQ(exec.code, 0) << exec.Describe();
+  EXPECT_EQ(exec.out, "reconnected\n");
+  ASSERT_NO_FATAL_FAILURE(RemoveTask(id));
+}
+
+TEST_P(CtrTest, BrokenCommandOrImageFailsClearly) {
+  CommandResult missing_program = Run({"--rm"}, Id("noexec"), {"/no-such-program"});
+  EXPECT_NE(missing_program.code, 0) << missing_program.Describe();
+  EXPECT_TRUE(Contains(missing_program.err, "no-such-program")) << missing_program.Describe();
+  EXPECT_TRUE(Contains(Lower(missing_program.err), "no such file")) << missing_program.Describe();
+
+  CommandResult missing_image = Run({"--rm"}, Id("noimage"), {"true"}, "", "docker.io/hull-test/missing:latest");
+  EXPECT_NE(missing_image.code, 0) << missing_image.Describe();
+  EXPECT_TRUE(Contains(missing_image.err, "not found")) << missing_image.Describe();
+  ExpectNoContainers();
+}
+
+TEST_P(CtrTest, BadRuntimeConfigNamesTheKey) {
+  if (!runtime().is_hull) GTEST_SKIP() << "hull only: the file is hull's config, runc reads none";
+  std::string config = env_->dir() + "/bad-hull.toml";
+  // run_dir keeps any state of the failed start inside this test's dir.
+  ASSERT_TRUE(WriteFile(config, "[runtime]\nrun_dir = \"" + env_->hull_run_dir() + "\"\n"
+                                "[hypervisor]\nvcpus = \"two\"\n"));
+  CommandResult r = Run({"--rm", "--runtime-config-path", config}, Id("badcfg"), {"true"});
+  EXPECT_NE(r.code, 0) << r.Describe();
+  EXPECT_TRUE(Contains(r.err, "hypervisor.vcpus")) << r.Describe();
+  ExpectNoContainers();
+}
+
+INSTANTIATE_TEST_SUITE_P(Runtimes, CtrTest, ::testing::Values(kRunc, kHull),
+                         [](const ::testing::TestParamInfo<Runtime>& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace hull::testing
