@@ -1,0 +1,17 @@
+# libFuzzer target for the ttrpc frame decoder (shim/ttrpc/frame.cc, compiled
+# from source so it carries the fuzzer's instrumentation) and the parsing of
+# the Request/Response envelopes. Include it from tests/CMakeLists.txt after
+# fuzz/fuzz.cmake, which defines hull_add_fuzzer().
+if(NOT HULL_BUILD_FUZZERS)
+  return()
+endif()
+
+get_filename_component(HULL_TTRPC_FUZZ_SOURCE_ROOT "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
+
+hull_add_fuzzer(ttrpc_frame_fuzz
+  TEST fuzz_ttrpc_frame
+  CORPUS ${CMAKE_CURRENT_LIST_DIR}/corpus/ttrpc
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/ttrpc_frame_fuzz.cc
+          ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/shim/ttrpc/frame.cc
+  INCLUDES ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/shim
+  LIBRARIES hull_core hull_containerd_proto)
