@@ -181,7 +181,11 @@ int RunStart(const ShimFlags& flags_in) {
   if (!listener) return Fail(listener.error().Wrap("listen on the shim socket"));
   ::chmod(paths->socket.c_str(), 0600);
 
-  std::vector<std::string> args = ServeArgs("/proc/self/exe", flags);
+  // argv[0] is the binary's real path, so `ps` and pkill name the server.
+  std::error_code ec;
+  std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  if (ec || self.empty()) self = "/proc/self/exe";
+  std::vector<std::string> args = ServeArgs(self, flags);
   if (flags.bundle.empty()) {
     args.insert(args.end() - 1, {"-bundle", bundle});
   }
@@ -204,7 +208,7 @@ int RunStart(const ShimFlags& flags_in) {
       [[maybe_unused]] auto n = ::write(report_write.get(), &err, sizeof err);
       ::_exit(127);
     }
-    ::execv("/proc/self/exe", argv.data());
+    ::execv(argv[0], argv.data());
     int err = errno;
     [[maybe_unused]] auto n = ::write(report_write.get(), &err, sizeof err);
     ::_exit(127);
@@ -261,6 +265,12 @@ int RunDelete(const ShimFlags& flags) {
 
 int RunServe(const ShimFlags& flags) {
   std::string bundle = BundleDir(flags);
+  // dup2 in `start` cleared close-on-exec: the listener must not leak into
+  // QEMU or virtiofsd (they would keep a dead shim's socket connectable).
+  if (auto cloexec = SetCloexec(kListenerFd); !cloexec) {
+    std::fprintf(stderr, "containerd-shim-hull-v2: serve needs the listening socket as fd 3\n");
+    return 1;
+  }
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   ::signal(SIGPIPE, SIG_IGN);
   sigset_t signals;
