@@ -6,3 +6,8 @@ include(GoogleTest)
 add_executable(shim_unit_tests ${CMAKE_CURRENT_LIST_DIR}/shim_test.cc)
 target_link_libraries(shim_unit_tests PRIVATE hull_shim GTest::gtest_main)
 gtest_discover_tests(shim_unit_tests PROPERTIES LABELS unit DISCOVERY_TIMEOUT 60)
+
+# tools/install into temp dirs, checked by containerd's own config parser.
+add_test(NAME install_script
+  COMMAND ${CMAKE_CURRENT_LIST_DIR}/install_test.sh ${PROJECT_SOURCE_DIR} ${CMAKE_BINARY_DIR})
+set_tests_properties(install_script PROPERTIES LABELS unit TIMEOUT 120)
