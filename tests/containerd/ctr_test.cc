@@ -263,14 +263,20 @@ TEST_P(CtrTest, MetricsShowMemoryAndCpu) {
 TEST_P(CtrTest, PsListsThePids) {
   std::string id = Id("ps");
   ASSERT_NO_FATAL_FAILURE(StartDetached(id, {"sh", "-c", "sleep 1000 & sleep 1000"}));
-  CommandResult ps = env_->Ctr({"task", "ps", id});
-  EXPECT_EQ(ps.code, 0) << ps.Describe();
-  std::istringstream lines(ps.out);
-  std::string line;
-  std::getline(lines, line);
-  EXPECT_TRUE(line.starts_with("PID")) << ps.Describe();
+  // sh forks its first sleep a moment after Start returns: poll briefly.
+  CommandResult ps;
   int pids = 0;
-  while (std::getline(lines, line)) pids += std::regex_search(line, std::regex("^[0-9]+ "));
+  for (int attempt = 0; attempt < 50 && pids < 2; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(milliseconds(200));
+    ps = env_->Ctr({"task", "ps", id});
+    ASSERT_EQ(ps.code, 0) << ps.Describe();
+    std::istringstream lines(ps.out);
+    std::string line;
+    std::getline(lines, line);
+    ASSERT_TRUE(line.starts_with("PID")) << ps.Describe();
+    pids = 0;
+    while (std::getline(lines, line)) pids += std::regex_search(line, std::regex("^[0-9]+ "));
+  }
   EXPECT_GE(pids, 2) << "sh and two sleeps, or two sleeps when sh execs the last one: " << ps.Describe();
   ASSERT_NO_FATAL_FAILURE(RemoveTask(id));
 }
