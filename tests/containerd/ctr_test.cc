@@ -112,7 +112,7 @@ class CtrTest : public ::testing::TestWithParam<Runtime> {
   }
 
   CommandResult Exec(const std::string& id, const std::string& exec_id, const std::vector<std::string>& cmd) {
-    std::vector<std::string> args = {"task", "exec", "--exec-id", exec_id, id};
+    std::vector<std::string> args = {"task", "exec", "--exec-id", Id(exec_id), id};
     args.insert(args.end(), cmd.begin(), cmd.end());
     return env_->Ctr(args);
   }
@@ -197,7 +197,7 @@ TEST_P(CtrTest, ExecWithoutAndWithTty) {
   EXPECT_EQ(plain.err, "err\n") << plain.Describe();
 
   // ctr -t wants a terminal on its stdin: run it on a pty of our own.
-  CommandResult tty = env_->CtrOnPty({"task", "exec", "-t", "--exec-id", "tty", id, "sh", "-c", "tty; exit 5"});
+  CommandResult tty = env_->CtrOnPty({"task", "exec", "-t", "--exec-id", Id("tty"), id, "sh", "-c", "tty; exit 5"});
   EXPECT_EQ(tty.code, 5) << tty.Describe();
   EXPECT_TRUE(std::regex_search(tty.out, std::regex("/dev/pts/[0-9]+"))) << tty.Describe();
 

@@ -31,6 +31,7 @@ using std::chrono::milliseconds;
 
 constexpr char kRuncStateRoot[] = "/run/containerd/runc/default";
 constexpr char kRunc[] = "/usr/sbin/runc";
+constexpr char kCtrFifoRoot[] = "/run/containerd/fifo";
 
 int ShellCode(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -133,6 +134,20 @@ std::vector<MountEntry> MountsMentioning(const std::string& needle) {
     mounts.push_back({UnescapeMountField(mount_point), line});
   }
   return mounts;
+}
+
+// ctr's FIFO dirs holding <id>-stdin|stdout|stderr of an id ending in -<tag>.
+std::vector<std::string> TaggedFifoDirs(const std::string& tag) {
+  std::vector<std::string> dirs;
+  for (const std::string& dir : ListDir(kCtrFifoRoot)) {
+    for (const std::string& fifo : ListDir(std::string(kCtrFifoRoot) + "/" + dir)) {
+      if (fifo.find("-" + tag + "-std") != std::string::npos) {
+        dirs.push_back(std::string(kCtrFifoRoot) + "/" + dir);
+        break;
+      }
+    }
+  }
+  return dirs;
 }
 
 }  // namespace
@@ -460,6 +475,7 @@ PrivateContainerd::~PrivateContainerd() {
       (void)RunCommand({kRunc, "--root", kRuncStateRoot, "delete", "-f", name}, "", std::chrono::seconds(10));
     }
   }
+  for (const std::string& fifo_dir : TaggedFifoDirs(tag_)) (void)RemoveTree(fifo_dir);
   std::vector<MountEntry> mounts = MountsMentioning(dir_);
   std::sort(mounts.begin(), mounts.end(),
             [](const MountEntry& a, const MountEntry& b) { return a.mount_point.size() > b.mount_point.size(); });
@@ -507,6 +523,7 @@ std::vector<std::string> PrivateContainerd::LeftoverState() const {
   for (const std::string& name : ListDir(kRuncStateRoot)) {
     if (name.ends_with("-" + tag_)) found.push_back(std::string(kRuncStateRoot) + "/" + name);
   }
+  for (const std::string& fifo_dir : TaggedFifoDirs(tag_)) found.push_back(fifo_dir + " (ctr FIFOs)");
   std::string bundles = dir_ + "/state/io.containerd.runtime.v2.task/default";
   for (const std::string& name : ListDir(bundles)) found.push_back(bundles + "/" + name + " (task bundle)");
   return found;

@@ -2,10 +2,16 @@
 // temp dir, driven through `ctr`, with checks for anything a test leaves behind.
 //
 // Nothing here touches the system containerd (/run/containerd/containerd.sock,
-// /var/lib/containerd). Two things containerd puts outside the temp dir are
-// accounted for: runc's state (/run/containerd/runc/<ns>/<id>) and ctr's FIFO
-// dirs (/run/containerd/fifo); containers named through Id() carry a per-instance
-// tag, so leftovers of this instance can be told apart from anyone else's.
+// /var/lib/containerd). Two things containerd and ctr put outside the temp dir
+// are accounted for: runc's state (/run/containerd/runc/<ns>/<id>) and ctr's
+// FIFOs (/run/containerd/fifo/<random>/<id>-stdout...). Containers and execs
+// named through Id() carry a per-instance tag, so leftovers of this instance can
+// be told apart from anyone else's.
+//
+// What counts as a leftover was calibrated against runc: after `ctr task rm` and
+// `ctr containers rm`, containerd 1.6.20 with runc leaves no mount under the temp
+// dir (the overlay snapshotter mounts only the task's rootfs, and unmounts it on
+// delete) and no process besides containerd itself, so nothing is exempt.
 #pragma once
 
 #include <sys/types.h>
@@ -101,7 +107,8 @@ class PrivateContainerd {
   std::vector<std::string> LeftoverProcesses() const;
   // Mounts (in our mount namespace) whose mount point or source/options name the temp dir.
   std::vector<std::string> LeftoverMounts() const;
-  // Entries under hull_run_dir(), and runc state dirs of tagged containers.
+  // Entries under hull_run_dir(), task bundles in containerd's state dir, and
+  // runc state dirs and ctr FIFOs of tagged ids.
   std::vector<std::string> LeftoverState() const;
   // Polls all three until they are empty or `timeout` passes (a shim takes a
   // moment to exit after the last delete). Returns "" when clean, else a report.
