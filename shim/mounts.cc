@@ -4,7 +4,8 @@
 #include <unistd.h>
 
 #include <map>
-#include <sstream>
+#include <algorithm>
+#include <filesystem>
 
 #include "hull/core/syscall.h"
 
@@ -34,21 +35,6 @@ const std::map<std::string, FlagRule>& FlagTable() {
       {"sync", {false, MS_SYNCHRONOUS}},
   };
   return *table;
-}
-
-// Mount-info fields are octal-escaped (" " is \040).
-std::string UnescapeMountField(const std::string& field) {
-  std::string out;
-  for (size_t i = 0; i < field.size(); ++i) {
-    auto is_octal = [&](size_t j) { return j < field.size() && field[j] >= '0' && field[j] <= '7'; };
-    if (field[i] == '\\' && is_octal(i + 1) && is_octal(i + 2) && is_octal(i + 3)) {
-      out.push_back(static_cast<char>((field[i + 1] - '0') * 64 + (field[i + 2] - '0') * 8 + (field[i + 3] - '0')));
-      i += 3;
-      continue;
-    }
-    out.push_back(field[i]);
-  }
-  return out;
 }
 
 }  // namespace
@@ -131,17 +117,11 @@ Status MountAll(const std::vector<HostMount>& mounts, const std::string& target)
 }
 
 bool IsMountPoint(const std::string& path) {
-  auto info = ReadFile("/proc/self/mountinfo", 16 << 20);
-  if (!info) return false;
-  std::istringstream lines(*info);
-  std::string line;
-  while (std::getline(lines, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, device, root, mount_point;
-    fields >> id >> parent >> device >> root >> mount_point;
-    if (UnescapeMountField(mount_point) == path) return true;
-  }
-  return false;
+  std::error_code ec;
+  std::string canonical = std::filesystem::canonical(path, ec).string();
+  if (ec) return false;
+  auto mounts = MountPointsUnder(canonical);
+  return std::find(mounts.begin(), mounts.end(), canonical) != mounts.end();
 }
 
 Status UnmountAll(const std::string& target) {

@@ -4,11 +4,13 @@
 #include <grpcpp/client_context.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 
 #include "hull/core/log.h"
 #include "hull/core/syscall.h"
+#include "shared_dir.h"
 
 namespace hull {
 
@@ -51,32 +53,40 @@ Result<std::unique_ptr<Session>> Session::Open(const Config& config, const std::
   return session;
 }
 
+
 Result<std::string> Session::SharePath(const std::string& container_id, const std::string& host_path,
                                        bool read_only) {
   std::lock_guard lock(mu_);
   const std::string what = "share `" + host_path + "` with container `" + container_id + "`";
   struct stat st {};
   if (::stat(host_path.c_str(), &st) < 0) return ErrnoError(what);
-  std::string name = "volumes/" + std::to_string(share_counter_[container_id]++);
-  std::string mount_point = vm_->shared_dir() + "/" + container_id + "/" + name;
-  if (S_ISDIR(st.st_mode)) {
-    HULL_CHECK_OK(MakeDirs(mount_point, 0755), what);
+  std::string name = std::to_string(share_counter_[container_id]++);
+  std::string relative = container_id + "/volumes/" + name;
+  HULL_CHECK_OK(ShareLocked(container_id, host_path, relative, S_ISDIR(st.st_mode), read_only), what);
+  return std::string(kGuestSharedDir) + "/" + relative;
+}
+
+Status Session::ShareLocked(const std::string& container_id, const std::string& host_path,
+                            const std::string& relative, bool directory, bool read_only) {
+  if (!shared_fd_) {
+    shared_fd_.reset(::open(vm_->shared_dir().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!shared_fd_) return ErrnoError("open the shared directory `" + vm_->shared_dir() + "`");
+  }
+  auto slash = relative.rfind('/');
+  HULL_TRY(UniqueFd parent, OpenDirBeneath(shared_fd_.get(), relative.substr(0, slash), true), "");
+  std::string name = relative.substr(slash + 1);
+  UniqueFd target;
+  if (directory) {
+    if (::mkdirat(parent.get(), name.c_str(), 0755) < 0 && errno != EEXIST) {
+      return ErrnoError("create the mount point `" + relative + "`");
+    }
+    HULL_TRY(target, OpenBeneath(parent.get(), name, O_PATH | O_DIRECTORY), "");
   } else {
-    HULL_CHECK_OK(MakeDirs(vm_->shared_dir() + "/" + container_id + "/volumes", 0755), what);
-    UniqueFd placeholder(::open(mount_point.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
-    if (!placeholder) return ErrnoError(what + ": create the mount point");
+    HULL_TRY(target, OpenBeneath(parent.get(), name, O_WRONLY | O_CREAT, 0644), "");
   }
-  if (::mount(host_path.c_str(), mount_point.c_str(), nullptr, MS_BIND | MS_REC, nullptr) < 0) {
-    return ErrnoError(what + ": bind mount");
-  }
-  mounts_[container_id].push_back(mount_point);
-  // Read-only on the host too: the guest cannot write through virtiofsd even
-  // if it ignores the spec's "ro".
-  if (read_only &&
-      ::mount(nullptr, mount_point.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) < 0) {
-    return ErrnoError(what + ": make the bind read-only");
-  }
-  return std::string(kGuestSharedDir) + "/" + container_id + "/" + name;
+  HULL_CHECK_OK(BindOnto(host_path, target.get(), read_only), "");
+  mounts_[container_id].push_back(relative);
+  return Ok();
 }
 
 Status Session::CreateContainer(const std::string& id, const std::string& spec_json, const std::string& host_rootfs,
@@ -84,14 +94,10 @@ Status Session::CreateContainer(const std::string& id, const std::string& spec_j
   const std::string what = "create container `" + id + "`";
   {
     std::lock_guard lock(mu_);
-    std::string mount_point = vm_->shared_dir() + "/" + id + "/rootfs";
-    HULL_CHECK_OK(MakeDirs(mount_point, 0755), what);
-    if (::mount(host_rootfs.c_str(), mount_point.c_str(), nullptr, MS_BIND | MS_REC, nullptr) < 0) {
-      auto error = ErrnoError(what + ": share the root filesystem `" + host_rootfs + "`");
+    if (auto shared = ShareLocked(id, host_rootfs, id + "/rootfs", true, false); !shared) {
       UnshareLocked(id);
-      return error;
+      return std::move(shared).error().Wrap(what + ": share the root filesystem `" + host_rootfs + "`");
     }
-    mounts_[id].push_back(mount_point);
   }
   grpc::ClientContext context;
   v1::CreateContainerRequest request;
@@ -136,15 +142,33 @@ Status Session::RemoveContainer(const std::string& id) {
 }
 
 void Session::UnshareLocked(const std::string& id) {
+  bool clean = true;
   auto it = mounts_.find(id);
   if (it != mounts_.end()) {
     for (auto mount = it->second.rbegin(); mount != it->second.rend(); ++mount) {
-      if (::umount2(mount->c_str(), MNT_DETACH) < 0) HULL_LOG_WARN("unmount {}: {}", *mount, strerror(errno));
+      // The mount point is found as it was made: component by component, so
+      // a symlink the guest put in its way cannot aim the unmount elsewhere.
+      auto slash = mount->rfind('/');
+      auto parent = OpenDirBeneath(shared_fd_.get(), mount->substr(0, slash), false);
+      UniqueFd target;
+      if (parent) target.reset(::openat(parent->get(), mount->substr(slash + 1).c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+      if (!target || ::umount2(FdPath(target.get()).c_str(), MNT_DETACH) < 0) {
+        HULL_LOG_WARN("unmount {}/{}: {}", vm_->shared_dir(), *mount, strerror(errno));
+        clean = false;
+      }
     }
     mounts_.erase(it);
   }
   share_counter_.erase(id);
-  if (vm_ && !vm_->shared_dir().empty()) (void)RemoveTree(vm_->shared_dir() + "/" + id);
+  if (!vm_ || vm_->shared_dir().empty()) return;
+  std::string dir = vm_->shared_dir() + "/" + id;
+  // Never delete through something still mounted (a bind of a host
+  // directory on the same filesystem would not stop RemoveTree).
+  if (clean && MountPointsUnder(dir).empty()) {
+    (void)RemoveTree(dir);
+  } else {
+    HULL_LOG_WARN("{} still has mounts: left for the VM's teardown", dir);
+  }
 }
 
 void Session::Close() {

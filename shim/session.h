@@ -68,6 +68,10 @@ class Session {
 
  private:
   Session(Config config, std::unique_ptr<Vm> vm) : config_(std::move(config)), vm_(std::move(vm)) {}
+  // Binds `host_path` at `relative` (beneath the shared dir) for
+  // `container_id`; mu_ held.
+  Status ShareLocked(const std::string& container_id, const std::string& host_path, const std::string& relative,
+                     bool directory, bool read_only);
   // Unmounts and removes what was shared for `id`; mu_ held.
   void UnshareLocked(const std::string& id);
 
@@ -76,7 +80,8 @@ class Session {
   std::unique_ptr<AgentClient> client_;
   std::mutex mu_;
   std::vector<std::string> containers_;
-  // Per container: host mount points under the shared dir, in mount order.
+  UniqueFd shared_fd_;  // O_PATH of the shared dir
+  // Per container: mount points relative to the shared dir, in mount order.
   std::map<std::string, std::vector<std::string>> mounts_;
   std::map<std::string, int> share_counter_;
   bool closed_ = false;

@@ -82,18 +82,8 @@ Status WriteBundleFiles(const std::string& bundle, const SandboxPaths& paths) {
 
 // Every mount point at or under `dir`, deepest first.
 std::vector<std::string> MountsUnder(const std::string& dir) {
-  std::vector<std::string> found;
-  auto info = ReadFile("/proc/self/mountinfo", 16 << 20);
-  if (!info) return found;
-  std::istringstream lines(*info);
-  std::string line;
-  while (std::getline(lines, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, device, root, mount_point;
-    fields >> id >> parent >> device >> root >> mount_point;
-    if (mount_point == dir || mount_point.starts_with(dir + "/")) found.push_back(mount_point);
-  }
-  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  std::vector<std::string> found = MountPointsUnder(dir);
+  std::reverse(found.begin(), found.end());
   return found;
 }
 

@@ -78,38 +78,6 @@ Status ValidateVmConfig(const VmConfig& config) {
   return Ok();
 }
 
-// Mount points at or below `dir`, from /proc/self/mountinfo.
-std::vector<std::string> MountsUnder(const std::string& dir) {
-  std::vector<std::string> mounts;
-  // mountinfo has canonical paths; `dir` may not be (e.g. "/tmp//x").
-  char* resolved = ::realpath(dir.c_str(), nullptr);
-  if (resolved == nullptr) return mounts;
-  std::string root = resolved;
-  std::free(resolved);
-  auto table = ReadFile("/proc/self/mountinfo", 16 << 20);
-  if (!table) return mounts;
-  auto octal = [](char c) { return c >= '0' && c <= '7'; };
-  std::istringstream lines(*table);
-  for (std::string line; std::getline(lines, line);) {
-    // "<id> <parent> <major:minor> <root> <mount point> ...", with space,
-    // tab, newline and backslash in paths escaped as \ooo.
-    std::istringstream fields(line);
-    std::string skip, escaped;
-    if (!(fields >> skip >> skip >> skip >> skip >> escaped)) continue;
-    std::string path;
-    for (size_t i = 0; i < escaped.size(); ++i) {
-      if (escaped[i] == '\\' && i + 3 < escaped.size() && octal(escaped[i + 1]) && octal(escaped[i + 2]) &&
-          octal(escaped[i + 3])) {
-        path += static_cast<char>((escaped[i + 1] - '0') * 64 + (escaped[i + 2] - '0') * 8 + (escaped[i + 3] - '0'));
-        i += 3;
-      } else {
-        path += escaped[i];
-      }
-    }
-    if (path == root || path.starts_with(root + "/")) mounts.push_back(path);
-  }
-  return mounts;
-}
 
 // Picks a free guest CID by asking vhost-vsock to take it: the kernel refuses
 // one that another VM holds, so the probe and the reservation are one step.
@@ -274,7 +242,7 @@ class QemuVm final : public Vm {
     }
     // RemoveTree stops at mount points of other filesystems, but not at a
     // bind mount from the same one: never delete through a mount.
-    if (auto mounts = MountsUnder(state_dir_); !mounts.empty()) {
+    if (auto mounts = MountPointsUnder(state_dir_); !mounts.empty()) {
       HULL_LOG_WARN("VM {}: leaving {}: {} is still mounted there", config_.id, state_dir_, mounts.front());
     } else if (auto removed = RemoveTree(state_dir_); !removed) {
       HULL_LOG_WARN("VM {}: {}", config_.id, removed.error().ToString());

@@ -41,6 +41,10 @@ Status MakeDirs(const std::string& path, mode_t mode = 0755);
 // rm -rf of a directory tree that hull created; does not cross mount points.
 Status RemoveTree(const std::string& path);
 
+// Mount points at or below `dir` (canonicalised), from /proc/self/mountinfo,
+// in mountinfo order (parents before what is mounted on them).
+std::vector<std::string> MountPointsUnder(const std::string& dir);
+
 bool PathExists(const std::string& path);
 bool IsExecutable(const std::string& path);
 

@@ -1,0 +1,101 @@
+// The host's operations in a VM's shared directory, against what a hostile
+// guest can leave there: symlinks out of the share, and writes to read-only
+// volumes. Needs root (mounts).
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "hull/core/syscall.h"
+#include "shared_dir.h"
+
+namespace hull {
+namespace {
+
+class SharedDirTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount";
+    char tmpl[] = "/tmp/hull-shared-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    ASSERT_TRUE(MakeDirs(dir_ + "/share"));
+    ASSERT_TRUE(MakeDirs(dir_ + "/outside"));
+    ASSERT_TRUE(MakeDirs(dir_ + "/volume"));
+    ASSERT_TRUE(WriteFile(dir_ + "/volume/data", "host data"));
+    root_.reset(::open((dir_ + "/share").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(root_.valid());
+  }
+  void TearDown() override {
+    if (dir_.empty()) return;
+    for (const auto& mount : MountPointsUnder(dir_)) ::umount2(mount.c_str(), MNT_DETACH);
+    std::filesystem::remove_all(dir_);
+  }
+  std::string dir_;
+  UniqueFd root_;
+};
+
+TEST_F(SharedDirTest, CreatesNestedDirectoriesBeneathTheRoot) {
+  auto opened = OpenDirBeneath(root_.get(), "c1/volumes", true);
+  ASSERT_TRUE(opened) << opened.error().ToString();
+  EXPECT_TRUE(std::filesystem::is_directory(dir_ + "/share/c1/volumes"));
+  EXPECT_FALSE(OpenDirBeneath(root_.get(), "c2/volumes", false)) << "nothing is created without `create`";
+}
+
+TEST_F(SharedDirTest, AGuestSymlinkOnTheWayIsRefused) {
+  ASSERT_TRUE(MakeDirs(dir_ + "/share/c1"));
+  ASSERT_EQ(::symlink((dir_ + "/outside").c_str(), (dir_ + "/share/c1/volumes").c_str()), 0);
+  auto opened = OpenDirBeneath(root_.get(), "c1/volumes", true);
+  ASSERT_FALSE(opened);
+  // ELOOP (a link on the way) or ENOTDIR (the link itself, not followed).
+  EXPECT_TRUE(opened.error().sys_errno() == ELOOP || opened.error().sys_errno() == ENOTDIR)
+      << opened.error().ToString();
+  // Nothing was created through the link.
+  EXPECT_TRUE(std::filesystem::is_empty(dir_ + "/outside"));
+}
+
+TEST_F(SharedDirTest, AGuestSymlinkAsTheMountPointIsRefused) {
+  auto parent = OpenDirBeneath(root_.get(), "c1/volumes", true);
+  ASSERT_TRUE(parent);
+  ASSERT_EQ(::symlink((dir_ + "/outside/file").c_str(), (dir_ + "/share/c1/volumes/0").c_str()), 0);
+  auto target = OpenBeneath(parent->get(), "0", O_WRONLY | O_CREAT, 0644);
+  ASSERT_FALSE(target);
+  EXPECT_FALSE(PathExists(dir_ + "/outside/file")) << "O_CREAT followed the link";
+  ASSERT_EQ(::symlink("..", (dir_ + "/share/c1/volumes/up").c_str()), 0);
+  EXPECT_FALSE(OpenDirBeneath(root_.get(), "c1/volumes/up/..", false));
+}
+
+TEST_F(SharedDirTest, ReadOnlyBindIsReadOnlyAndReadWriteBindWrites) {
+  auto parent = OpenDirBeneath(root_.get(), "c1/volumes", true);
+  ASSERT_TRUE(parent);
+  for (const char* name : {"ro", "rw"}) ASSERT_EQ(::mkdirat(parent->get(), name, 0755), 0);
+  auto ro = OpenBeneath(parent->get(), "ro", O_PATH | O_DIRECTORY);
+  auto rw = OpenBeneath(parent->get(), "rw", O_PATH | O_DIRECTORY);
+  ASSERT_TRUE(ro && rw);
+  ASSERT_TRUE(BindOnto(dir_ + "/volume", ro->get(), true));
+  ASSERT_TRUE(BindOnto(dir_ + "/volume", rw->get(), false));
+  EXPECT_EQ(*ReadFile(dir_ + "/share/c1/volumes/ro/data"), "host data");
+  int fd = ::open((dir_ + "/share/c1/volumes/ro/new").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  EXPECT_LT(fd, 0);
+  EXPECT_EQ(errno, EROFS);
+  if (fd >= 0) ::close(fd);
+  ASSERT_TRUE(WriteFile(dir_ + "/share/c1/volumes/rw/new", "from the guest"));
+  EXPECT_EQ(*ReadFile(dir_ + "/volume/new"), "from the guest");
+}
+
+TEST_F(SharedDirTest, ABindDoesNotCrossIntoAMountBeneath) {
+  auto parent = OpenDirBeneath(root_.get(), "c1", true);
+  ASSERT_TRUE(parent);
+  ASSERT_EQ(::mkdirat(parent->get(), "rootfs", 0755), 0);
+  auto target = OpenBeneath(parent->get(), "rootfs", O_PATH | O_DIRECTORY);
+  ASSERT_TRUE(target);
+  ASSERT_TRUE(BindOnto(dir_ + "/volume", target->get(), false));
+  // Lookups stop at mount points: the host never walks into what it shared.
+  EXPECT_FALSE(OpenDirBeneath(root_.get(), "c1/rootfs", false));
+}
+
+}  // namespace
+}  // namespace hull
