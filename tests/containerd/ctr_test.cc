@@ -292,16 +292,19 @@ TEST_P(CtrTest, StdinIsPipedIntoRun) {
 }
 
 TEST_P(CtrTest, TenMebibytesOfOutputArriveIntact) {
+  // Random bytes, checksummed in the container and again here: loss,
+  // duplication and reordering all show. (A shell-generated pattern would be
+  // as good a check but takes 30 s to produce under TCG; this takes ~5.)
   constexpr size_t kSize = 10 << 20;
-  std::string expected;
-  for (int i = 1; expected.size() < kSize; ++i) expected += std::to_string(i) + "\n";
-  expected.resize(kSize);
-  CommandResult r = Run({"--rm"}, Id("bulk"), {"sh", "-c", "seq 1 2000000 | head -c 10485760"});
+  CommandResult r = Run({"--rm"}, Id("bulk"),
+                        {"sh", "-c",
+                         "head -c 10485760 /dev/urandom > /tmp/blob && sha256sum /tmp/blob >&2 && cat /tmp/blob"});
   EXPECT_EQ(r.code, 0) << r.err;
-  ASSERT_EQ(r.out.size(), kSize) << "output lost or duplicated; tail: " << r.out.substr(r.out.size() - std::min<size_t>(r.out.size(), 100));
-  size_t diff = std::mismatch(r.out.begin(), r.out.end(), expected.begin()).first - r.out.begin();
-  EXPECT_EQ(diff, kSize) << "first difference at byte " << diff << ": got \"" << r.out.substr(diff, 40)
-                         << "\", want \"" << expected.substr(diff, 40) << "\"";
+  EXPECT_EQ(r.out.size(), kSize) << "output lost or duplicated";
+  ASSERT_GE(r.err.size(), 64u) << r.err;
+  CommandResult host_sum = RunCommand({"/usr/bin/sha256sum"}, r.out, seconds(60));
+  ASSERT_EQ(host_sum.code, 0) << host_sum.Describe();
+  EXPECT_EQ(host_sum.out.substr(0, 64), r.err.substr(0, 64)) << "the bytes that arrived are not the bytes written";
   ExpectNoContainers();
 }
 
