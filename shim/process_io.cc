@@ -67,7 +67,13 @@ Result<std::unique_ptr<ProcessIo>> ProcessIo::Open(const StdioPaths& paths) {
     }
   }
   io->stop_stdin_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!io->stop_stdin_) return ErrnoError("eventfd");
+  io->wake_output_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!io->stop_stdin_ || !io->wake_output_) return ErrnoError("eventfd");
+  // Output FIFOs are written without blocking: the pump waits in poll, where
+  // DropWhenFull can wake it.
+  for (auto* out : {&io->stdout_fd_, &io->stderr_fd_}) {
+    if (*out) (void)SetNonBlocking((*out)->get());
+  }
   return io;
 }
 
@@ -105,7 +111,7 @@ void ProcessIo::PumpOutput(AgentClient& client, std::string container_id, std::s
   while (reader->Read(&chunk)) {
     // A write error (the log file's disk is full) drops output rather than
     // stalling the process.
-    if (writable && !WriteAll(out->get(), chunk.data())) {
+    if (writable && !WriteOutput(out->get(), chunk.data())) {
       HULL_LOG_WARN("{} {}: output lost: {}", container_id, exec_id, strerror(errno));
       writable = false;
     }
@@ -114,6 +120,34 @@ void ProcessIo::PumpOutput(AgentClient& client, std::string container_id, std::s
   if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
     HULL_LOG_WARN("{} {}: output stream: {}", container_id, exec_id, status.error_message());
   }
+}
+
+bool ProcessIo::WriteOutput(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n > 0) {
+      data.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      // A full FIFO nobody reads (ctr run -d) must not keep a killed
+      // process from being reported: once it is being killed, what does not
+      // fit is dropped.
+      if (drop_when_full_) return true;
+      pollfd fds[2] = {{fd, POLLOUT, 0}, {wake_output_.get(), POLLIN, 0}};
+      if (RetryEintr([&] { return ::poll(fds, 2, -1); }) < 0) return false;
+      continue;
+    }
+    return false;
+  }
+  return true;
+}
+
+void ProcessIo::DropWhenFull() {
+  drop_when_full_ = true;
+  uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_output_.get(), &one, sizeof one);
 }
 
 void ProcessIo::PumpStdin(AgentClient& client, std::string container_id, std::string exec_id) {
@@ -128,11 +162,21 @@ void ProcessIo::PumpStdin(AgentClient& client, std::string container_id, std::st
   chunk.clear_container_id();
   chunk.clear_exec_id();
   std::vector<char> buffer(64 * 1024);
-  while (true) {
-    pollfd fds[2] = {{stdin_fd_.get(), POLLIN, 0}, {stop_stdin_.get(), POLLIN, 0}};
-    if (RetryEintr([&] { return ::poll(fds, 2, -1); }) < 0 || fds[1].revents != 0) break;
+  bool draining = false;
+  while (!abort_) {
+    if (!draining) {
+      pollfd fds[2] = {{stdin_fd_.get(), POLLIN, 0}, {stop_stdin_.get(), POLLIN, 0}};
+      if (RetryEintr([&] { return ::poll(fds, 2, -1); }) < 0) break;
+      // CloseIO: the client wrote everything before asking, so what is still
+      // in the FIFO belongs to the process; read it out, then close.
+      draining = fds[1].revents != 0;
+      if (abort_) break;
+    }
     ssize_t n = RetryEintr([&] { return ::read(stdin_fd_.get(), buffer.data(), buffer.size()); });
-    if (n < 0 && errno == EAGAIN) continue;
+    if (n < 0 && errno == EAGAIN) {
+      if (draining) break;
+      continue;
+    }
     if (n <= 0) break;  // EOF: every writer closed the FIFO
     chunk.set_data(buffer.data(), static_cast<size_t>(n));
     if (!writer->Write(chunk)) break;
@@ -163,6 +207,8 @@ void ProcessIo::CloseStdin() {
 }
 
 void ProcessIo::Stop() {
+  abort_ = true;
+  DropWhenFull();
   CloseStdin();
   if (stdin_thread_.joinable()) stdin_thread_.join();
   WaitOutput();

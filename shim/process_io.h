@@ -51,8 +51,14 @@ class ProcessIo {
   // or the connection failed), then closes the output write ends.
   void WaitOutput();
 
-  // Closes the process's stdin (CloseIO, or the stdin FIFO reached EOF).
+  // Closes the process's stdin (CloseIO) once what the FIFO still holds was
+  // passed on.
   void CloseStdin();
+
+  // From now on, output that does not fit a full FIFO is dropped instead of
+  // waited for (the process is being killed; a FIFO nobody reads must not
+  // hold up its exit).
+  void DropWhenFull();
 
   // Ends every copy and joins the threads.
   void Stop();
@@ -62,11 +68,15 @@ class ProcessIo {
   void PumpOutput(AgentClient& client, std::string container_id, std::string exec_id, int stream,
                   std::shared_ptr<UniqueFd> out);
   void PumpStdin(AgentClient& client, std::string container_id, std::string exec_id);
+  bool WriteOutput(int fd, std::string_view data);
 
   StdioPaths paths_;
   UniqueFd stdin_fd_;
   std::shared_ptr<UniqueFd> stdout_fd_, stderr_fd_;
   UniqueFd stop_stdin_;  // eventfd: wakes the stdin pump
+  std::atomic<bool> abort_{false};
+  UniqueFd wake_output_;  // eventfd: wakes output pumps waiting for room
+  std::atomic<bool> drop_when_full_{false};  // Stop(): end the stdin pump without draining
   std::thread stdout_thread_, stderr_thread_, stdin_thread_;
   std::mutex mu_;
   bool output_done_ = false;

@@ -147,10 +147,10 @@ TaskService::FindProcess(const std::string& id, const std::string& exec_id) {
 
 // --- the VM ----------------------------------------------------------------------
 
-Result<Session*> TaskService::EnsureSession() {
+Result<std::shared_ptr<Session>> TaskService::EnsureSession() {
   std::lock_guard lock(vm_mu_);
   if (session_) {
-    if (session_->vm().running()) return session_.get();
+    if (session_->vm().running()) return session_;
     auto exit = session_->vm().exit();
     return MakeError(ErrorCode::kUnavailable,
                      "the sandbox VM is gone (" + (exit ? exit->reason : std::string("stopped")) + ")");
@@ -161,15 +161,14 @@ Result<Session*> TaskService::EnsureSession() {
   Result<std::unique_ptr<Session>> opened = MakeError(ErrorCode::kInternal, "not run");
   RunOnVmThread([&] { opened = Session::Open(options_.config, options_.sandbox_id, session_options); });
   if (!opened) return std::move(opened).error().Wrap("boot the sandbox VM");
-  session_ = std::move(*opened);
+  session_ = std::shared_ptr<Session>(std::move(*opened));
   HULL_LOG_INFO("sandbox {}: VM up (pid {})", options_.sandbox_id, session_->vm().pid());
   if (oom_thread_.joinable()) oom_thread_.join();
-  oom_thread_ = std::thread(&TaskService::WatchOom, this);
-  return session_.get();
+  oom_thread_ = std::thread(&TaskService::WatchOom, this, session_);
+  return session_;
 }
 
-void TaskService::WatchOom() {
-  Session* session = session_.get();
+void TaskService::WatchOom(std::shared_ptr<Session> session) {
   grpc::ClientContext context;
   v1::OomEventsRequest request;
   auto reader = session->client().agent().OomEvents(&context, request);
@@ -195,6 +194,11 @@ void TaskService::CloseSessionIfIdle() {
   }
   std::lock_guard lock(vm_mu_);
   if (!session_) return;
+  {
+    // A Create may have come in meanwhile.
+    std::lock_guard containers_lock(mu_);
+    if (!containers_.empty()) return;
+  }
   HULL_LOG_INFO("sandbox {}: last container gone, stopping the VM", options_.sandbox_id);
   RunOnVmThread([this] { session_->Close(); });
   if (oom_thread_.joinable()) oom_thread_.join();
@@ -205,15 +209,16 @@ void TaskService::CloseSessionIfIdle() {
 
 // --- waiters ---------------------------------------------------------------------
 
-void TaskService::StartWaiter(const std::shared_ptr<Container>& container, const std::shared_ptr<Process>& process) {
-  Session* session = session_.get();
+void TaskService::StartWaiter(const std::shared_ptr<Session>& session, const std::shared_ptr<Container>& container,
+                              const std::shared_ptr<Process>& process) {
   process->waiter = std::thread([this, session, container, process] {
     grpc::ClientContext context;
     v1::WaitProcessRequest request;
     request.set_container_id(container->id);
     request.set_exec_id(process->exec_id);
     v1::WaitProcessResponse response;
-    auto status = session->client().agent().WaitProcess(&context, request, &response);
+    auto status = session ? session->client().agent().WaitProcess(&context, request, &response)
+                          : grpc::Status(grpc::StatusCode::UNAVAILABLE, "the sandbox VM is gone");
     uint32_t exit_status = 255;
     if (status.ok()) {
       // The guest is untrusted: an exit status is 0..255.
@@ -286,7 +291,9 @@ Status TaskService::CreateInGuest(const std::shared_ptr<Container>& container,
   }
 
   HULL_TRY(auto io, ProcessIo::Open(container->init->stdio), "open the container's stdio");
-  HULL_TRY(Session * session, EnsureSession(), "");
+  HULL_TRY(auto session, EnsureSession(), "");
+  // On any error below, what was shared for the container goes again.
+  ScopeExit unshare([&] { (void)session->RemoveContainer(id); });
   // Bind mounts from the spec reach the guest through the shared directory.
   for (auto& mount : spec.mounts) {
     if (!IsBindMount(mount.type, mount.options)) continue;
@@ -296,13 +303,10 @@ Status TaskService::CreateInGuest(const std::shared_ptr<Container>& container,
              "bind mount `" + mount.source + "` on `" + mount.destination + "`");
   }
   auto agent_io = io->AgentIo();
-  if (auto created = session->CreateContainer(id, oci::SerializeOciSpec(spec), host_rootfs, agent_io); !created) {
-    (void)session->RemoveContainer(id);
-    return std::move(created).error();
-  }
+  HULL_CHECK_OK(session->CreateContainer(id, oci::SerializeOciSpec(spec), host_rootfs, agent_io), "");
+  unshare.Dismiss();
   container->init->io = std::move(io);
   container->init->io->Start(session->client(), id, "");
-  StartWaiter(container, container->init);
   return Ok();
 }
 
@@ -347,6 +351,13 @@ Result<task::CreateTaskResponse> TaskService::Create(const Context&, const task:
   event.mutable_io()->set_terminal(request.terminal());
   event.set_pid(ShimPid());
   events_.Publish(event);
+  // Only now: a TaskExit must never come before the TaskCreate.
+  if (auto session = EnsureSession(); session) {
+    StartWaiter(*session, container, container->init);
+  } else {
+    // The VM died in between; the waiter reports the exit (255) right away.
+    StartWaiter(nullptr, container, container->init);
+  }
   HULL_LOG_INFO("container {} created", id);
   task::CreateTaskResponse response;
   response.set_pid(ShimPid());
@@ -360,7 +371,7 @@ Result<task::StartResponse> TaskService::Start(const Context&, const task::Start
                                                                    : "process `" + request.exec_id() + "`");
   HULL_TRY(auto found, FindProcess(request.id(), request.exec_id()), what);
   auto [container, process] = found;
-  HULL_TRY(Session * session, EnsureSession(), what);
+  HULL_TRY(auto session, EnsureSession(), what);
   std::lock_guard start_lock(process->start_mu);
   {
     std::lock_guard lock(mu_);
@@ -395,9 +406,12 @@ Result<task::StartResponse> TaskService::Start(const Context&, const task::Start
       exited_.notify_all();
       return FromGrpc(status, "ExecProcess").Wrap(what);
     }
-    process->guest_pid = response.pid();
+    {
+      std::lock_guard lock(mu_);
+      process->guest_pid = response.pid();
+    }
     process->io->Start(session->client(), container->id, process->exec_id);
-    StartWaiter(container, process);
+    StartWaiter(session, container, process);
   }
   {
     std::lock_guard lock(mu_);
@@ -496,7 +510,10 @@ Result<Empty> TaskService::Kill(const Context&, const task::KillRequest& request
       return MakeError(ErrorCode::kFailedPrecondition, what + ": the process was not started");
     }
   }
-  HULL_TRY(Session * session, EnsureSession(), what);
+  auto session = EnsureSession();
+  // With the VM gone every process is gone: containerd's exit handling
+  // tolerates only NOT_FOUND here.
+  if (!session) return MakeError(ErrorCode::kNotFound, "process already finished (" + session.error().ToString() + ")");
   grpc::ClientContext context;
   context.set_deadline(AgentDeadline());
   v1::SignalProcessRequest signal;
@@ -505,12 +522,22 @@ Result<Empty> TaskService::Kill(const Context&, const task::KillRequest& request
   signal.set_signal(request.signal());
   signal.set_all(request.all() && process->exec_id.empty());
   v1::SignalProcessResponse response;
-  auto status = session->client().agent().SignalProcess(&context, signal, &response);
+  auto status = (*session)->client().agent().SignalProcess(&context, signal, &response);
   if (status.error_code() == grpc::StatusCode::NOT_FOUND ||
       status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
     return MakeError(ErrorCode::kNotFound, "process already finished");
   }
   if (!status.ok()) return FromGrpc(status, "SignalProcess").Wrap(what);
+  if (request.signal() == SIGKILL) {
+    std::lock_guard lock(mu_);
+    if (process->io) process->io->DropWhenFull();
+    // Init's death takes every process of the container with it.
+    if (process->exec_id.empty()) {
+      for (auto& [exec_id, exec] : container->execs) {
+        if (exec->io) exec->io->DropWhenFull();
+      }
+    }
+  }
   return Empty();
 }
 
@@ -635,7 +662,7 @@ Result<Empty> TaskService::ResizePty(const Context&, const task::ResizePtyReques
   if (!found.second->stdio.terminal) {
     return MakeError(ErrorCode::kFailedPrecondition, "resize pty: the process has no terminal");
   }
-  HULL_TRY(Session * session, EnsureSession(), "resize pty");
+  HULL_TRY(auto session, EnsureSession(), "resize pty");
   grpc::ClientContext context;
   context.set_deadline(AgentDeadline());
   v1::ResizeTtyRequest resize;
@@ -659,7 +686,7 @@ Result<Empty> TaskService::CloseIO(const Context&, const task::CloseIORequest& r
 
 Result<task::PidsResponse> TaskService::Pids(const Context&, const task::PidsRequest& request) {
   HULL_TRY(auto container, FindContainer(request.id()), "pids");
-  HULL_TRY(Session * session, EnsureSession(), "pids");
+  HULL_TRY(auto session, EnsureSession(), "pids");
   grpc::ClientContext context;
   context.set_deadline(AgentDeadline());
   v1::ListProcessesRequest list;
@@ -690,7 +717,7 @@ Result<task::PidsResponse> TaskService::Pids(const Context&, const task::PidsReq
 
 Result<Empty> TaskService::Pause(const Context&, const task::PauseRequest& request) {
   HULL_TRY(auto container, FindContainer(request.id()), "pause");
-  HULL_TRY(Session * session, EnsureSession(), "pause");
+  HULL_TRY(auto session, EnsureSession(), "pause");
   grpc::ClientContext context;
   context.set_deadline(AgentDeadline());
   v1::PauseContainerRequest pause;
@@ -710,7 +737,7 @@ Result<Empty> TaskService::Pause(const Context&, const task::PauseRequest& reque
 
 Result<Empty> TaskService::Resume(const Context&, const task::ResumeRequest& request) {
   HULL_TRY(auto container, FindContainer(request.id()), "resume");
-  HULL_TRY(Session * session, EnsureSession(), "resume");
+  HULL_TRY(auto session, EnsureSession(), "resume");
   grpc::ClientContext context;
   context.set_deadline(AgentDeadline());
   v1::ResumeContainerRequest resume;
@@ -741,7 +768,7 @@ Result<Empty> TaskService::Update(const Context&, const task::UpdateTaskRequest&
     return MakeError(ErrorCode::kInvalidArgument,
                      what + ": resources are `" + request.resources().type_url() + "`, expected " + kResourcesTypeUrl);
   }
-  HULL_TRY(Session * session, EnsureSession(), what);
+  HULL_TRY(auto session, EnsureSession(), what);
   grpc::ClientContext context;
   context.set_deadline(AgentDeadline());
   v1::UpdateContainerRequest update;
@@ -755,7 +782,7 @@ Result<Empty> TaskService::Update(const Context&, const task::UpdateTaskRequest&
 
 Result<task::StatsResponse> TaskService::Stats(const Context&, const task::StatsRequest& request) {
   HULL_TRY(auto container, FindContainer(request.id()), "stats");
-  HULL_TRY(Session * session, EnsureSession(), "stats");
+  HULL_TRY(auto session, EnsureSession(), "stats");
   grpc::ClientContext context;
   context.set_deadline(AgentDeadline(seconds(10)));
   v1::StatsContainerRequest stats_request;

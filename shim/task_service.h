@@ -106,11 +106,13 @@ class TaskService {
   Result<std::pair<std::shared_ptr<Container>, std::shared_ptr<Process>>> FindProcess(const std::string& id,
                                                                                     const std::string& exec_id);
   // Boots the sandbox VM if it is not running. vm_mu_ serialises it.
-  Result<Session*> EnsureSession();
+  Result<std::shared_ptr<Session>> EnsureSession();
   // Stops the VM once no container is left.
   void CloseSessionIfIdle();
-  void StartWaiter(const std::shared_ptr<Container>& container, const std::shared_ptr<Process>& process);
-  void WatchOom();
+  // `session` null: the VM is gone, and the exit is reported at once.
+  void StartWaiter(const std::shared_ptr<Session>& session, const std::shared_ptr<Container>& container,
+                   const std::shared_ptr<Process>& process);
+  void WatchOom(std::shared_ptr<Session> session);
   Status CreateInGuest(const std::shared_ptr<Container>& container, const task::CreateTaskRequest& request);
   // Runs `fn` on the VM thread: the hypervisor's children die with the thread
   // that forked them, so they must come from one that lives as long as the shim.
@@ -125,7 +127,9 @@ class TaskService {
   bool shutdown_requested_ = false;
 
   std::mutex vm_mu_;
-  std::unique_ptr<Session> session_;
+  // Shared with calls in flight, so a Delete that stops the VM never frees
+  // it under them.
+  std::shared_ptr<Session> session_;
   std::thread oom_thread_;
   // Threads of containers already deleted, joined at teardown.
   std::vector<std::thread> finished_threads_;
