@@ -87,8 +87,8 @@ std::vector<std::string> MountsUnder(const std::string& dir) {
   return found;
 }
 
-// Processes whose command line mentions `dir` (an orphaned sandbox's QEMU and
-// virtiofsd name their state directory in their arguments).
+// QEMU and virtiofsd processes whose command line mentions `dir` (an orphaned
+// sandbox's helpers name their state directory in their arguments).
 std::vector<pid_t> ProcessesMentioning(const std::string& dir) {
   std::vector<pid_t> pids;
   DIR* proc = ::opendir("/proc");
@@ -100,7 +100,14 @@ std::vector<pid_t> ProcessesMentioning(const std::string& dir) {
     auto cmdline = ReadFile("/proc/" + std::string(entry->d_name) + "/cmdline", 1 << 20);
     if (!cmdline) continue;
     std::replace(cmdline->begin(), cmdline->end(), '\0', ' ');
-    if (cmdline->find(dir + "/") != std::string::npos) pids.push_back(static_cast<pid_t>(pid));
+    if (cmdline->find(dir + "/") == std::string::npos) continue;
+    // Only the sandbox's own helpers: an operator's `tail -f .../console.log`
+    // mentions the directory too.
+    std::error_code ec;
+    std::string exe = std::filesystem::read_symlink("/proc/" + std::string(entry->d_name) + "/exe", ec)
+                          .filename()
+                          .string();
+    if (exe.starts_with("qemu-system") || exe.starts_with("virtiofsd")) pids.push_back(static_cast<pid_t>(pid));
   }
   ::closedir(proc);
   return pids;
