@@ -2,11 +2,13 @@
 // twice, with runc (io.containerd.runc.v2, the baseline) and with hull
 // (io.containerd.hull.v2, one microVM per container). Whatever runc does here,
 // hull must do too, and neither may leave a process, mount or state file behind.
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <regex>
 #include <sstream>
@@ -408,6 +410,41 @@ TEST_P(CtrTest, BadRuntimeConfigNamesTheKey) {
   EXPECT_NE(r.code, 0) << r.Describe();
   EXPECT_TRUE(Contains(r.err, "hypervisor.vcpus")) << r.Describe();
   ExpectNoContainers();
+}
+
+// The shim dies (SIGKILL): containerd runs `<shim> delete`, which must take
+// down what the shim left (for hull: its VM, virtiofsd, mounts and run_dir).
+TEST_P(CtrTest, KilledShimIsCleanedUpByDelete) {
+  std::string id = Id("shimkill");
+  ASSERT_NO_FATAL_FAILURE(StartDetached(id, {"sleep", "1000"}));
+  // The shim serving `id`: its argv has `containerd-shim-...` and `-id <id>`.
+  pid_t shim = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = ReadFile(entry.path().string() + "/cmdline", 1 << 16).value_or("");
+    if (Contains(cmdline, "containerd-shim-") && Contains(cmdline, std::string("-id") + '\0' + id + '\0')) {
+      shim = static_cast<pid_t>(std::stoi(name));
+    }
+  }
+  ASSERT_NE(shim, 0) << "no shim process for " << id;
+  ASSERT_EQ(::kill(shim, SIGKILL), 0);
+  bool gone = false;
+  for (int i = 0; i < 200 && !gone; ++i) {
+    std::this_thread::sleep_for(milliseconds(100));
+    gone = !Contains(env_->Ctr({"task", "ls", "-q"}).out, id);
+  }
+  EXPECT_TRUE(gone) << "containerd still lists the task of the killed shim";
+  CommandResult crm = env_->Ctr({"containers", "rm", id});
+  EXPECT_EQ(crm.code, 0) << crm.Describe();
+  ExpectNoContainers();
+  // `ctr run -d` made FIFOs that only `ctr task delete` would remove; with the
+  // task gone underneath it (runc and hull alike) they are the client's to
+  // clean, not a runtime's leftover.
+  std::error_code ec;
+  for (const auto& dir : std::filesystem::directory_iterator("/run/containerd/fifo", ec)) {
+    if (PathExists(dir.path().string() + "/" + id + "-stdout")) std::filesystem::remove_all(dir.path(), ec);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Runtimes, CtrTest, ::testing::Values(kRunc, kHull),
