@@ -96,6 +96,7 @@ class RunTest : public ::testing::Test {
   Outcome Run(std::vector<std::string> argv, const std::string& stdin_path = "/dev/null",
               std::function<void(pid_t)> during = nullptr) {
     std::string out = scratch_ + "/out-" + RandomHex(3), err = scratch_ + "/err-" + RandomHex(3);
+    running_out_ = out;
     pid_t pid = ::fork();
     if (pid == 0) {
       int in = ::open(stdin_path.c_str(), O_RDONLY);
@@ -142,6 +143,7 @@ class RunTest : public ::testing::Test {
 
   std::string scratch_;
   std::string config_;
+  std::string running_out_;  // stdout file of the command Run() is running
 };
 
 // One bundle, many facts: identity, hostname, capabilities, limits, cwd,
@@ -191,10 +193,12 @@ TEST_F(RunTest, SigkillGives137) {
   // hullctl forwards the first SIGTERM (PID 1 ignores it, as under runc) and
   // turns a second interrupt into SIGKILL.
   Outcome hull = Hull(bundle, {}, "/dev/null", [&](pid_t pid) {
-    for (int i = 0; i < 600 && RunDirEmpty(); ++i) std::this_thread::sleep_for(milliseconds(50));
-    std::this_thread::sleep_for(seconds(6));  // boot + start
-    // Signals that arrive while hullctl still boots the VM are pending, and
-    // two pending SIGTERMs are one: repeat the pair until it exits.
+    // Signal only once the container runs: before that, two SIGTERMs
+    // pending during the boot are one, and a kill before the start loses
+    // the output. Then repeat the pair until it exits.
+    for (int i = 0; i < 1200 && ReadFile(running_out_).value_or("") != "started\n"; ++i) {
+      std::this_thread::sleep_for(milliseconds(100));
+    }
     for (int i = 0; i < 30; ++i) {
       ::kill(pid, SIGTERM);
       std::this_thread::sleep_for(milliseconds(500));
