@@ -447,6 +447,31 @@ TEST_P(CtrTest, KilledShimIsCleanedUpByDelete) {
   }
 }
 
+// The VM is killed from outside (hull only): the container's processes are
+// reported as exited (255), and the task can be deleted with nothing left.
+TEST_P(CtrTest, KilledVmIsReportedAsAnExit) {
+  if (!runtime().is_hull) GTEST_SKIP() << "hull only: runc has no VM";
+  std::string id = Id("vmkill");
+  ASSERT_NO_FATAL_FAILURE(StartDetached(id, {"sleep", "1000"}));
+  pid_t qemu = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = ReadFile(entry.path().string() + "/cmdline", 1 << 20).value_or("");
+    if (cmdline.starts_with(kQemu) && Contains(cmdline, env_->hull_run_dir() + "/")) {
+      qemu = static_cast<pid_t>(std::stoi(name));
+    }
+  }
+  ASSERT_NE(qemu, 0) << "no QEMU under " << env_->hull_run_dir();
+  ASSERT_EQ(::kill(qemu, SIGKILL), 0);
+  EXPECT_TRUE(WaitForStatus(id, "STOPPED", seconds(60))) << id << " is " << env_->TaskStatus(id);
+  CommandResult rm = env_->Ctr({"task", "rm", id});
+  EXPECT_EQ(rm.code, 0) << rm.Describe();
+  CommandResult crm = env_->Ctr({"containers", "rm", id});
+  EXPECT_EQ(crm.code, 0) << crm.Describe();
+  ExpectNoContainers();
+}
+
 INSTANTIATE_TEST_SUITE_P(Runtimes, CtrTest, ::testing::Values(kRunc, kHull),
                          [](const ::testing::TestParamInfo<Runtime>& info) { return std::string(info.param.name); });
 
