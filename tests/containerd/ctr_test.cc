@@ -523,6 +523,18 @@ TEST_P(CtrTest, EventsArriveInOrder) {
   ExpectNoContainers();
 }
 
+// `ctr run --log-uri file:///PATH`: stdout and stderr land in the file.
+TEST_P(CtrTest, FileLogUriCollectsBothStreams) {
+  std::string id = Id("logfile");
+  std::string log = env_->dir() + "/" + id + ".log";
+  CommandResult r = Run({"--rm", "--log-uri", "file://" + log}, id, {"sh", "-c", "echo to-out; echo to-err >&2"});
+  EXPECT_EQ(r.code, 0) << r.Describe();
+  std::string text = ReadFile(log).value_or("");
+  EXPECT_TRUE(Contains(text, "to-out\n")) << text;
+  EXPECT_TRUE(Contains(text, "to-err\n")) << text;
+  ExpectNoContainers();
+}
+
 INSTANTIATE_TEST_SUITE_P(Runtimes, CtrTest, ::testing::Values(kRunc, kHull),
                          [](const ::testing::TestParamInfo<Runtime>& info) { return std::string(info.param.name); });
 
