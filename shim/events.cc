@@ -13,6 +13,13 @@ namespace forward = ::containerd::services::events::ttrpc::v1;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
+void SetTimestamp(google::protobuf::Timestamp* out, std::chrono::system_clock::time_point when) {
+  auto since_epoch = when.time_since_epoch();
+  auto secs = std::chrono::duration_cast<seconds>(since_epoch);
+  out->set_seconds(secs.count());
+  out->set_nanos(static_cast<int32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - secs).count()));
+}
+
 std::string_view TopicFor(const google::protobuf::Message& event) {
   const std::string& name = event.GetDescriptor()->full_name();
   if (name == events::TaskCreate::descriptor()->full_name()) return "/tasks/create";
@@ -32,11 +39,7 @@ std::string ForwardRequestBytes(const std::string& ns, std::string_view topic, c
                                 std::chrono::system_clock::time_point when) {
   forward::ForwardRequest request;
   auto* envelope = request.mutable_envelope();
-  auto since_epoch = when.time_since_epoch();
-  auto secs = std::chrono::duration_cast<seconds>(since_epoch);
-  envelope->mutable_timestamp()->set_seconds(secs.count());
-  envelope->mutable_timestamp()->set_nanos(
-      static_cast<int32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - secs).count()));
+  SetTimestamp(envelope->mutable_timestamp(), when);
   envelope->set_namespace_(ns);
   envelope->set_topic(std::string(topic));
   // containerd's typeurl names events by their bare proto name.

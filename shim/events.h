@@ -5,6 +5,7 @@
 #pragma once
 
 #include <google/protobuf/message.h>
+#include <google/protobuf/timestamp.pb.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -17,6 +18,9 @@
 #include "ttrpc/ttrpc.h"
 
 namespace hull::shim {
+
+// A protobuf Timestamp of `when` (seconds and nanoseconds since the epoch).
+void SetTimestamp(google::protobuf::Timestamp* out, std::chrono::system_clock::time_point when);
 
 // containerd's topic for an event message (`/tasks/exit` for TaskExit, ...).
 std::string_view TopicFor(const google::protobuf::Message& event);

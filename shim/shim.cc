@@ -248,11 +248,7 @@ int RunDelete(const ShimFlags& flags) {
   }
   ::containerd::task::v2::DeleteResponse response;
   response.set_exit_status(128 + SIGKILL);
-  auto now = std::chrono::system_clock::now().time_since_epoch();
-  auto secs = std::chrono::duration_cast<std::chrono::seconds>(now);
-  response.mutable_exited_at()->set_seconds(secs.count());
-  response.mutable_exited_at()->set_nanos(
-      static_cast<int32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now - secs).count()));
+  SetTimestamp(response.mutable_exited_at(), std::chrono::system_clock::now());
   std::string bytes = response.SerializeAsString();
   std::fwrite(bytes.data(), 1, bytes.size(), stdout);
   return 0;

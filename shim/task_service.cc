@@ -33,13 +33,6 @@ constexpr char kSandboxIdAnnotation[] = "io.kubernetes.cri.sandbox-id";
 // At most this many pids are taken from the guest for one container.
 constexpr int kMaxPids = 1 << 16;
 
-void SetTimestamp(google::protobuf::Timestamp* out, std::chrono::system_clock::time_point when) {
-  auto since_epoch = when.time_since_epoch();
-  auto secs = std::chrono::duration_cast<seconds>(since_epoch);
-  out->set_seconds(secs.count());
-  out->set_nanos(static_cast<int32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - secs).count()));
-}
-
 // Go's zero time: what the runc shim reports as exited_at for a live process.
 void SetZeroTime(google::protobuf::Timestamp* out) { out->set_seconds(-62135596800); }
 
