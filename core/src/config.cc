@@ -94,6 +94,7 @@ const std::map<std::string, Setter, std::less<>>& Setters() {
       {"runtime.run_dir", String("runtime.run_dir", &Config::run_dir)},
       {"runtime.log_level", String("runtime.log_level", &Config::log_level)},
       {"hypervisor.backend", SectionString("hypervisor.backend", &Config::hypervisor, &H::backend)},
+      {"hypervisor.libvirt_uri", SectionString("hypervisor.libvirt_uri", &Config::hypervisor, &H::libvirt_uri)},
       {"hypervisor.path", SectionString("hypervisor.path", &Config::hypervisor, &H::path)},
       {"hypervisor.kernel", SectionString("hypervisor.kernel", &Config::hypervisor, &H::kernel)},
       {"hypervisor.initrd", SectionString("hypervisor.initrd", &Config::hypervisor, &H::initrd)},
@@ -125,13 +126,19 @@ const std::map<std::string, Setter, std::less<>>& Setters() {
 }
 
 Status Validate(const Config& config) {
-  HULL_CHECK_OK(OneOf("hypervisor.backend", config.hypervisor.backend, {"qemu"}), "config");
+  HULL_CHECK_OK(OneOf("hypervisor.backend", config.hypervisor.backend, {"qemu", "libvirt"}), "config");
   HULL_CHECK_OK(OneOf("hypervisor.accel", config.hypervisor.accel, {"auto", "kvm", "tcg"}), "config");
   HULL_CHECK_OK(OneOf("hypervisor.virtiofs_cache", config.hypervisor.virtiofs_cache, {"auto", "always", "none"}),
                 "config");
   HULL_CHECK_OK(OneOf("hypervisor.virtiofsd_sandbox", config.hypervisor.virtiofsd_sandbox, {"namespace", "chroot"}),
                 "config");
   HULL_CHECK_OK(OneOf("agent.transport", config.agent.transport, {"auto", "serial", "vsock"}), "config");
+  if (config.hypervisor.libvirt_uri.empty()) return KeyError("hypervisor.libvirt_uri", "must not be empty");
+  // libvirt starts virtiofsd itself, from the settings its domain XML can
+  // express: extra arguments have nowhere to go.
+  if (config.hypervisor.backend == "libvirt" && !config.hypervisor.virtiofsd_args.empty()) {
+    return KeyError("hypervisor.virtiofsd_args", "is not supported with backend = \"libvirt\" (libvirt starts virtiofsd)");
+  }
   if (auto level = ParseLogLevel(config.agent.log_level); !level) {
     return KeyError("agent.log_level", level.error().message());
   }

@@ -21,6 +21,7 @@
 #include "hull/hypervisor/kernel_cmdline.h"
 #include "qemu/qemu_argv.h"
 #include "qemu/qmp.h"
+#include "src/agent_port.h"
 
 namespace hull::qemu {
 
@@ -41,43 +42,6 @@ std::string Tail(const std::string& path, size_t max_bytes = 2000) {
   while (!view.empty() && (view.back() == '\n' || view.back() == '\r')) view.remove_suffix(1);
   return std::string(view);
 }
-
-Status ValidateVmConfig(const VmConfig& config) {
-  HULL_CHECK_OK(ValidateId("sandbox", config.id), "VM config");
-  auto bad = [](std::string message) { return MakeError(ErrorCode::kInvalidArgument, std::move(message)); };
-  if (!IsExecutable(config.hypervisor_path)) {
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     "hypervisor binary `" + config.hypervisor_path + "` is missing or not executable");
-  }
-  if (config.kernel.empty() || !PathExists(config.kernel)) {
-    return MakeError(ErrorCode::kFailedPrecondition, "guest kernel `" + config.kernel + "` not found");
-  }
-  if (config.initrd.empty() || !PathExists(config.initrd)) {
-    return MakeError(ErrorCode::kFailedPrecondition, "guest initrd `" + config.initrd + "` not found");
-  }
-  if (config.vcpus < 1 || config.vcpus > 255) {
-    return bad("vcpus must be between 1 and 255, got " + std::to_string(config.vcpus));
-  }
-  if (config.memory_mib < 64 || config.memory_mib > (1u << 20)) {
-    return bad("memory must be between 64 MiB and 1 TiB, got " + std::to_string(config.memory_mib) + " MiB");
-  }
-  if (config.run_dir.empty() || config.run_dir[0] != '/') return bad("run dir must be an absolute path");
-  if (config.share_dir && !config.shared_dir.empty()) {
-    return bad("share_dir and shared_dir exclude each other (shared_dir is `" + config.shared_dir + "`)");
-  }
-  // QEMU's option syntax would split socket paths at a comma.
-  if (config.run_dir.find(',') != std::string::npos) return bad("run dir `" + config.run_dir + "` contains a comma");
-  for (const std::string* field : {&config.machine, &config.extra_kernel_params, &config.agent_log_level}) {
-    for (char c : *field) {
-      if (c == '\n' || c == '\0' || c == ',') {
-        if (c == ',' && field == &config.extra_kernel_params) continue;
-        return bad("VM setting `" + *field + "` contains a forbidden character");
-      }
-    }
-  }
-  return Ok();
-}
-
 
 // Picks a free guest CID by asking vhost-vsock to take it: the kernel refuses
 // one that another VM holds, so the probe and the reservation are one step.
@@ -150,19 +114,14 @@ class QemuVm final : public Vm {
 
   Result<UniqueFd> ConnectAgent(Clock::time_point deadline) override {
     if (config_.transport == TransportKind::kSerial) {
-      // Connect only once the guest has opened its end: bytes sent before
-      // that would sit in QEMU's socket and confuse the next connection.
-      // After a host connection ends, the agent closes and reopens its port;
-      // wait for that reopen too, or the new connection could be spliced
-      // onto the agent's previous session before it noticed the old one end.
       std::unique_lock lock(mu_);
-      auto ready = [&] { return (agent_port_open_ && agent_port_opens_ > agent_port_opens_used_) || exit_; };
+      auto ready = [&] { return agent_port_.ReadyForConnection() || exit_; };
       if (!changed_.wait_until(lock, deadline, ready)) {
         return MakeError(ErrorCode::kDeadlineExceeded,
                          "the guest agent did not open its virtio-serial port in time");
       }
       if (exit_) return DeadError();
-      agent_port_opens_used_ = agent_port_opens_;
+      agent_port_.TakeOpen();
       lock.unlock();
       return ConnectUnix(agent_socket_path());
     }
@@ -240,13 +199,7 @@ class QemuVm final : public Vm {
       ExitStatus status = virtiofsd_->Stop(milliseconds(2000));
       HULL_LOG_DEBUG("VM {}: virtiofsd {}", config_.id, status.ToString());
     }
-    // RemoveTree stops at mount points of other filesystems, but not at a
-    // bind mount from the same one: never delete through a mount.
-    if (auto mounts = MountPointsUnder(state_dir_); !mounts.empty()) {
-      HULL_LOG_WARN("VM {}: leaving {}: {} is still mounted there", config_.id, state_dir_, mounts.front());
-    } else if (auto removed = RemoveTree(state_dir_); !removed) {
-      HULL_LOG_WARN("VM {}: {}", config_.id, removed.error().ToString());
-    }
+    RemoveVmStateDir(config_.id, state_dir_);
     stopped_ = true;
     std::lock_guard lock(mu_);
     return *exit_;
@@ -292,8 +245,7 @@ class QemuVm final : public Vm {
       auto open = event.data.find("open");
       if (id != event.data.end() && id->is_string() && *id == kAgentPortId && open != event.data.end() &&
           open->is_boolean()) {
-        agent_port_open_ = open->get<bool>();
-        if (agent_port_open_) ++agent_port_opens_;
+        agent_port_.OnChange(open->get<bool>());
       }
     } else if (event.name == "SHUTDOWN" && event.data.is_object()) {
       auto reason = event.data.find("reason");
@@ -338,7 +290,7 @@ class QemuVm final : public Vm {
       HULL_LOG_WARN("VM {} stopped unexpectedly: {}", config_.id, exit.reason);
     }
     exit_ = exit;
-    agent_port_open_ = false;
+    agent_port_.OnVmExit();
     changed_.notify_all();
   }
 
@@ -376,9 +328,7 @@ class QemuVm final : public Vm {
 
   std::mutex mu_;
   std::condition_variable changed_;
-  bool agent_port_open_ = false;
-  uint64_t agent_port_opens_ = 0;       // how often the guest opened the port
-  uint64_t agent_port_opens_used_ = 0;  // the open the last connection used
+  AgentPortState agent_port_;
   bool stop_requested_ = false;
   std::string shutdown_reason_;
   std::string virtiofsd_exit_;  // set when virtiofsd died under the running VM
@@ -390,16 +340,7 @@ class QemuHypervisor final : public Hypervisor {
   std::string_view name() const override { return "qemu"; }
 
   Result<std::unique_ptr<Vm>> Launch(const VmConfig& config) override {
-    HULL_CHECK_OK(ValidateVmConfig(config), "launch VM");
-    HULL_CHECK_OK(MakeDirs(config.run_dir, 0711), "launch VM `" + config.id + "`");
-    std::string state_dir = config.run_dir + "/" + config.id;
-    if (::mkdir(state_dir.c_str(), 0700) < 0) {
-      if (errno == EEXIST) {
-        return MakeError(ErrorCode::kAlreadyExists,
-                         "launch VM `" + config.id + "`: state directory " + state_dir + " already exists");
-      }
-      return ErrnoError("launch VM `" + config.id + "`: create " + state_dir);
-    }
+    HULL_TRY(std::string state_dir, CreateVmStateDir(config), "launch VM `" + config.id + "`");
     ScopeExit remove_dir([&] { (void)RemoveTree(state_dir); });
 
     QemuLaunchPlan plan;

@@ -178,31 +178,53 @@ std::vector<std::string> BuildVirtiofsdArgv(const VirtiofsdOptions& options, int
   return argv;
 }
 
+Result<SharedMount> SharedMount::Bind(const std::string& dir, Propagation propagation) {
+  const char* path = dir.c_str();
+  if (::mount(path, path, nullptr, MS_BIND | MS_REC, nullptr) < 0) {
+    return ErrnoError("bind-mount shared directory `" + dir + "` onto itself");
+  }
+  SharedMount mount(dir);
+  // kOwnPeerGroup: private first, so that on a host whose / is shared the
+  // bind does not join /'s peer group and echo mounts back into /.
+  if ((propagation == Propagation::kOwnPeerGroup && ::mount(nullptr, path, nullptr, MS_PRIVATE | MS_REC, nullptr) < 0) ||
+      ::mount(nullptr, path, nullptr, MS_SHARED | MS_REC, nullptr) < 0) {
+    return ErrnoError("make shared directory `" + dir + "` a shared mount");
+  }
+  return mount;
+}
+
+SharedMount::SharedMount(SharedMount&& other) noexcept : dir_(std::exchange(other.dir_, "")) {}
+
+SharedMount& SharedMount::operator=(SharedMount&& other) noexcept {
+  if (this != &other) {
+    Release();
+    dir_ = std::exchange(other.dir_, "");
+  }
+  return *this;
+}
+
+SharedMount::~SharedMount() { Release(); }
+
+void SharedMount::Release() {
+  if (dir_.empty()) return;
+  // Detaching takes along whatever is still mounted through the bind (on the
+  // host, the originals of mounts that existed before Bind stay).
+  if (::umount2(dir_.c_str(), MNT_DETACH) < 0) {
+    HULL_LOG_WARN("unmount shared directory {}: {}", dir_, std::strerror(errno));
+  }
+  dir_.clear();
+}
+
 Result<Virtiofsd> Virtiofsd::Start(const VirtiofsdOptions& options) {
   const std::string context = "start virtiofsd for `" + options.shared_dir + "`";
   HULL_CHECK_OK(ValidateOptions(options), context);
 
   // The namespace sandbox copies hull's mounts once, when QEMU connects, and
-  // makes its copies slaves: mounts made under the shared directory later (a
-  // container's root filesystem for a VM that is already running) reach it
-  // only if the directory is a shared mount. The host's / often is not (it is
-  // private inside containers), so make the directory a mount of its own in a
-  // peer group of its own: private first, so that on a host whose / is shared
-  // the bind does not join /'s peer group and echo mounts back into /.
-  bool bound = false;
-  ScopeExit unbind([&] {
-    if (bound) ::umount2(options.shared_dir.c_str(), MNT_DETACH);
-  });
+  // makes its copies slaves: see SharedMount.
+  std::optional<SharedMount> mount;
   if (options.sandbox == VirtiofsdSandbox::kNamespace) {
-    const char* dir = options.shared_dir.c_str();
-    if (::mount(dir, dir, nullptr, MS_BIND | MS_REC, nullptr) < 0) {
-      return ErrnoError("bind-mount shared directory `" + options.shared_dir + "` onto itself").error.Wrap(context);
-    }
-    bound = true;
-    if (::mount(nullptr, dir, nullptr, MS_PRIVATE | MS_REC, nullptr) < 0 ||
-        ::mount(nullptr, dir, nullptr, MS_SHARED | MS_REC, nullptr) < 0) {
-      return ErrnoError("make shared directory `" + options.shared_dir + "` a shared mount").error.Wrap(context);
-    }
+    HULL_TRY(SharedMount bound, SharedMount::Bind(options.shared_dir), context);
+    mount.emplace(std::move(bound));
   }
 
   // Bound and listening before virtiofsd runs: QEMU's connect lands in the
@@ -256,16 +278,15 @@ Result<Virtiofsd> Virtiofsd::Start(const VirtiofsdOptions& options) {
     }
   }
   remove_socket.Dismiss();
-  unbind.Dismiss();
   HULL_LOG_DEBUG("virtiofsd {} serves {} on {}", child.pid(), options.shared_dir, options.socket_path);
-  return Virtiofsd(options, std::move(child), bound);
+  return Virtiofsd(options, std::move(child), std::move(mount));
 }
 
 Virtiofsd::Virtiofsd(Virtiofsd&& other) noexcept
     : options_(std::move(other.options_)),
       child_(std::move(other.child_)),
       active_(std::exchange(other.active_, false)),
-      bound_(other.bound_),
+      mount_(std::move(other.mount_)),
       stopped_status_(other.stopped_status_) {}
 
 Virtiofsd& Virtiofsd::operator=(Virtiofsd&& other) noexcept {
@@ -274,7 +295,7 @@ Virtiofsd& Virtiofsd::operator=(Virtiofsd&& other) noexcept {
     options_ = std::move(other.options_);
     child_ = std::move(other.child_);
     active_ = std::exchange(other.active_, false);
-    bound_ = other.bound_;
+    mount_ = std::move(other.mount_);
     stopped_status_ = other.stopped_status_;
   }
   return *this;
@@ -314,9 +335,7 @@ ExitStatus Virtiofsd::Stop(milliseconds grace) {
   }
   // Detaching takes along whatever is still mounted through the bind (on the
   // host, the originals of mounts that existed before Start stay).
-  if (bound_ && ::umount2(options_.shared_dir.c_str(), MNT_DETACH) < 0) {
-    HULL_LOG_WARN("unmount shared directory {}: {}", options_.shared_dir, std::strerror(errno));
-  }
+  mount_.reset();
   active_ = false;
   stopped_status_ = status;
   return status;

@@ -17,6 +17,15 @@ TEST(ConfigTest, EmptyDocumentGivesDefaults) {
   EXPECT_EQ(config->hypervisor.virtiofs_cache, "auto");
   EXPECT_EQ(config->hypervisor.virtiofsd_sandbox, "namespace");
   EXPECT_TRUE(config->hypervisor.virtiofsd_args.empty());
+  EXPECT_EQ(config->hypervisor.backend, "qemu");
+  EXPECT_EQ(config->hypervisor.libvirt_uri, "qemu:///system");
+}
+
+TEST(ConfigTest, LibvirtBackendAndUri) {
+  auto config = ParseConfig("[hypervisor]\nbackend = \"libvirt\"\nlibvirt_uri = \"qemu:///session\"\n", "t.toml");
+  ASSERT_TRUE(config) << config.error().ToString();
+  EXPECT_EQ(config->hypervisor.backend, "libvirt");
+  EXPECT_EQ(config->hypervisor.libvirt_uri, "qemu:///session");
 }
 
 TEST(ConfigTest, ReadsEveryKnownKey) {
@@ -83,6 +92,10 @@ TEST(ConfigTest, ErrorsNameTheKey) {
       {"[hypervisor]\nvirtiofsd_args = [\"-o\", 1]", "hypervisor.virtiofsd_args: expected an array of strings"},
       {"[hypervisor]\nvirtiofsd_args = [\"\"]", "hypervisor.virtiofsd_args: arguments must be non-empty"},
       {"[hypervisor\n", "t.toml: "},
+      {"[hypervisor]\nbackend = \"xen\"", "hypervisor.backend: `xen` is not one of: qemu, libvirt"},
+      {"[hypervisor]\nlibvirt_uri = \"\"", "hypervisor.libvirt_uri: must not be empty"},
+      {"[hypervisor]\nbackend = \"libvirt\"\nvirtiofsd_args = [\"-o\", \"xattr\"]",
+       "hypervisor.virtiofsd_args: is not supported with backend = \"libvirt\""},
   };
   for (const auto& c : cases) {
     auto config = ParseConfig(c.toml, "t.toml");

@@ -8,6 +8,7 @@
 #include "hull/hypervisor/hypervisor.h"
 #include "hull/hypervisor/kernel_cmdline.h"
 #include "hull/hypervisor/virtiofsd.h"
+#include "libvirt/domain_xml.h"
 #include "qemu/qemu_argv.h"
 
 namespace hull {
@@ -321,6 +322,124 @@ TEST(HypervisorTest, VmConfigCarriesTheVirtiofsdSettings) {
   EXPECT_EQ(vm->virtiofsd_sandbox, VirtiofsdSandbox::kChroot);
   EXPECT_EQ(vm->virtiofsd_args, (std::vector<std::string>{"-o", "xattr"}));
   EXPECT_TRUE(vm->shared_dir.empty()) << "what to share is the caller's choice";
+}
+
+// --- the libvirt domain XML -------------------------------------------------------
+
+libvirt::DomainPlan DomainPlan(TransportKind transport, Accel accel) {
+  libvirt::DomainPlan plan;
+  plan.name = "hull-pod1";
+  plan.uuid = "6f1c2a3e-9d4b-4c8a-a1e2-3b4c5d6e7f80";
+  plan.accel = accel;
+  plan.vcpus = 2;
+  plan.memory_mib = 512;
+  plan.kernel = "/usr/share/hull/guest/vmlinuz";
+  plan.initrd = "/usr/share/hull/guest/initrd.img";
+  plan.kernel_cmdline = BuildKernelCmdline({transport, "info", false, ""});
+  plan.console_log = "/run/hull/pod1/console.log";
+  plan.transport = transport;
+  plan.agent_socket = "/run/hull/pod1/agent.sock";
+  return plan;
+}
+
+// libvirt's own schema, where virt-xml-validate (libvirt-clients) is here.
+void ExpectValidDomainXml(const std::string& xml) {
+  if (!IsExecutable("/usr/bin/virt-xml-validate")) {
+    std::fprintf(stderr, "note: virt-xml-validate missing (libvirt-clients): XML checked against golden files only\n");
+    return;
+  }
+  std::string path = ::testing::TempDir() + "/hull-domain-" + RandomHex(4) + ".xml";
+  ASSERT_TRUE(WriteFile(path, xml));
+  std::string command = "/usr/bin/virt-xml-validate " + path + " domain >/dev/null 2>&1";
+  int status = std::system(command.c_str());
+  EXPECT_EQ(status, 0) << "libvirt's schema rejects:\n" << xml;
+  ::unlink(path.c_str());
+}
+
+TEST(DomainXmlTest, MatchesGoldenFilesAndLibvirtsSchema) {
+  struct Case {
+    const char* golden;
+    TransportKind transport;
+    Accel accel;
+  } cases[] = {
+      {"libvirt_domain_serial_tcg.xml", TransportKind::kSerial, Accel::kTcg},
+      {"libvirt_domain_serial_kvm.xml", TransportKind::kSerial, Accel::kKvm},
+      {"libvirt_domain_vsock_tcg.xml", TransportKind::kVsock, Accel::kTcg},
+      {"libvirt_domain_vsock_kvm.xml", TransportKind::kVsock, Accel::kKvm},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.golden);
+    std::string xml = libvirt::BuildDomainXml(DomainPlan(c.transport, c.accel));
+    ExpectGolden(c.golden, xml);
+    ExpectValidDomainXml(xml);
+  }
+}
+
+TEST(DomainXmlTest, SharedDirectoryAndTapMatchGoldenFile) {
+  libvirt::DomainPlan plan = DomainPlan(TransportKind::kSerial, Accel::kTcg);
+  plan.shared_dir = "/run/hull/pod1/shared";
+  plan.shared_tag = kSharedFsTag;
+  plan.virtiofs_cache = VirtiofsCache::kNone;
+  plan.tap_device = "tap0_hull";
+  plan.mac_address = "02:42:ac:11:00:02";
+  std::string xml = libvirt::BuildDomainXml(plan);
+  ExpectGolden("libvirt_domain_serial_tcg_shared_dir_tap.xml", xml);
+  ExpectValidDomainXml(xml);
+  // Without them: neither a filesystem nor an interface.
+  std::string bare = libvirt::BuildDomainXml(DomainPlan(TransportKind::kSerial, Accel::kTcg));
+  EXPECT_EQ(bare.find("<filesystem"), std::string::npos);
+  EXPECT_EQ(bare.find("<interface"), std::string::npos);
+}
+
+TEST(DomainXmlTest, DefaultVirtiofsCacheIsLeftToVirtiofsd) {
+  libvirt::DomainPlan plan = DomainPlan(TransportKind::kSerial, Accel::kTcg);
+  plan.shared_dir = "/srv/share";
+  plan.shared_tag = kSharedFsTag;
+  std::string xml = libvirt::BuildDomainXml(plan);
+  EXPECT_EQ(xml.find("<cache"), std::string::npos) << xml;
+  EXPECT_NE(xml.find("<sandbox mode='namespace'/>"), std::string::npos) << xml;
+  plan.virtiofs_cache = VirtiofsCache::kAlways;
+  plan.virtiofsd_sandbox = VirtiofsdSandbox::kChroot;
+  xml = libvirt::BuildDomainXml(plan);
+  EXPECT_NE(xml.find("<cache mode='always'/>"), std::string::npos) << xml;
+  EXPECT_NE(xml.find("<sandbox mode='chroot'/>"), std::string::npos) << xml;
+}
+
+TEST(DomainXmlTest, TextAndAttributesAreEscaped) {
+  EXPECT_EQ(libvirt::XmlEscape("a<b>&'\"c"), "a&lt;b&gt;&amp;&apos;&quot;c");
+  libvirt::DomainPlan plan = DomainPlan(TransportKind::kSerial, Accel::kTcg);
+  plan.kernel_cmdline = "console=ttyS0 x='</cmdline><devices>'";
+  plan.console_log = "/run/hull/it's/console.log";
+  std::string xml = libvirt::BuildDomainXml(plan);
+  EXPECT_NE(xml.find("<cmdline>console=ttyS0 x=&apos;&lt;/cmdline&gt;&lt;devices&gt;&apos;</cmdline>"),
+            std::string::npos)
+      << xml;
+  EXPECT_NE(xml.find("path='/run/hull/it&apos;s/console.log'"), std::string::npos) << xml;
+  ExpectValidDomainXml(xml);
+}
+
+TEST(HypervisorTest, LibvirtIsABackend) {
+  auto hypervisor = MakeHypervisor("libvirt");
+  ASSERT_TRUE(hypervisor) << hypervisor.error().ToString();
+  EXPECT_EQ((*hypervisor)->name(), "libvirt");
+  auto unknown = MakeHypervisor("xen");
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().ToString().find("expected qemu or libvirt"), std::string::npos);
+}
+
+TEST(HypervisorTest, LibvirtRefusesVirtiofsdArgsItCannotPass) {
+  Config config;
+  config.run_dir = ::testing::TempDir() + "/hull-lv-" + RandomHex(4);
+  auto vm = VmConfigFromConfig(config, "lvargs");
+  ASSERT_TRUE(vm);
+  vm->virtiofsd_args = {"-o", "xattr"};
+  auto hypervisor = MakeHypervisor("libvirt");
+  ASSERT_TRUE(hypervisor);
+  auto launched = (*hypervisor)->Launch(*vm);
+  ASSERT_FALSE(launched);
+  EXPECT_EQ(launched.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(launched.error().ToString().find("virtiofsd_args are not supported"), std::string::npos);
+  EXPECT_FALSE(PathExists(config.run_dir + "/lvargs"));
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "hull/core/syscall.h"
 #include "hull/hypervisor/accel.h"
 #include "hull/hypervisor/hypervisor.h"
+#include "libvirt/libvirt_hypervisor.h"
 
 namespace hull::hullctl {
 
@@ -83,6 +84,17 @@ int RunCheck(const CheckOptions& options) {
     report.Line(Verdict::kOk, "qemu", qemu + ": " + *version);
   } else {
     report.Line(Verdict::kFail, "qemu", version.error().ToString());
+  }
+
+  // libvirt: required when it is the backend, reported either way.
+  const std::string& uri = config->hypervisor.libvirt_uri;
+  auto libvirt = libvirt::ProbeLibvirt(uri);
+  if (config->hypervisor.backend == "libvirt") {
+    report.Line(libvirt ? Verdict::kOk : Verdict::kFail, "libvirt",
+                libvirt ? *libvirt : libvirt.error().ToString() + " (backend = libvirt needs it)");
+  } else {
+    report.Line(Verdict::kOk, "libvirt",
+                "not used (backend = qemu); " + (libvirt ? *libvirt : libvirt.error().ToString()));
   }
 
   const std::string& virtiofsd = config->hypervisor.virtiofsd;

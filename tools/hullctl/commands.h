@@ -19,6 +19,7 @@ int RunCheck(const CheckOptions& options);
 
 struct PingOptions {
   std::string config_path;
+  std::optional<std::string> hypervisor;  // qemu | libvirt (default: [hypervisor] backend)
   std::optional<std::string> transport;  // serial | vsock
   std::optional<std::string> accel;      // kvm | tcg | auto
   std::optional<uint64_t> memory_mib;
@@ -37,6 +38,7 @@ int RunVmPing(const PingOptions& options);
 
 struct RunOptions {
   std::string config_path;
+  std::optional<std::string> hypervisor;  // qemu | libvirt (default: [hypervisor] backend)
   std::string bundle;   // a runc-style bundle: config.json + rootfs
   std::string rootfs;   // or a bare root filesystem, wrapped in the default spec
   bool tty = false;

@@ -19,6 +19,9 @@ int main(int argc, char** argv) {
   vm->require_subcommand(1);
   hull::hullctl::PingOptions ping;
   auto* ping_cmd = vm->add_subcommand("ping", "boot a VM, reach its agent, print the boot-to-ready time");
+  const auto backends = CLI::IsMember({"qemu", "libvirt"});
+  ping_cmd->add_option("--hypervisor", ping.hypervisor, "VM backend (default: from the configuration)")
+      ->check(backends);
   ping_cmd->add_option("--transport", ping.transport, "agent transport")->check(CLI::IsMember({"serial", "vsock"}));
   ping_cmd->add_option("--accel", ping.accel, "accelerator")->check(CLI::IsMember({"auto", "kvm", "tcg"}));
   ping_cmd->add_option("--memory", ping.memory_mib, "guest memory in MiB")->check(CLI::Range(64, 1 << 20));
@@ -32,6 +35,8 @@ int main(int argc, char** argv) {
 
   hull::hullctl::RunOptions run;
   auto* run_cmd = app.add_subcommand("run", "run an OCI bundle (or a root filesystem) in a fresh microVM");
+  run_cmd->add_option("--hypervisor", run.hypervisor, "VM backend (default: from the configuration)")
+      ->check(backends);
   run_cmd->add_option("--bundle", run.bundle, "bundle directory: config.json and its rootfs (as runc takes)");
   run_cmd->add_option("--rootfs", run.rootfs, "a root filesystem directory, run with the default spec");
   run_cmd->add_flag("-t,--tty", run.tty, "allocate a terminal (raw mode, window size follows)");

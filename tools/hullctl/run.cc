@@ -148,6 +148,7 @@ int RunContainer(const RunOptions& options) {
   };
   auto config = LoadConfig(options.config_path);
   if (!config) return fail(config.error());
+  if (options.hypervisor) config->hypervisor.backend = *options.hypervisor;
   if (!options.memory.empty()) {
     auto memory = ParseMemory(options.memory);
     if (!memory) return fail(memory.error());

@@ -84,6 +84,7 @@ int RunVmPing(const PingOptions& options) {
   };
   auto config = LoadConfig(options.config_path);
   if (!config) return fail(config.error());
+  if (options.hypervisor) config->hypervisor.backend = *options.hypervisor;
   if (options.transport) config->agent.transport = *options.transport;
   if (options.accel) config->hypervisor.accel = *options.accel;
   if (options.memory_mib) config->hypervisor.memory_mib = *options.memory_mib;

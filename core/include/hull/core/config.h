@@ -13,7 +13,8 @@
 namespace hull {
 
 struct HypervisorConfig {
-  std::string backend = "qemu";                        // [hypervisor] backend
+  std::string backend = "qemu";                        // [hypervisor] backend: qemu | libvirt
+  std::string libvirt_uri = "qemu:///system";          // [hypervisor] libvirt_uri
   std::string path = "/usr/bin/qemu-system-x86_64";    // [hypervisor] path
   std::string kernel;                                  // [hypervisor] kernel ("" = built-in search)
   std::string initrd;                                  // [hypervisor] initrd

@@ -32,6 +32,8 @@ struct VmConfig {
   std::string id;          // sandbox id: validated, names /run/hull/<id>
   std::string run_dir;     // parent of the VM's state directory, e.g. /run/hull
   std::string hypervisor_path;
+  // The libvirt backend's connection URI (ignored by the QEMU backend).
+  std::string libvirt_uri = "qemu:///system";
   std::string kernel;
   std::string initrd;
   std::string machine = "q35";
@@ -124,8 +126,22 @@ class Hypervisor {
   virtual Result<std::unique_ptr<Vm>> Launch(const VmConfig& config) = 0;
 };
 
-// The backend named by `backend` ("qemu").
+// The backend named by `backend` ("qemu" or "libvirt").
 Result<std::unique_ptr<Hypervisor>> MakeHypervisor(std::string_view backend);
+
+// What every backend checks before it creates anything: the id, the binary
+// and guest assets, vcpus and memory in range, no characters QEMU's option
+// syntax would split on.
+Status ValidateVmConfig(const VmConfig& config);
+
+// Removes a stopped VM's state directory -- unless something is still
+// mounted under it: then it is left, with a warning, rather than deleted
+// through the mount.
+void RemoveVmStateDir(const std::string& id, const std::string& state_dir);
+
+// Validates `config` and creates its state directory <run_dir>/<id> (0700);
+// kAlreadyExists if it is there already. The caller removes it on failure.
+Result<std::string> CreateVmStateDir(const VmConfig& config);
 
 // Builds a VmConfig from the configuration: resolves the accelerator, the
 // transport ("auto": vsock where /dev/vhost-vsock exists, else serial) and

@@ -63,6 +63,41 @@ struct VirtiofsdOptions {
   std::chrono::milliseconds startup_timeout{5000};
 };
 
+// A directory bind-mounted onto itself as a shared mount in a peer group of
+// its own, for as long as the object lives. virtiofsd's namespace sandbox
+// copies the mounts it sees once, when QEMU connects, and makes its copies
+// slaves: mounts made under the shared directory later (a container's root
+// filesystem for a VM that is already running) reach it only if the directory
+// is a shared mount, and the host's / often is not (it is private inside
+// containers). Move-only; destroying it detaches the bind, and with it what
+// was mounted through it.
+class SharedMount {
+ public:
+  enum class Propagation {
+    // A peer group of its own: virtiofsd runs in hull's mount namespace.
+    kOwnPeerGroup,
+    // Stays in the peer group the bind inherits from its parent mount, so it
+    // also reaches mount namespaces that are slaves of hull's (a libvirtd in
+    // its own namespace, which starts virtiofsd there).
+    kInherit,
+  };
+  static Result<SharedMount> Bind(const std::string& dir, Propagation propagation = Propagation::kOwnPeerGroup);
+
+  SharedMount(SharedMount&& other) noexcept;
+  SharedMount& operator=(SharedMount&& other) noexcept;
+  SharedMount(const SharedMount&) = delete;
+  SharedMount& operator=(const SharedMount&) = delete;
+  ~SharedMount();
+
+  const std::string& dir() const { return dir_; }
+  // Detaches the bind now (a warning if that fails); idempotent.
+  void Release();
+
+ private:
+  explicit SharedMount(std::string dir) : dir_(std::move(dir)) {}
+  std::string dir_;  // "" once released or moved from
+};
+
 // The virtiofsd command line for `options` when the listening socket is
 // inherited as `listen_fd`. Pure; checked by unit tests.
 std::vector<std::string> BuildVirtiofsdArgv(const VirtiofsdOptions& options, int listen_fd);
@@ -110,13 +145,13 @@ class Virtiofsd {
   ExitStatus Stop(std::chrono::milliseconds grace);
 
  private:
-  Virtiofsd(VirtiofsdOptions options, Child child, bool bound)
-      : options_(std::move(options)), child_(std::move(child)), active_(true), bound_(bound) {}
+  Virtiofsd(VirtiofsdOptions options, Child child, std::optional<SharedMount> mount)
+      : options_(std::move(options)), child_(std::move(child)), active_(true), mount_(std::move(mount)) {}
 
   VirtiofsdOptions options_;
   Child child_;
   bool active_ = false;  // false once moved from or stopped
-  bool bound_ = false;   // shared_dir is bind-mounted onto itself
+  std::optional<SharedMount> mount_;  // the namespace sandbox's bind of shared_dir
   std::optional<ExitStatus> stopped_status_;
 };
 
