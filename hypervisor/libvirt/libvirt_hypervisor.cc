@@ -302,7 +302,10 @@ class LibvirtVm final : public Vm {
   // drops the VM, whose destructor removes what is left.
   Status Create(const std::string& xml) {
     launched_at_ = Clock::now();
-    Domain domain(virDomainCreateXML(subscription_->conn(), xml.c_str(), VIR_DOMAIN_NONE));
+    // Autodestroy: libvirt destroys the domain when this connection closes,
+    // so a VM does not outlive a process that dies without stopping it (as
+    // PR_SET_PDEATHSIG does for the QEMU backend).
+    Domain domain(virDomainCreateXML(subscription_->conn(), xml.c_str(), VIR_DOMAIN_START_AUTODESTROY));
     if (!domain) return LibvirtError("libvirt could not start domain hull-" + config_.id);
     if (config_.transport == TransportKind::kVsock) {
       char* live = virDomainGetXMLDesc(domain.get(), 0);

@@ -19,6 +19,7 @@
 
 #include "bundle.h"
 #include "containerd_env.h"
+#include "libvirt_env.h"
 #include "hull/core/syscall.h"
 
 namespace hull::testing {
@@ -411,6 +412,29 @@ TEST_P(CtrTest, BadRuntimeConfigNamesTheKey) {
   EXPECT_NE(r.code, 0) << r.Describe();
   EXPECT_TRUE(Contains(r.err, "hypervisor.vcpus")) << r.Describe();
   ExpectNoContainers();
+}
+
+// The shim with backend = "libvirt" in its config: the same container, its
+// VM a transient domain of a private libvirtd. Run, exec, exit code, and the
+// domain gone afterwards.
+TEST_P(CtrTest, LibvirtBackendByConfig) {
+  if (!runtime().is_hull) GTEST_SKIP() << "hull only: the backend is hull's config";
+  if (!IsExecutable("/usr/sbin/libvirtd")) GTEST_SKIP() << "libvirtd is not installed (libvirt-daemon-system)";
+  auto libvirtd = testing::PrivateLibvirtd::Start(env_->dir() + "/libvirt", env_->hull_run_dir(), HULL_LIBVIRT_CACHE);
+  if (!libvirtd && libvirtd.error().code() == ErrorCode::kUnavailable) GTEST_SKIP() << libvirtd.error().ToString();
+  ASSERT_TRUE(libvirtd) << libvirtd.error().ToString();
+  std::string config = env_->dir() + "/libvirt-hull.toml";
+  ASSERT_TRUE(WriteFile(config, "[runtime]\nrun_dir = \"" + env_->hull_run_dir() + "\"\n"
+                                "[hypervisor]\nbackend = \"libvirt\"\nlibvirt_uri = \"" + (*libvirtd)->uri() + "\"\n"));
+  std::string id = Id("lv");
+  CommandResult run = Run({"-d", "--runtime-config-path", config}, id, {"sh", "-c", "sleep 600"});
+  ASSERT_EQ(run.code, 0) << run.Describe() << "\n" << (*libvirtd)->LogTail();
+  EXPECT_EQ((*libvirtd)->Domains().size(), 1u);
+  CommandResult exec = Exec(id, "lvexec", {"sh", "-c", "echo via libvirt; exit 4"});
+  EXPECT_EQ(exec.code, 4) << exec.Describe();
+  EXPECT_TRUE(Contains(exec.out, "via libvirt")) << exec.Describe();
+  RemoveTask(id);
+  EXPECT_TRUE((*libvirtd)->Domains().empty()) << "the pod's domain outlived its last container";
 }
 
 // The shim dies (SIGKILL): containerd runs `<shim> delete`, which must take

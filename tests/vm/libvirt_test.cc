@@ -210,5 +210,42 @@ TEST_F(LibvirtTest, StopDestroysTheDomainAndItsVirtiofsd) {
   EXPECT_FALSE((*vm)->running());
 }
 
+// A process that dies without stopping its VM takes the domain with it
+// (autodestroy), as PR_SET_PDEATHSIG does for the QEMU backend.
+TEST_F(LibvirtTest, DomainDiesWithTheProcessThatCreatedIt) {
+  VmConfig config = TestVmConfig();
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  // Forked before this process touches libvirt: the child starts its own
+  // event loop thread.
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(ready[0]);
+    auto hypervisor = MakeHypervisor("libvirt");
+    auto vm = hypervisor ? (*hypervisor)->Launch(config) : Result<std::unique_ptr<Vm>>(hypervisor.error());
+    char status = vm ? 'y' : 'n';
+    (void)!::write(ready[1], &status, 1);
+    if (!vm) ::_exit(1);
+    while (true) ::pause();  // killed below, VM still running
+  }
+  ::close(ready[1]);
+  char status = 0;
+  ASSERT_EQ(::read(ready[0], &status, 1), 1);
+  ::close(ready[0]);
+  ASSERT_EQ(status, 'y') << libvirtd_->LogTail("hull-" + config.id);
+  EXPECT_EQ(libvirtd_->Domains(), std::vector<std::string>{"hull-" + config.id});
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  ASSERT_EQ(::waitpid(child, nullptr, 0), child);
+  bool gone = false;
+  for (int i = 0; i < 150 && !gone; ++i) {
+    gone = libvirtd_->Domains().empty() && !ProcessMentions(run_dir_);
+    if (!gone) ::usleep(100 * 1000);
+  }
+  EXPECT_TRUE(gone) << "the domain outlived the process that created it";
+  // The state directory is the dead process's to remove; it could not.
+  (void)RemoveTree(run_dir_ + "/" + config.id);
+}
+
 }  // namespace
 }  // namespace hull
