@@ -89,7 +89,7 @@ Status Session::ShareLocked(const std::string& container_id, const std::string& 
   return Ok();
 }
 
-Status Session::CreateContainer(const std::string& id, const std::string& spec_json, const std::string& host_rootfs,
+Result<uint32_t> Session::CreateContainer(const std::string& id, const std::string& spec_json, const std::string& host_rootfs,
                                 const v1::ProcessIo& io) {
   const std::string what = "create container `" + id + "`";
   {
@@ -113,7 +113,7 @@ Status Session::CreateContainer(const std::string& id, const std::string& spec_j
     return Unexpected{ErrorFromGrpc(status, "CreateContainer")};
   }
   containers_.push_back(id);
-  return Ok();
+  return response.init_pid();
 }
 
 Status Session::RemoveContainer(const std::string& id) {

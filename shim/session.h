@@ -51,9 +51,10 @@ class Session {
   Result<std::string> SharePath(const std::string& container_id, const std::string& host_path, bool read_only);
 
   // Shares `host_rootfs` into the guest and creates container `id` from the
-  // spec JSON; returns once the container is created (not started). On
-  // failure, what was shared for `id` is unshared.
-  Status CreateContainer(const std::string& id, const std::string& spec_json, const std::string& host_rootfs,
+  // spec JSON; returns once the container is created (not started), with its
+  // init's pid in the guest (only meaningful inside the guest). On failure,
+  // what was shared for `id` is unshared.
+  Result<uint32_t> CreateContainer(const std::string& id, const std::string& spec_json, const std::string& host_rootfs,
                          const agent::v1::ProcessIo& io);
   // Removes the container from the guest (killing what still runs) and
   // unshares what was shared for it. Unknown ids are fine.

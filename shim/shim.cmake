@@ -6,6 +6,7 @@ target_link_libraries(hull_session PUBLIC hull_hypervisor hull_agent_client hull
 add_library(hull_shim STATIC
   events.cc
   mounts.cc
+  pod.cc
   process_io.cc
   shim.cc
   shim_flags.cc

@@ -117,6 +117,14 @@ size_t TaskService::container_count() {
 
 // --- lookups -------------------------------------------------------------------
 
+uint32_t TaskService::SandboxGuestPid() {
+  std::lock_guard lock(mu_);
+  for (const auto& [id, container] : containers_) {
+    if (container->pod_role == PodRole::kSandbox && container->guest_pid != 0) return container->guest_pid;
+  }
+  return 0;
+}
+
 Result<std::shared_ptr<TaskService::Container>> TaskService::FindContainer(const std::string& id) {
   std::lock_guard lock(mu_);
   auto it = containers_.find(id);
@@ -295,8 +303,16 @@ Status TaskService::CreateInGuest(const std::shared_ptr<Container>& container,
     HULL_TRY(mount.source, session->SharePath(id, mount.source, read_only),
              "bind mount `" + mount.source + "` on `" + mount.destination + "`");
   }
+  // A pod's containers join its sandbox's namespaces: in the guest, not on the host.
+  PodNamespaceContext pod{.task_pid = static_cast<pid_t>(ShimPid()), .sandbox_guest_pid = SandboxGuestPid()};
+  HULL_CHECK_OK(AdaptPodNamespaces(spec, pod), "config.json");
   auto agent_io = io->AgentIo();
-  HULL_CHECK_OK(session->CreateContainer(id, oci::SerializeOciSpec(spec), host_rootfs, agent_io), "");
+  HULL_TRY(uint32_t guest_pid, session->CreateContainer(id, oci::SerializeOciSpec(spec), host_rootfs, agent_io), "");
+  {
+    std::lock_guard lock(mu_);
+    container->pod_role = PodRoleOf(spec);
+    container->guest_pid = guest_pid;
+  }
   unshare.Dismiss();
   container->init->io = std::move(io);
   container->init->io->Start(session->client(), id, "");

@@ -25,6 +25,7 @@
 #include "events.h"
 #include "hull/core/config.h"
 #include "hull/core/error.h"
+#include "pod.h"
 #include "process_io.h"
 #include "session.h"
 #include "ttrpc/ttrpc.h"
@@ -98,11 +99,15 @@ class TaskService {
     std::string mounted_rootfs;  // <bundle>/rootfs when the shim mounted it
     bool paused = false;
     bool ready = false;  // Create finished
+    PodRole pod_role = PodRole::kNone;
+    uint32_t guest_pid = 0;  // its init in the guest (for the pod's namespaces)
     std::shared_ptr<Process> init;
     std::map<std::string, std::shared_ptr<Process>> execs;
   };
 
   Result<std::shared_ptr<Container>> FindContainer(const std::string& id);
+  // The pod's sandbox container's init pid in the guest; 0 if none.
+  uint32_t SandboxGuestPid();
   Result<std::pair<std::shared_ptr<Container>, std::shared_ptr<Process>>> FindProcess(const std::string& id,
                                                                                     const std::string& exec_id);
   // Boots the sandbox VM if it is not running. vm_mu_ serialises it.

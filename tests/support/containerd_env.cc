@@ -294,12 +294,50 @@ Result<std::unique_ptr<PrivateContainerd>> PrivateContainerd::Start(const Option
       "version = 2\n"
       "root = \"" + d + "/root\"\n"
       "state = \"" + d + "/state\"\n"
-      // CRI is not under test here and wants CNI, oom_score_adj and a pause
-      // image; ctr needs none of it.
-      "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"
       "[grpc]\n  address = \"" + d + "/c.sock\"\n"
       "[ttrpc]\n  address = \"" + d + "/c.sock.ttrpc\"\n"
       "[plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"" + d + "/opt\"\n";
+  if (!options.cri) {
+    // CRI is not under test then and wants CNI, oom_score_adj and a pause
+    // image; ctr needs none of it.
+    config.insert(config.find("[grpc]"), "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n");
+  } else {
+    // A /24 of this instance's own, picked from its tag, and a bridge named
+    // for it: several instances (and a leftover of a crashed one) never meet.
+    unsigned tag = std::stoul(env->tag_, nullptr, 16);
+    env->subnet_ = "10." + std::to_string(100 + tag % 100) + "." + std::to_string(tag / 100 % 250) + ".0/24";
+    const std::string cri = "[plugins.\"io.containerd.grpc.v1.cri\"";
+    config += cri + "]\n"
+              "  sandbox_image = \"" + options.sandbox_image + "\"\n"
+              "  restrict_oom_score_adj = true\n"
+              "  stream_server_address = \"127.0.0.1\"\n"
+              "  stream_server_port = \"0\"\n" +
+              cri + ".containerd]\n"
+              "  default_runtime_name = \"runc\"\n" +
+              cri + ".containerd.runtimes.runc]\n"
+              "  runtime_type = \"io.containerd.runc.v2\"\n" +
+              cri + ".containerd.runtimes.hull]\n"
+              "  runtime_type = \"io.containerd.hull.v2\"\n" +
+              cri + ".containerd.runtimes.hull.options]\n"
+              "  ConfigPath = \"" + env->hull_config() + "\"\n" +
+              cri + ".cni]\n"
+              "  bin_dir = \"/usr/lib/cni\"\n"
+              "  conf_dir = \"" + d + "/cni\"\n";
+    std::string cni =
+        "{\n"
+        "  \"cniVersion\": \"0.4.0\",\n"
+        "  \"name\": \"hull-test-" + env->tag_ + "\",\n"
+        "  \"plugins\": [\n"
+        "    {\"type\": \"bridge\", \"bridge\": \"" + env->bridge() + "\", \"isGateway\": true, \"ipMasq\": false,\n"
+        "     \"hairpinMode\": true,\n"
+        "     \"ipam\": {\"type\": \"host-local\", \"dataDir\": \"" + d + "/ipam\", \"ranges\": [[{\"subnet\": \"" +
+        env->subnet_ + "\"}]], \"routes\": [{\"dst\": \"0.0.0.0/0\"}]}},\n"
+        "    {\"type\": \"portmap\", \"capabilities\": {\"portMappings\": true}}\n"
+        "  ]\n"
+        "}\n";
+    HULL_CHECK_OK(MakeDirs(d + "/cni", 0755), "make CNI conf dir");
+    HULL_CHECK_OK(WriteFile(d + "/cni/10-hull-test.conflist", cni), "write CNI config");
+  }
   HULL_CHECK_OK(WriteFile(d + "/config.toml", config), "write containerd config");
   HULL_CHECK_OK(WriteFile(env->hull_config(), "[runtime]\nrun_dir = \"" + env->hull_run_dir() + "\"\n"),
                 "write hull config");
@@ -360,13 +398,13 @@ Status PrivateContainerd::Launch() {
 
 CommandResult PrivateContainerd::Ctr(const std::vector<std::string>& args, const std::string& stdin_data,
                                      milliseconds timeout) {
-  std::vector<std::string> argv = {kCtr, "--address", socket(), "-n", "default"};
+  std::vector<std::string> argv = {kCtr, "--address", socket(), "-n", ns()};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommand(argv, stdin_data, timeout);
 }
 
 CommandResult PrivateContainerd::CtrOnPty(const std::vector<std::string>& args, milliseconds timeout) {
-  std::vector<std::string> argv = {kCtr, "--address", socket(), "-n", "default"};
+  std::vector<std::string> argv = {kCtr, "--address", socket(), "-n", ns()};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommandOnPty(argv, timeout);
 }
@@ -476,6 +514,8 @@ PrivateContainerd::~PrivateContainerd() {
     }
   }
   for (const std::string& fifo_dir : TaggedFifoDirs(tag_)) (void)RemoveTree(fifo_dir);
+  // CNI's bridge outlives its pods by design; this instance's goes with it.
+  if (options_.cri) (void)RunCommand({"/usr/sbin/ip", "link", "del", bridge()}, "", std::chrono::seconds(10));
   std::vector<MountEntry> mounts = MountsMentioning(dir_);
   std::sort(mounts.begin(), mounts.end(),
             [](const MountEntry& a, const MountEntry& b) { return a.mount_point.size() > b.mount_point.size(); });
@@ -524,7 +564,7 @@ std::vector<std::string> PrivateContainerd::LeftoverState() const {
     if (name.ends_with("-" + tag_)) found.push_back(std::string(kRuncStateRoot) + "/" + name);
   }
   for (const std::string& fifo_dir : TaggedFifoDirs(tag_)) found.push_back(fifo_dir + " (ctr FIFOs)");
-  std::string bundles = dir_ + "/state/io.containerd.runtime.v2.task/default";
+  std::string bundles = dir_ + "/state/io.containerd.runtime.v2.task/" + ns();
   for (const std::string& name : ListDir(bundles)) found.push_back(bundles + "/" + name + " (task bundle)");
   return found;
 }

@@ -57,6 +57,13 @@ class PrivateContainerd {
     // containerd --log-level; "debug" also makes containerd pass -debug to shims
     // and copy their log FIFO into its own log.
     std::string log_level = "debug";
+    // With the CRI plugin (off by default: ctr needs none of it): runtime
+    // handlers `runc` and `hull` (the shim with hull.toml as ConfigPath), a
+    // CNI bridge of this instance's own (Debian's containernetworking-plugins
+    // in /usr/lib/cni), and `sandbox_image` as the pods' pause image. The
+    // namespace for ctr becomes k8s.io, CRI's.
+    bool cri = false;
+    std::string sandbox_image = "docker.io/hull-test/pause:latest";
   };
 
   // Creates the temp dir (short, under /tmp: socket paths must stay < 108 bytes),
@@ -75,11 +82,16 @@ class PrivateContainerd {
   // The run_dir of hull.toml ($HULL_CONFIG): all of hull's host state.
   std::string hull_run_dir() const { return dir_ + "/hull"; }
   std::string hull_config() const { return dir_ + "/hull.toml"; }
+  // ctr's namespace: "default", or "k8s.io" with CRI.
+  std::string ns() const { return options_.cri ? "k8s.io" : "default"; }
+  // With CRI: the CNI bridge device and its /24 (10.<a>.<b>.0/24).
+  std::string bridge() const { return "hbr" + tag_; }
+  const std::string& pod_subnet() const { return subnet_; }
   pid_t pid() const { return pid_; }
   // A container id unique to this instance: "<name>-<tag>".
   std::string Id(const std::string& name) const { return name + "-" + tag_; }
 
-  // `ctr --address <sock> -n default ARGS...`; ctr is killed after `timeout`.
+  // `ctr --address <sock> -n <default|k8s.io> ARGS...`; ctr is killed after `timeout`.
   CommandResult Ctr(const std::vector<std::string>& args, const std::string& stdin_data = "",
                     std::chrono::milliseconds timeout = std::chrono::seconds(120));
   // The same, with ctr on a pty (for -t).
@@ -122,6 +134,7 @@ class PrivateContainerd {
   std::string dir_;
   Options options_;
   std::string tag_;
+  std::string subnet_;
   pid_t pid_ = -1;
 };
 

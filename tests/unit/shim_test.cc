@@ -17,6 +17,7 @@
 #include "ttrpc/ttrpc.h"
 #include "mounts.h"
 #include "shim.h"
+#include "pod.h"
 #include "shim_flags.h"
 
 namespace hull::shim {
@@ -303,4 +304,66 @@ TEST(EventPublisher, RetriesAFailedForward) {
 }
 
 }  // namespace
+// --- pods: namespaces for the guest -------------------------------------------------
+
+oci::Spec PodSpec(const std::string& role, std::vector<oci::Namespace> namespaces) {
+  oci::Spec spec;
+  spec.linux.emplace();
+  spec.linux->namespaces = std::move(namespaces);
+  if (!role.empty()) spec.annotations["io.kubernetes.cri.container-type"] = role;
+  return spec;
+}
+
+TEST(PodNamespaces, SandboxLeavesItsCniNetnsToTheVm) {
+  oci::Spec spec = PodSpec("sandbox", {{"pid", ""}, {"ipc", ""}, {"uts", ""}, {"mount", ""},
+                                       {"network", "/var/run/netns/cni-1234"}});
+  ASSERT_TRUE(AdaptPodNamespaces(spec, {.task_pid = 42, .sandbox_guest_pid = 0}));
+  EXPECT_EQ(spec.linux->namespaces,
+            (std::vector<oci::Namespace>{{"pid", ""}, {"ipc", ""}, {"uts", ""}, {"mount", ""}}));
+  EXPECT_EQ(PodRoleOf(spec), PodRole::kSandbox);
+}
+
+TEST(PodNamespaces, ContainersJoinTheSandboxInTheGuest) {
+  oci::Spec spec = PodSpec("container", {{"pid", "/proc/42/ns/pid"}, {"ipc", "/proc/42/ns/ipc"},
+                                         {"uts", "/proc/42/ns/uts"}, {"mount", ""}, {"network", "/proc/42/ns/net"}});
+  ASSERT_TRUE(AdaptPodNamespaces(spec, {.task_pid = 42, .sandbox_guest_pid = 7}));
+  EXPECT_EQ(spec.linux->namespaces,
+            (std::vector<oci::Namespace>{
+                {"pid", "/proc/7/ns/pid"}, {"ipc", "/proc/7/ns/ipc"}, {"uts", "/proc/7/ns/uts"}, {"mount", ""}}));
+}
+
+TEST(PodNamespaces, HostNamespacesAreClearErrors) {
+  struct Case {
+    oci::Spec spec;
+    const char* expected;
+  } cases[] = {
+      {PodSpec("sandbox", {{"pid", ""}, {"ipc", ""}, {"mount", ""}}), "hostNetwork"},
+      {PodSpec("sandbox", {{"network", "/var/run/netns/cni-1"}, {"ipc", ""}, {"mount", ""}}), "hostPID"},
+      {PodSpec("sandbox", {{"network", "/var/run/netns/cni-1"}, {"pid", ""}, {"mount", ""}}), "hostIPC"},
+      // Another process's namespaces, not the pod's (the task pid is 42).
+      {PodSpec("container", {{"ipc", "/proc/1/ns/ipc"}, {"mount", ""}}), "is on the host"},
+      // A kind the pod does not share.
+      {PodSpec("container", {{"mount", "/proc/42/ns/mnt"}}), "is on the host"},
+      // Outside CRI a network namespace path is a host netns hull cannot enter.
+      {PodSpec("", {{"network", "/var/run/netns/mine"}, {"mount", ""}}), "is on the host"},
+  };
+  for (auto& c : cases) {
+    auto adapted = AdaptPodNamespaces(c.spec, {.task_pid = 42, .sandbox_guest_pid = 7});
+    ASSERT_FALSE(adapted) << c.expected;
+    EXPECT_NE(adapted.error().ToString().find(c.expected), std::string::npos) << adapted.error().ToString();
+  }
+  oci::Spec early = PodSpec("container", {{"ipc", "/proc/42/ns/ipc"}, {"mount", ""}});
+  auto no_sandbox = AdaptPodNamespaces(early, {.task_pid = 42, .sandbox_guest_pid = 0});
+  ASSERT_FALSE(no_sandbox);
+  EXPECT_EQ(no_sandbox.error().code(), ErrorCode::kFailedPrecondition);
+}
+
+TEST(PodNamespaces, PlainSpecsAreUntouched) {
+  oci::Spec spec = PodSpec("", {{"pid", ""}, {"network", ""}, {"mount", ""}});
+  oci::Spec before = spec;
+  ASSERT_TRUE(AdaptPodNamespaces(spec, {.task_pid = 42, .sandbox_guest_pid = 0}));
+  EXPECT_EQ(spec, before);
+  EXPECT_EQ(PodRoleOf(spec), PodRole::kNone);
+}
+
 }  // namespace hull::shim

@@ -1,0 +1,342 @@
+// Pods through containerd's CRI plugin, driven with hull's CRI client the way
+// kubelet drives it: RuntimeClass handler `hull`, a private containerd with a
+// CNI bridge of its own, the pause and busybox images built here and imported
+// into namespace k8s.io. After every case: no shim, QEMU, virtiofsd, mount,
+// run_dir entry or CNI netns of the test is left.
+#include <dirent.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "containerd_env.h"
+#include "cri_client.h"
+#include "hull/core/syscall.h"
+
+namespace hull::testing {
+namespace {
+
+namespace cri = runtime::v1;
+using Stub = cri::RuntimeService::Stub;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr char kImage[] = "docker.io/hull-test/busybox:latest";
+constexpr char kQemu[] = "/usr/bin/qemu-system-x86_64";
+constexpr char kHullShim[] = "containerd-shim-hull-v2";
+
+std::string BinDir() {
+  const char* dir = std::getenv("HULL_TEST_BIN_DIR");
+  return dir != nullptr && *dir != '\0' ? dir : HULL_BIN_DIR;
+}
+
+bool Contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+std::vector<std::string> CniNetns() {
+  std::vector<std::string> names;
+  DIR* dir = ::opendir("/var/run/netns");
+  if (dir == nullptr) return names;
+  while (dirent* e = ::readdir(dir)) {
+    if (std::string_view(e->d_name).starts_with("cni-")) names.emplace_back(e->d_name);
+  }
+  ::closedir(dir);
+  return names;
+}
+
+class CriTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (containerd, CNI and VMs)";
+    if (!IsExecutable(kContainerd)) GTEST_SKIP() << "containerd is not installed";
+    if (!IsExecutable("/usr/lib/cni/bridge")) {
+      GTEST_SKIP() << "CNI plugins are not installed (containernetworking-plugins: /usr/lib/cni/bridge)";
+    }
+    if (!PathExists(HULL_TEST_IMAGE_ARCHIVE)) GTEST_SKIP() << "test image " << HULL_TEST_IMAGE_ARCHIVE << " not built";
+    if (!IsExecutable(BinDir() + "/" + kHullShim)) GTEST_SKIP() << "containerd-shim-hull-v2 not built";
+    if (!IsExecutable(kQemu)) GTEST_SKIP() << "QEMU is not installed";
+    netns_before_ = CniNetns();
+    auto started = PrivateContainerd::Start({.bin_dir = BinDir(), .cri = true});
+    ASSERT_TRUE(started) << started.error().ToString();
+    env_ = std::move(*started);
+    ASSERT_TRUE(env_->ImportImage(HULL_TEST_IMAGE_ARCHIVE));
+    ASSERT_TRUE(env_->ImportImage(HULL_TEST_PAUSE_ARCHIVE));
+    auto client = CriClient::Connect(env_->socket(), seconds(30));
+    ASSERT_TRUE(client) << client.error().ToString() << "\n" << env_->LogTail();
+    cri_ = std::move(*client);
+  }
+
+  void TearDown() override {
+    if (!env_) return;
+    // Pods a failed case left: stopped and removed as kubelet would.
+    if (cri_) {
+      auto pods = cri_->Call(&Stub::ListPodSandbox, cri::ListPodSandboxRequest(), "ListPodSandbox");
+      if (pods) {
+        for (const auto& pod : pods->items()) {
+          EXPECT_TRUE(HasFailure()) << "pod " << pod.metadata().name() << " was left running by the case";
+          StopAndRemovePod(pod.id());
+        }
+      }
+    }
+    if (!HasFailure()) {
+      EXPECT_EQ(env_->WaitForNoLeftovers(seconds(15)), "") << "hull left this behind after the case";
+      EXPECT_EQ(CniNetns(), netns_before_) << "a CNI network namespace was left";
+    } else {
+      std::cerr << "--- containerd log (tail) ---\n" << env_->LogTail(80) << "\n";
+    }
+    cri_.reset();
+    env_.reset();
+  }
+
+  cri::PodSandboxConfig PodConfig(const std::string& name) {
+    cri::PodSandboxConfig config;
+    config.mutable_metadata()->set_name(name);
+    config.mutable_metadata()->set_namespace_("default");
+    config.mutable_metadata()->set_uid(name + "-uid-" + RandomHex(4));
+    config.set_hostname(name);
+    config.set_log_directory(env_->dir() + "/pods/" + name);
+    EXPECT_TRUE(MakeDirs(config.log_directory(), 0755));
+    return config;
+  }
+
+  std::string RunPod(const cri::PodSandboxConfig& config) {
+    cri::RunPodSandboxRequest request;
+    *request.mutable_config() = config;
+    request.set_runtime_handler("hull");
+    auto pod = cri_->Call(&Stub::RunPodSandbox, request, "RunPodSandbox");
+    EXPECT_TRUE(pod) << pod.error().ToString();
+    return pod ? pod->pod_sandbox_id() : "";
+  }
+
+  cri::ContainerConfig ContainerConfig(const std::string& name, std::vector<std::string> args) {
+    cri::ContainerConfig config;
+    config.mutable_metadata()->set_name(name);
+    config.mutable_image()->set_image(kImage);
+    for (auto& arg : args) config.add_args(arg);
+    config.set_log_path(name + ".log");
+    return config;
+  }
+
+  std::string CreateAndStart(const std::string& pod, const cri::PodSandboxConfig& pod_config,
+                             const cri::ContainerConfig& config) {
+    cri::CreateContainerRequest create;
+    create.set_pod_sandbox_id(pod);
+    *create.mutable_config() = config;
+    *create.mutable_sandbox_config() = pod_config;
+    auto created = cri_->Call(&Stub::CreateContainer, create, "CreateContainer");
+    EXPECT_TRUE(created) << created.error().ToString();
+    if (!created) return "";
+    cri::StartContainerRequest start;
+    start.set_container_id(created->container_id());
+    auto started = cri_->Call(&Stub::StartContainer, start, "StartContainer");
+    EXPECT_TRUE(started) << started.error().ToString();
+    return created->container_id();
+  }
+
+  Result<cri::ExecSyncResponse> ExecSync(const std::string& container, std::vector<std::string> cmd,
+                                         int64_t timeout_seconds = 30) {
+    cri::ExecSyncRequest request;
+    request.set_container_id(container);
+    for (auto& word : cmd) request.add_cmd(word);
+    request.set_timeout(timeout_seconds);
+    return cri_->Call(&Stub::ExecSync, request, "ExecSync", seconds(timeout_seconds + 60));
+  }
+
+  cri::ContainerStatus Status(const std::string& container) {
+    cri::ContainerStatusRequest request;
+    request.set_container_id(container);
+    auto status = cri_->Call(&Stub::ContainerStatus, request, "ContainerStatus");
+    EXPECT_TRUE(status) << status.error().ToString();
+    return status ? status->status() : cri::ContainerStatus();
+  }
+
+  bool WaitForState(const std::string& container, cri::ContainerState state, milliseconds timeout = seconds(30)) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (Status(container).state() == state) return true;
+      std::this_thread::sleep_for(milliseconds(200));
+    }
+    return false;
+  }
+
+  void StopAndRemoveContainer(const std::string& container) {
+    cri::StopContainerRequest stop;
+    stop.set_container_id(container);
+    stop.set_timeout(5);
+    auto stopped = cri_->Call(&Stub::StopContainer, stop, "StopContainer");
+    EXPECT_TRUE(stopped) << stopped.error().ToString();
+    cri::RemoveContainerRequest remove;
+    remove.set_container_id(container);
+    auto removed = cri_->Call(&Stub::RemoveContainer, remove, "RemoveContainer");
+    EXPECT_TRUE(removed) << removed.error().ToString();
+  }
+
+  void StopAndRemovePod(const std::string& pod) {
+    cri::StopPodSandboxRequest stop;
+    stop.set_pod_sandbox_id(pod);
+    auto stopped = cri_->Call(&Stub::StopPodSandbox, stop, "StopPodSandbox");
+    EXPECT_TRUE(stopped) << stopped.error().ToString();
+    cri::RemovePodSandboxRequest remove;
+    remove.set_pod_sandbox_id(pod);
+    auto removed = cri_->Call(&Stub::RemovePodSandbox, remove, "RemovePodSandbox");
+    EXPECT_TRUE(removed) << removed.error().ToString();
+  }
+
+  std::vector<std::string> netns_before_;
+  std::unique_ptr<PrivateContainerd> env_;
+  std::unique_ptr<CriClient> cri_;
+};
+
+TEST_F(CriTest, PodLifecycleWithExecLogsAndStatus) {
+  cri::PodSandboxConfig pod_config = PodConfig("life");
+  std::string pod = RunPod(pod_config);
+  ASSERT_FALSE(pod.empty());
+  cri::PodSandboxStatusRequest status_request;
+  status_request.set_pod_sandbox_id(pod);
+  auto pod_status = cri_->Call(&Stub::PodSandboxStatus, status_request, "PodSandboxStatus");
+  ASSERT_TRUE(pod_status) << pod_status.error().ToString();
+  EXPECT_EQ(pod_status->status().state(), cri::SANDBOX_READY);
+  EXPECT_EQ(pod_status->status().runtime_handler(), "hull");
+
+  std::string container = CreateAndStart(
+      pod, pod_config, ContainerConfig("app", {"sh", "-c", "echo started; echo oops >&2; exec sleep 600"}));
+  ASSERT_FALSE(container.empty());
+  EXPECT_TRUE(WaitForState(container, cri::CONTAINER_RUNNING));
+
+  // It runs in a VM: the machine the container sees is QEMU's.
+  auto vendor = ExecSync(container, {"cat", "/sys/class/dmi/id/sys_vendor"});
+  ASSERT_TRUE(vendor) << vendor.error().ToString();
+  EXPECT_EQ(vendor->stdout(), "QEMU\n");
+
+  auto exec = ExecSync(container, {"sh", "-c", "echo from-exec; echo to-stderr >&2; exit 3"});
+  ASSERT_TRUE(exec) << exec.error().ToString();
+  EXPECT_EQ(exec->exit_code(), 3);
+  EXPECT_EQ(exec->stdout(), "from-exec\n");
+  EXPECT_EQ(exec->stderr(), "to-stderr\n");
+
+  // The CRI log file: "<RFC 3339 time> <stream> F <line>" per line.
+  std::string log_path = pod_config.log_directory() + "/app.log";
+  std::string log;
+  for (int i = 0; i < 50 && !(Contains(log, "stdout F started") && Contains(log, "stderr F oops")); ++i) {
+    log = ReadFile(log_path).value_or("");
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  EXPECT_TRUE(Contains(log, " stdout F started\n")) << log;
+  EXPECT_TRUE(Contains(log, " stderr F oops\n")) << log;
+
+  StopAndRemoveContainer(container);
+  StopAndRemovePod(pod);
+}
+
+TEST_F(CriTest, HostnameAndDnsAsRequested) {
+  cri::PodSandboxConfig pod_config = PodConfig("dnspod");
+  pod_config.mutable_dns_config()->add_servers("10.96.0.10");
+  pod_config.mutable_dns_config()->add_searches("default.svc.cluster.local");
+  pod_config.mutable_dns_config()->add_options("ndots:5");
+  std::string pod = RunPod(pod_config);
+  ASSERT_FALSE(pod.empty());
+  std::string container = CreateAndStart(pod, pod_config, ContainerConfig("probe", {"sleep", "600"}));
+  ASSERT_FALSE(container.empty());
+  auto hostname = ExecSync(container, {"hostname"});
+  ASSERT_TRUE(hostname) << hostname.error().ToString();
+  EXPECT_EQ(hostname->stdout(), "dnspod\n");
+  auto resolv = ExecSync(container, {"cat", "/etc/resolv.conf"});
+  ASSERT_TRUE(resolv) << resolv.error().ToString();
+  EXPECT_TRUE(Contains(resolv->stdout(), "nameserver 10.96.0.10")) << resolv->stdout();
+  EXPECT_TRUE(Contains(resolv->stdout(), "search default.svc.cluster.local")) << resolv->stdout();
+  EXPECT_TRUE(Contains(resolv->stdout(), "options ndots:5")) << resolv->stdout();
+  StopAndRemoveContainer(container);
+  StopAndRemovePod(pod);
+}
+
+TEST_F(CriTest, TwoContainersInAPodShareLocalhost) {
+  cri::PodSandboxConfig pod_config = PodConfig("web");
+  std::string pod = RunPod(pod_config);
+  ASSERT_FALSE(pod.empty());
+  std::string server = CreateAndStart(
+      pod, pod_config,
+      ContainerConfig("server", {"sh", "-c", "mkdir -p /www && echo served-by-httpd > /www/index.html && "
+                                             "exec httpd -f -p 127.0.0.1:8080 -h /www"}));
+  std::string client = CreateAndStart(pod, pod_config, ContainerConfig("client", {"sleep", "600"}));
+  ASSERT_FALSE(server.empty());
+  ASSERT_FALSE(client.empty());
+  std::string body;
+  for (int i = 0; i < 50 && body != "served-by-httpd\n"; ++i) {
+    auto fetched = ExecSync(client, {"wget", "-q", "-O", "-", "http://127.0.0.1:8080/"});
+    if (fetched && fetched->exit_code() == 0) body = fetched->stdout();
+    if (body != "served-by-httpd\n") std::this_thread::sleep_for(milliseconds(200));
+  }
+  EXPECT_EQ(body, "served-by-httpd\n");
+  StopAndRemoveContainer(client);
+  StopAndRemoveContainer(server);
+  StopAndRemovePod(pod);
+}
+
+TEST_F(CriTest, ExecSyncTimeoutKillsTheCommand) {
+  cri::PodSandboxConfig pod_config = PodConfig("slow");
+  std::string pod = RunPod(pod_config);
+  ASSERT_FALSE(pod.empty());
+  std::string container = CreateAndStart(pod, pod_config, ContainerConfig("app", {"sleep", "600"}));
+  ASSERT_FALSE(container.empty());
+  auto started = std::chrono::steady_clock::now();
+  auto hung = ExecSync(container, {"sh", "-c", "echo marker-$((6*7)) > /dev/null; exec sleep 3000"}, 2);
+  auto took = std::chrono::steady_clock::now() - started;
+  ASSERT_FALSE(hung) << "a command past its deadline must fail";
+  EXPECT_TRUE(Contains(hung.error().ToString(), "timeout") || Contains(hung.error().ToString(), "deadline"))
+      << hung.error().ToString();
+  EXPECT_LT(took, seconds(30)) << "ExecSync did not return at its deadline";
+  // The hung command was killed: no `sleep 3000` is left in the container.
+  std::string ps;
+  for (int i = 0; i < 50; ++i) {
+    auto listed = ExecSync(container, {"ps", "-o", "args"});
+    ASSERT_TRUE(listed) << listed.error().ToString();
+    ps = listed->stdout();
+    if (!Contains(ps, "sleep 3000")) break;
+    std::this_thread::sleep_for(milliseconds(200));
+  }
+  EXPECT_FALSE(Contains(ps, "sleep 3000")) << ps;
+  StopAndRemoveContainer(container);
+  StopAndRemovePod(pod);
+}
+
+TEST_F(CriTest, CrashedContainerIsCreatedAgainInTheSamePod) {
+  cri::PodSandboxConfig pod_config = PodConfig("crashy");
+  std::string pod = RunPod(pod_config);
+  ASSERT_FALSE(pod.empty());
+  cri::ContainerConfig config = ContainerConfig("app", {"sh", "-c", "exit 7"});
+  std::string first = CreateAndStart(pod, pod_config, config);
+  ASSERT_FALSE(first.empty());
+  ASSERT_TRUE(WaitForState(first, cri::CONTAINER_EXITED));
+  EXPECT_EQ(Status(first).exit_code(), 7);
+  // kubelet's restart: remove the dead one, create attempt 1 in the same pod.
+  cri::RemoveContainerRequest remove;
+  remove.set_container_id(first);
+  ASSERT_TRUE(cri_->Call(&Stub::RemoveContainer, remove, "RemoveContainer"));
+  config = ContainerConfig("app", {"sleep", "600"});
+  config.mutable_metadata()->set_attempt(1);
+  std::string second = CreateAndStart(pod, pod_config, config);
+  ASSERT_FALSE(second.empty());
+  EXPECT_TRUE(WaitForState(second, cri::CONTAINER_RUNNING));
+  auto alive = ExecSync(second, {"echo", "restarted"});
+  ASSERT_TRUE(alive) << alive.error().ToString();
+  EXPECT_EQ(alive->stdout(), "restarted\n");
+  StopAndRemoveContainer(second);
+  StopAndRemovePod(pod);
+}
+
+TEST_F(CriTest, HostNetworkPodIsAClearError) {
+  cri::PodSandboxConfig pod_config = PodConfig("hostnet");
+  pod_config.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(cri::NODE);
+  cri::RunPodSandboxRequest request;
+  *request.mutable_config() = pod_config;
+  request.set_runtime_handler("hull");
+  auto pod = cri_->Call(&Stub::RunPodSandbox, request, "RunPodSandbox");
+  ASSERT_FALSE(pod) << "a hostNetwork pod must not start in a VM";
+  EXPECT_TRUE(Contains(pod.error().ToString(), "hostNetwork")) << pod.error().ToString();
+}
+
+}  // namespace
+}  // namespace hull::testing
