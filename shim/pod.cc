@@ -1,5 +1,7 @@
 #include "pod.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <string_view>
 
 namespace hull {
@@ -84,6 +86,47 @@ Status AdaptPodNamespaces(oci::Spec& spec, const PodNamespaceContext& context) {
   }
   namespaces = std::move(adapted);
   return Ok();
+}
+
+namespace {
+
+// A non-negative integer annotation; nullopt when absent or empty.
+Result<std::optional<uint64_t>> NumberAnnotation(const std::map<std::string, std::string>& annotations,
+                                                 const char* key) {
+  auto it = annotations.find(key);
+  if (it == annotations.end() || it->second.empty()) return std::optional<uint64_t>();
+  const std::string& text = it->second;
+  uint64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9' || value > (UINT64_MAX - 9) / 10) {
+      // CRI writes -1 for "no limit" in some versions: treat it as absent.
+      if (text == "-1") return std::optional<uint64_t>();
+      return MakeError(ErrorCode::kInvalidArgument,
+                       std::string("annotation ") + key + ": `" + text + "` is not a non-negative integer");
+    }
+    value = value * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return std::optional<uint64_t>(value);
+}
+
+}  // namespace
+
+Result<PodVmSize> SizePodVm(const std::map<std::string, std::string>& annotations, uint64_t overhead_mib) {
+  PodVmSize size;
+  HULL_TRY(auto memory, NumberAnnotation(annotations, kSandboxMemoryAnnotation), "size the pod's VM");
+  if (memory && *memory > 0) {
+    constexpr uint64_t kMiB = 1 << 20;
+    constexpr uint64_t kMaxMib = 1 << 20;  // 1 TiB, the VM's limit
+    uint64_t mib = *memory / kMiB + (*memory % kMiB != 0 ? 1 : 0);
+    size.memory_mib = std::min(kMaxMib, mib + overhead_mib);
+  }
+  HULL_TRY(auto quota, NumberAnnotation(annotations, kSandboxCpuQuotaAnnotation), "size the pod's VM");
+  HULL_TRY(auto period, NumberAnnotation(annotations, kSandboxCpuPeriodAnnotation), "size the pod's VM");
+  if (quota && period && *quota > 0 && *period > 0) {
+    uint64_t vcpus = *quota / *period + (*quota % *period != 0 ? 1 : 0);
+    size.vcpus = static_cast<uint32_t>(std::min<uint64_t>(255, std::max<uint64_t>(1, vcpus)));
+  }
+  return size;
 }
 
 }  // namespace hull

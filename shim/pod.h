@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "hull/core/error.h"
@@ -41,5 +42,23 @@ struct PodNamespaceContext {
 // entry is missing: hostNetwork, hostPID, hostIPC) is refused with a message
 // that says so: the VM cannot share them.
 Status AdaptPodNamespaces(oci::Spec& spec, const PodNamespaceContext& context);
+
+// CRI's pod-level resources on the sandbox spec (kubelet's sum of the
+// containers' limits, when it passes them).
+inline constexpr char kSandboxMemoryAnnotation[] = "io.kubernetes.cri.sandbox-memory";
+inline constexpr char kSandboxCpuQuotaAnnotation[] = "io.kubernetes.cri.sandbox-cpu-quota";
+inline constexpr char kSandboxCpuPeriodAnnotation[] = "io.kubernetes.cri.sandbox-cpu-period";
+
+struct PodVmSize {
+  uint32_t vcpus = 0;       // 0: the configured default
+  uint64_t memory_mib = 0;  // 0: the configured default
+};
+
+// The VM a pod gets: memory = the pod's memory limit (rounded up to MiB) plus
+// `overhead_mib` for the guest kernel and agent; vCPUs = the pod's CPU limit
+// (quota / period, rounded up). Either falls back to the configured default
+// when the pod has no such limit. A malformed annotation is an error naming
+// it.
+Result<PodVmSize> SizePodVm(const std::map<std::string, std::string>& annotations, uint64_t overhead_mib);
 
 }  // namespace hull

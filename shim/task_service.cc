@@ -148,7 +148,7 @@ TaskService::FindProcess(const std::string& id, const std::string& exec_id) {
 
 // --- the VM ----------------------------------------------------------------------
 
-Result<std::shared_ptr<Session>> TaskService::EnsureSession() {
+Result<std::shared_ptr<Session>> TaskService::EnsureSession(const PodVmSize& size) {
   std::lock_guard lock(vm_mu_);
   if (session_) {
     if (session_->vm().running()) return session_;
@@ -159,6 +159,8 @@ Result<std::shared_ptr<Session>> TaskService::EnsureSession() {
   SessionOptions session_options;
   session_options.vm_parent_dir = options_.state_dir;
   session_options.vm_id = "vm";
+  session_options.vcpus = size.vcpus;
+  session_options.memory_mib = size.memory_mib;
   Result<std::unique_ptr<Session>> opened = MakeError(ErrorCode::kInternal, "not run");
   RunOnVmThread([&] { opened = Session::Open(options_.config, options_.sandbox_id, session_options); });
   if (!opened) return std::move(opened).error().Wrap("boot the sandbox VM");
@@ -292,7 +294,11 @@ Status TaskService::CreateInGuest(const std::shared_ptr<Container>& container,
   }
 
   HULL_TRY(auto io, ProcessIo::Open(container->init->stdio), "open the container's stdio");
-  HULL_TRY(auto session, EnsureSession(), "");
+  PodVmSize size;
+  if (PodRoleOf(spec) == PodRole::kSandbox) {
+    HULL_TRY(size, SizePodVm(spec.annotations, options_.config.hypervisor.pod_memory_overhead_mib), "config.json");
+  }
+  HULL_TRY(auto session, EnsureSession(size), "");
   // On any error below, what was shared for the container goes again.
   ScopeExit unshare([&] { (void)session->RemoveContainer(id); });
   // Bind mounts from the spec reach the guest through the shared directory.

@@ -111,7 +111,8 @@ class TaskService {
   Result<std::pair<std::shared_ptr<Container>, std::shared_ptr<Process>>> FindProcess(const std::string& id,
                                                                                     const std::string& exec_id);
   // Boots the sandbox VM if it is not running. vm_mu_ serialises it.
-  Result<std::shared_ptr<Session>> EnsureSession();
+  // `size`: a pod sandbox's VM size (only used when this boots the VM).
+  Result<std::shared_ptr<Session>> EnsureSession(const PodVmSize& size = {});
   // Stops the VM once no container is left.
   void CloseSessionIfIdle();
   // `session` null: the VM is gone, and the exit is reported at once.

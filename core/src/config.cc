@@ -103,6 +103,8 @@ const std::map<std::string, Setter, std::less<>>& Setters() {
       {"hypervisor.vcpus", SectionInt("hypervisor.vcpus", &Config::hypervisor, &H::vcpus, 1, 255)},
       {"hypervisor.memory_mib",
        SectionInt("hypervisor.memory_mib", &Config::hypervisor, &H::memory_mib, 64, 1 << 20)},
+      {"hypervisor.pod_memory_overhead_mib",
+       SectionInt("hypervisor.pod_memory_overhead_mib", &Config::hypervisor, &H::pod_memory_overhead_mib, 0, 1 << 16)},
       {"hypervisor.seccomp_sandbox",
        SectionBool("hypervisor.seccomp_sandbox", &Config::hypervisor, &H::seccomp_sandbox)},
       {"hypervisor.kernel_params",

@@ -338,5 +338,72 @@ TEST_F(CriTest, HostNetworkPodIsAClearError) {
   EXPECT_TRUE(Contains(pod.error().ToString(), "hostNetwork")) << pod.error().ToString();
 }
 
+// kubelet's sum of the containers' limits sizes the VM: memory plus the
+// configured overhead (160 MiB by default), vCPUs rounded up.
+TEST_F(CriTest, PodResourcesSizeTheVm) {
+  cri::PodSandboxConfig pod_config = PodConfig("sized");
+  auto* resources = pod_config.mutable_linux()->mutable_resources();
+  resources->set_memory_limit_in_bytes(256ll << 20);
+  resources->set_cpu_quota(150000);
+  resources->set_cpu_period(100000);
+  std::string pod = RunPod(pod_config);
+  ASSERT_FALSE(pod.empty());
+  std::string container = CreateAndStart(pod, pod_config, ContainerConfig("probe", {"sleep", "600"}));
+  ASSERT_FALSE(container.empty());
+  auto cpus = ExecSync(container, {"nproc"});
+  ASSERT_TRUE(cpus) << cpus.error().ToString();
+  EXPECT_EQ(cpus->stdout(), "2\n");
+  auto meminfo = ExecSync(container, {"sh", "-c", "sed -n 's/^MemTotal: *\\([0-9]*\\) kB/\\1/p' /proc/meminfo"});
+  ASSERT_TRUE(meminfo) << meminfo.error().ToString();
+  long total_kib = std::atol(meminfo->stdout().c_str());
+  // 416 MiB of RAM, less what the guest kernel keeps for itself.
+  EXPECT_GT(total_kib, 330 * 1024) << meminfo->stdout();
+  EXPECT_LE(total_kib, 416 * 1024) << meminfo->stdout();
+  StopAndRemoveContainer(container);
+  StopAndRemovePod(pod);
+}
+
+TEST_F(CriTest, StatsUpdateAndOomKill) {
+  cri::PodSandboxConfig pod_config = PodConfig("limits");
+  std::string pod = RunPod(pod_config);
+  ASSERT_FALSE(pod.empty());
+  std::string app = CreateAndStart(pod, pod_config, ContainerConfig("app", {"sh", "-c", "while :; do :; done"}));
+  ASSERT_FALSE(app.empty());
+  ASSERT_TRUE(WaitForState(app, cri::CONTAINER_RUNNING));
+  std::this_thread::sleep_for(milliseconds(500));
+  cri::ContainerStatsRequest stats_request;
+  stats_request.set_container_id(app);
+  auto stats = cri_->Call(&Stub::ContainerStats, stats_request, "ContainerStats");
+  ASSERT_TRUE(stats) << stats.error().ToString();
+  EXPECT_GT(stats->stats().cpu().usage_core_nano_seconds().value(), 0u);
+  EXPECT_GT(stats->stats().memory().working_set_bytes().value(), 0u);
+
+  cri::UpdateContainerResourcesRequest update;
+  update.set_container_id(app);
+  update.mutable_linux()->set_memory_limit_in_bytes(96ll << 20);
+  auto updated = cri_->Call(&Stub::UpdateContainerResources, update, "UpdateContainerResources");
+  ASSERT_TRUE(updated) << updated.error().ToString();
+  // The container's own cgroup, as /proc/self/cgroup names it (CRI gives it
+  // no cgroup namespace).
+  auto limit = ExecSync(app, {"sh", "-c", "cat /sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)/memory.max"});
+  ASSERT_TRUE(limit) << limit.error().ToString();
+  EXPECT_EQ(limit->stdout(), std::to_string(96ll << 20) + "\n") << limit->stderr();
+  StopAndRemoveContainer(app);
+
+  // Past its limit, a container is OOM-killed, and CRI says so.
+  cri::ContainerConfig hog = ContainerConfig("hog", {"sh", "-c", "head -c 200m /dev/zero | tail"});
+  hog.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(32ll << 20);
+  std::string hog_id = CreateAndStart(pod, pod_config, hog);
+  ASSERT_FALSE(hog_id.empty());
+  ASSERT_TRUE(WaitForState(hog_id, cri::CONTAINER_EXITED, seconds(60)));
+  cri::ContainerStatus status = Status(hog_id);
+  EXPECT_EQ(status.reason(), "OOMKilled") << "exit code " << status.exit_code();
+  EXPECT_EQ(status.exit_code(), 137);
+  cri::RemoveContainerRequest remove;
+  remove.set_container_id(hog_id);
+  ASSERT_TRUE(cri_->Call(&Stub::RemoveContainer, remove, "RemoveContainer"));
+  StopAndRemovePod(pod);
+}
+
 }  // namespace
 }  // namespace hull::testing

@@ -366,4 +366,30 @@ TEST(PodNamespaces, PlainSpecsAreUntouched) {
   EXPECT_EQ(PodRoleOf(spec), PodRole::kNone);
 }
 
+TEST(PodVmSizing, LimitsPlusOverheadElseDefaults) {
+  auto none = SizePodVm({}, 160);
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->memory_mib, 0u);
+  EXPECT_EQ(none->vcpus, 0u);
+  auto sized = SizePodVm({{"io.kubernetes.cri.sandbox-memory", std::to_string(256ull << 20)},
+                          {"io.kubernetes.cri.sandbox-cpu-quota", "150000"},
+                          {"io.kubernetes.cri.sandbox-cpu-period", "100000"}},
+                         160);
+  ASSERT_TRUE(sized);
+  EXPECT_EQ(sized->memory_mib, 256u + 160u);
+  EXPECT_EQ(sized->vcpus, 2u);  // 1.5 CPUs round up
+  auto odd = SizePodVm({{"io.kubernetes.cri.sandbox-memory", std::to_string((64ull << 20) + 1)}}, 0);
+  ASSERT_TRUE(odd);
+  EXPECT_EQ(odd->memory_mib, 65u);  // a byte over rounds up
+  auto unlimited = SizePodVm({{"io.kubernetes.cri.sandbox-memory", "0"}, {"io.kubernetes.cri.sandbox-cpu-quota", "-1"},
+                              {"io.kubernetes.cri.sandbox-cpu-period", "100000"}},
+                             160);
+  ASSERT_TRUE(unlimited);
+  EXPECT_EQ(unlimited->memory_mib, 0u);
+  EXPECT_EQ(unlimited->vcpus, 0u);
+  auto bad = SizePodVm({{"io.kubernetes.cri.sandbox-memory", "lots"}}, 160);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().ToString().find("io.kubernetes.cri.sandbox-memory"), std::string::npos);
+}
+
 }  // namespace hull::shim

@@ -22,6 +22,7 @@ struct HypervisorConfig {
   std::string accel = "auto";                          // [hypervisor] accel: auto | kvm | tcg
   uint32_t vcpus = 1;                                  // [hypervisor] vcpus
   uint64_t memory_mib = 512;                           // [hypervisor] memory_mib
+  uint64_t pod_memory_overhead_mib = 160;              // [hypervisor] pod_memory_overhead_mib
   bool seccomp_sandbox = true;                         // [hypervisor] seccomp_sandbox
   std::string kernel_params;                           // [hypervisor] kernel_params
   uint32_t stop_grace_seconds = 5;                     // [hypervisor] stop_grace_seconds
