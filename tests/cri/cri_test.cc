@@ -405,5 +405,32 @@ TEST_F(CriTest, StatsUpdateAndOomKill) {
   StopAndRemovePod(pod);
 }
 
+// Five pods at once, as a node starting a deployment: five VMs, each with
+// its own container, none mixed up with another.
+TEST_F(CriTest, FivePodsStartConcurrently) {
+  constexpr int kPods = 5;
+  std::vector<cri::PodSandboxConfig> configs;
+  for (int i = 0; i < kPods; ++i) configs.push_back(PodConfig("many" + std::to_string(i)));
+  std::vector<std::string> pods(kPods), containers(kPods);
+  std::vector<std::thread> starters;
+  for (int i = 0; i < kPods; ++i) {
+    starters.emplace_back([&, i] {
+      pods[i] = RunPod(configs[i]);
+      if (!pods[i].empty()) containers[i] = CreateAndStart(pods[i], configs[i], ContainerConfig("app", {"sleep", "600"}));
+    });
+  }
+  for (auto& thread : starters) thread.join();
+  for (int i = 0; i < kPods; ++i) {
+    ASSERT_FALSE(containers[i].empty()) << "pod " << i << " did not start";
+    auto hostname = ExecSync(containers[i], {"hostname"});
+    ASSERT_TRUE(hostname) << hostname.error().ToString();
+    EXPECT_EQ(hostname->stdout(), "many" + std::to_string(i) + "\n");
+  }
+  for (int i = 0; i < kPods; ++i) {
+    StopAndRemoveContainer(containers[i]);
+    StopAndRemovePod(pods[i]);
+  }
+}
+
 }  // namespace
 }  // namespace hull::testing
