@@ -2,6 +2,7 @@
 
 #include <grpcpp/server_builder.h>
 #include <grpcpp/server_posix.h>
+#include <sys/socket.h>
 #include <sys/statfs.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include "guest_init.h"
 #include "hull/core/ids.h"
 #include "hull/core/oci_spec.h"
+#include "network.h"
 #include "sandbox.h"
 #include "hull/core/log.h"
 #include "hull/core/syscall.h"
@@ -414,14 +416,35 @@ class AgentServer::AgentService final : public v1::Agent::Service {
     return grpc::Status::OK;
   }
 
-  // --- network: a later stage of hull -------------------------------------------
-  grpc::Status UpdateInterface(grpc::ServerContext*, const v1::UpdateInterfaceRequest*, v1::Interface*) override {
+  // --- network: the pod's interface, as the host read it off CNI's --------------
+  grpc::Status UpdateInterface(grpc::ServerContext*, const v1::UpdateInterfaceRequest* request,
+                               v1::Interface* response) override {
     NoteRequest(state_);
-    return Unimplemented("UpdateInterface");
+    const v1::Interface& wanted = request->interface();
+    GuestInterface interface;
+    interface.mac_address = wanted.mac_address();
+    interface.mtu = wanted.mtu();
+    interface.up = wanted.up();
+    for (const auto& address : wanted.addresses()) {
+      interface.addresses.push_back(
+          {address.family() == v1::IpAddress::IPV6, address.address(), address.prefix_length()});
+    }
+    auto name = ConfigureInterface(interface);
+    if (!name) return ToGrpc(name.error());
+    *response = wanted;
+    response->set_name(*name);
+    return grpc::Status::OK;
   }
-  grpc::Status UpdateRoutes(grpc::ServerContext*, const v1::UpdateRoutesRequest*, v1::UpdateRoutesResponse*) override {
+  grpc::Status UpdateRoutes(grpc::ServerContext*, const v1::UpdateRoutesRequest* request,
+                            v1::UpdateRoutesResponse* response) override {
     NoteRequest(state_);
-    return Unimplemented("UpdateRoutes");
+    std::vector<GuestRoute> routes;
+    for (const auto& route : request->routes()) {
+      routes.push_back({route.family() == AF_INET6, route.destination(), route.gateway(), route.device(), route.scope()});
+    }
+    if (auto added = AddRoutes(routes); !added) return ToGrpc(added.error());
+    *response->mutable_routes() = request->routes();
+    return grpc::Status::OK;
   }
   grpc::Status ListInterfaces(grpc::ServerContext*, const v1::ListInterfacesRequest*,
                               v1::ListInterfacesResponse*) override {

@@ -26,9 +26,19 @@ Result<std::unique_ptr<Session>> Session::Open(const Config& config, const std::
   if (options.vcpus != 0) vm_config.vcpus = options.vcpus;
   if (options.memory_mib != 0) vm_config.memory_mib = options.memory_mib;
   vm_config.share_dir = true;
+  std::optional<PodNetwork> network;
+  if (!options.netns_path.empty()) {
+    HULL_TRY(PodNetwork attached, PodNetwork::Attach(options.netns_path), "open sandbox");
+    network.emplace(std::move(attached));
+    vm_config.network = {options.netns_path, network->tap_fd(), network->interface().mac_address};
+  }
   HULL_TRY(auto hypervisor, MakeHypervisor(config.hypervisor.backend), "open sandbox");
   HULL_TRY(auto vm, hypervisor->Launch(vm_config), "open sandbox");
   std::unique_ptr<Session> session(new Session(config, std::move(vm)));
+  if (network) {
+    network->CloseTap();  // QEMU holds it now: the tap goes when QEMU does
+    session->network_ = std::move(network);
+  }
   auto deadline = session->vm_->launched_at() + seconds(config.agent.boot_timeout_seconds);
   Vm* raw_vm = session->vm_.get();
   auto client = AgentClient::Connect([raw_vm](Clock::time_point d) { return raw_vm->ConnectAgent(d); }, deadline);
@@ -50,6 +60,7 @@ Result<std::unique_ptr<Session>> Session::Open(const Config& config, const std::
   v1::CreateSandboxResponse response;
   auto status = session->client_->agent().CreateSandbox(&context, request, &response);
   if (!status.ok()) return Unexpected{ErrorFromGrpc(status, "CreateSandbox")};
+  if (session->network_) HULL_CHECK_OK(session->ConfigureGuestNetwork(), "open sandbox");
   return session;
 }
 
@@ -203,6 +214,37 @@ void Session::Close() {
   // The client stays until the destructor: other threads may still be in a
   // call, which fails now that the VM is gone.
   vm_->Stop(seconds(config_.hypervisor.stop_grace_seconds));
+  if (network_) network_->Detach();
+}
+
+Status Session::ConfigureGuestNetwork() {
+  const CniInterface& cni = network_->interface();
+  v1::UpdateInterfaceRequest update;
+  v1::Interface* interface = update.mutable_interface();
+  interface->set_mac_address(cni.mac_address);
+  interface->set_mtu(cni.mtu);
+  interface->set_up(true);
+  for (const auto& address : cni.addresses) *interface->add_addresses() = address;
+  v1::Interface configured;
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + seconds(30));
+    auto status = client_->agent().UpdateInterface(&context, update, &configured);
+    if (!status.ok()) return Unexpected{ErrorFromGrpc(status, "UpdateInterface")};
+  }
+  v1::UpdateRoutesRequest routes;
+  for (auto route : cni.routes) {
+    route.set_device(configured.name());
+    *routes.add_routes() = route;
+  }
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + seconds(30));
+  v1::UpdateRoutesResponse routed;
+  auto status = client_->agent().UpdateRoutes(&context, routes, &routed);
+  if (!status.ok()) return Unexpected{ErrorFromGrpc(status, "UpdateRoutes")};
+  HULL_LOG_INFO("guest {}: {} with {} address(es), {} route(s)", vm_->id(), configured.name(), cni.addresses.size(),
+                cni.routes.size());
+  return Ok();
 }
 
 Session::~Session() { Close(); }

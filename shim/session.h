@@ -9,6 +9,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "hull/core/config.h"
 #include "hull/core/error.h"
 #include "hull/hypervisor/hypervisor.h"
+#include "pod_network.h"
 
 namespace hull {
 
@@ -31,6 +33,9 @@ struct SessionOptions {
   // Overrides of the configuration for this VM (0 = configured value).
   uint32_t vcpus = 0;
   uint64_t memory_mib = 0;
+  // A pod's CNI netns: the VM joins its network (see pod_network.h); "" =
+  // loopback only.
+  std::string netns_path;
 };
 
 class Session {
@@ -73,12 +78,15 @@ class Session {
   // `container_id`; mu_ held.
   Status ShareLocked(const std::string& container_id, const std::string& host_path, const std::string& relative,
                      bool directory, bool read_only);
+  // Gives the guest's NIC the pod interface's addresses, MTU and routes.
+  Status ConfigureGuestNetwork();
   // Unmounts and removes what was shared for `id`; mu_ held.
   void UnshareLocked(const std::string& id);
 
   Config config_;
   std::unique_ptr<Vm> vm_;
   std::unique_ptr<AgentClient> client_;
+  std::optional<PodNetwork> network_;
   std::mutex mu_;
   std::vector<std::string> containers_;
   UniqueFd shared_fd_;  // O_PATH of the shared dir

@@ -1,7 +1,7 @@
 # The shim's logic as a library (tested without the binary), and the binary.
-add_library(hull_session STATIC session.cc shared_dir.cc)
+add_library(hull_session STATIC session.cc shared_dir.cc pod_network.cc)
 target_include_directories(hull_session PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(hull_session PUBLIC hull_hypervisor hull_agent_client hull_oci)
+target_link_libraries(hull_session PUBLIC hull_hypervisor hull_agent_client hull_oci PRIVATE nlohmann_json::nlohmann_json)
 
 add_library(hull_shim STATIC
   events.cc

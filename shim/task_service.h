@@ -111,8 +111,9 @@ class TaskService {
   Result<std::pair<std::shared_ptr<Container>, std::shared_ptr<Process>>> FindProcess(const std::string& id,
                                                                                     const std::string& exec_id);
   // Boots the sandbox VM if it is not running. vm_mu_ serialises it.
-  // `size`: a pod sandbox's VM size (only used when this boots the VM).
-  Result<std::shared_ptr<Session>> EnsureSession(const PodVmSize& size = {});
+  // `size` and `netns_path`: a pod sandbox's VM size and CNI netns (only
+  // used when this boots the VM).
+  Result<std::shared_ptr<Session>> EnsureSession(const PodVmSize& size = {}, const std::string& netns_path = "");
   // Stops the VM once no container is left.
   void CloseSessionIfIdle();
   // `session` null: the VM is gone, and the exit is reported at once.

@@ -1,5 +1,7 @@
 #include "hull/core/process.h"
 
+#include <sched.h>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -53,6 +55,11 @@ Result<Child> Child::Spawn(const SpawnOptions& options) {
     if (!err_fd) return ErrnoError("open `" + options.stderr_path + "` for the child's stderr");
   }
   UniqueFd null_in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  UniqueFd netns;
+  if (!options.netns_path.empty()) {
+    netns.reset(::open(options.netns_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!netns) return ErrnoError("open network namespace `" + options.netns_path + "`");
+  }
   int report[2];
   if (::pipe2(report, O_CLOEXEC) < 0) return ErrnoError("pipe2");
   UniqueFd report_read(report[0]), report_write(report[1]);
@@ -70,6 +77,7 @@ Result<Child> Child::Spawn(const SpawnOptions& options) {
       if (::prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail(errno);
       if (::getppid() != parent) ::_exit(127);
     }
+    if (netns && ::setns(netns.get(), CLONE_NEWNET) < 0) fail(errno);
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);

@@ -525,6 +525,11 @@ class LibvirtHypervisor final : public Hypervisor {
       return MakeError(ErrorCode::kInvalidArgument,
                        context + ": virtiofsd_args are not supported (libvirt starts virtiofsd itself)");
     }
+    if (!config.network.netns_path.empty()) {
+      // libvirtd opens a tap by name in its own netns, not the pod's.
+      return MakeError(ErrorCode::kUnimplemented,
+                       context + ": pod networking is not supported with the libvirt backend yet (use backend = \"qemu\")");
+    }
     HULL_TRY(std::string state_dir, CreateVmStateDir(config), context);
     ScopeExit remove_dir([&] { (void)RemoveTree(state_dir); });
 

@@ -51,6 +51,11 @@ std::vector<std::string> BuildQemuArgv(const QemuLaunchPlan& plan) {
     add({"-device", std::string("vhost-user-fs-pci,id=") + kSharedFsDeviceId + ",chardev=" + kSharedFsChardevId +
                         ",tag=" + plan.virtiofs_tag});
   }
+  // The pod's network: the tap hull created next to CNI's veth.
+  if (plan.tap_fd >= 0) {
+    add({"-netdev", "tap,id=pod-netdev,fd=" + std::to_string(plan.tap_fd)});
+    add({"-device", std::string("virtio-net-pci,netdev=pod-netdev,id=") + kPodNetDeviceId + ",mac=" + plan.mac_address});
+  }
   return argv;
 }
 

@@ -17,6 +17,7 @@ inline constexpr char kAgentPortId[] = "agent-port";
 // The vhost-user chardev to virtiofsd and the vhost-user-fs-pci device on it.
 inline constexpr char kSharedFsChardevId[] = "virtiofs";
 inline constexpr char kSharedFsDeviceId[] = "shared-fs";
+inline constexpr char kPodNetDeviceId[] = "pod-net";
 
 struct QemuLaunchPlan {
   std::string qemu_path;
@@ -39,6 +40,9 @@ struct QemuLaunchPlan {
   // the tag the guest mounts it by.
   std::string virtiofs_socket;
   std::string virtiofs_tag;
+  // The pod's NIC: an open tap QEMU inherits (-1 = none) and its MAC.
+  int tap_fd = -1;
+  std::string mac_address;
 };
 
 std::vector<std::string> BuildQemuArgv(const QemuLaunchPlan& plan);

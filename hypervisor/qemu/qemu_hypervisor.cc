@@ -391,8 +391,19 @@ class QemuHypervisor final : public Hypervisor {
       plan.vhost_fd = vhost.get();
     }
 
+    if (!config.network.netns_path.empty()) {
+      if (config.network.tap_fd < 0 || config.network.mac_address.size() != 17 ||
+          config.network.mac_address.find(',') != std::string::npos) {
+        return MakeError(ErrorCode::kInvalidArgument, "launch VM `" + config.id + "`: the pod network needs a tap fd and a MAC");
+      }
+      plan.tap_fd = config.network.tap_fd;
+      plan.mac_address = config.network.mac_address;
+    }
     SpawnOptions spawn;
     spawn.argv = BuildQemuArgv(plan);
+    // QEMU lives in the pod's netns, as its tap does.
+    spawn.netns_path = config.network.netns_path;
+    if (plan.tap_fd >= 0) spawn.pass_fds.push_back(plan.tap_fd);
     spawn.stdout_path = state_dir + "/qemu.log";
     spawn.stderr_path = state_dir + "/qemu.log";
     if (vhost) spawn.pass_fds.push_back(vhost.get());

@@ -3,7 +3,10 @@
 // CNI bridge of its own, the pause and busybox images built here and imported
 // into namespace k8s.io. After every case: no shim, QEMU, virtiofsd, mount,
 // run_dir entry or CNI netns of the test is left.
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -430,6 +433,101 @@ TEST_F(CriTest, FivePodsStartConcurrently) {
     StopAndRemoveContainer(containers[i]);
     StopAndRemovePod(pods[i]);
   }
+}
+
+// The pod's IP, as CRI learnt it from CNI.
+std::string PodIp(CriClient& client, const std::string& pod) {
+  cri::PodSandboxStatusRequest request;
+  request.set_pod_sandbox_id(pod);
+  auto status = client.Call(&Stub::PodSandboxStatus, request, "PodSandboxStatus");
+  return status ? status->status().network().ip() : "";
+}
+
+// An HTTP GET from this (host) process; the body, or "" on any failure.
+std::string HttpGet(const std::string& ip, int port) {
+  UniqueFd sock(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (!sock || ::inet_pton(AF_INET, ip.c_str(), &addr.sin_addr) != 1) return "";
+  timeval timeout{5, 0};
+  ::setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  ::setsockopt(sock.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) return "";
+  std::string request = "GET / HTTP/1.0\r\nHost: " + ip + "\r\n\r\n";
+  if (::write(sock.get(), request.data(), request.size()) != static_cast<ssize_t>(request.size())) return "";
+  std::string response;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(sock.get(), buffer, sizeof buffer)) > 0;) response.append(buffer, n);
+  auto body = response.find("\r\n\r\n");
+  return body == std::string::npos ? "" : response.substr(body + 4);
+}
+
+const std::vector<std::string> kHttpd = {"sh", "-c",
+                                         "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"};
+
+// Pods reach each other over CNI's bridge: the guest's eth0 has the pod's
+// IP and MAC, and the tap next to the veth carries its frames.
+TEST_F(CriTest, PodsReachEachOtherOverTheBridge) {
+  cri::PodSandboxConfig server_config = PodConfig("server");
+  cri::PodSandboxConfig client_config = PodConfig("client");
+  std::string server_pod = RunPod(server_config);
+  std::string client_pod = RunPod(client_config);
+  ASSERT_FALSE(server_pod.empty());
+  ASSERT_FALSE(client_pod.empty());
+  std::string server = CreateAndStart(server_pod, server_config, ContainerConfig("httpd", kHttpd));
+  std::string client = CreateAndStart(client_pod, client_config, ContainerConfig("wget", {"sleep", "600"}));
+  ASSERT_FALSE(server.empty());
+  ASSERT_FALSE(client.empty());
+  std::string ip = PodIp(*cri_, server_pod);
+  ASSERT_FALSE(ip.empty()) << "CRI has no IP for the pod";
+  // The guest carries the pod's address itself.
+  auto addresses = ExecSync(server, {"ip", "-4", "addr", "show", "eth0"});
+  ASSERT_TRUE(addresses) << addresses.error().ToString();
+  EXPECT_TRUE(Contains(addresses->stdout(), "inet " + ip + "/")) << addresses->stdout();
+  std::string body;
+  for (int i = 0; i < 50 && body != "server\n"; ++i) {
+    // (busybox-static's wget crashes with -T: the ExecSync timeout bounds it.)
+    auto fetched = ExecSync(client, {"wget", "-q", "-O", "-", "http://" + ip + ":8080/"}, 10);
+    if (fetched && fetched->exit_code() == 0) body = fetched->stdout();
+    if (body != "server\n") std::this_thread::sleep_for(milliseconds(200));
+  }
+  if (body != "server\n") {
+    auto diag = ExecSync(client, {"sh", "-c", "ip addr; ip route; wget -O - http://" + ip + ":8080/ 2>&1; cat /proc/net/arp"});
+    ADD_FAILURE() << "pod " << ip << " did not answer the other pod; in the client pod:\n"
+                  << (diag ? diag->stdout() + diag->stderr() : diag.error().ToString());
+  }
+  // And the host (the node) reaches the pod too.
+  EXPECT_EQ(HttpGet(ip, 8080), "server\n");
+  StopAndRemoveContainer(client);
+  StopAndRemoveContainer(server);
+  StopAndRemovePod(client_pod);
+  StopAndRemovePod(server_pod);
+}
+
+// CNI's portmap: a host port DNATs to the pod, through to the guest.
+TEST_F(CriTest, HostPortReachesTheContainer) {
+  if (!IsExecutable("/usr/sbin/iptables")) GTEST_SKIP() << "iptables is not installed (CNI portmap needs it)";
+  cri::PodSandboxConfig pod_config = PodConfig("ported");
+  const int host_port = 20000 + static_cast<int>(std::stoul(RandomHex(1), nullptr, 16)) * 16 + ::getpid() % 16;
+  auto* mapping = pod_config.add_port_mappings();
+  mapping->set_protocol(cri::TCP);
+  mapping->set_container_port(8080);
+  mapping->set_host_port(host_port);
+  std::string pod = RunPod(pod_config);
+  ASSERT_FALSE(pod.empty());
+  std::string server = CreateAndStart(pod, pod_config, ContainerConfig("httpd", kHttpd));
+  ASSERT_FALSE(server.empty());
+  // The bridge's address is one of the node's own: the DNAT in OUTPUT applies.
+  std::string gateway = env_->pod_subnet().substr(0, env_->pod_subnet().rfind('.')) + ".1";
+  std::string body;
+  for (int i = 0; i < 50 && body != "ported\n"; ++i) {
+    body = HttpGet(gateway, host_port);
+    if (body != "ported\n") std::this_thread::sleep_for(milliseconds(200));
+  }
+  EXPECT_EQ(body, "ported\n") << "host port " << host_port << " on " << gateway;
+  StopAndRemoveContainer(server);
+  StopAndRemovePod(pod);
 }
 
 }  // namespace

@@ -15,3 +15,12 @@ hull_add_fuzzer(ttrpc_frame_fuzz
           ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/shim/ttrpc/frame.cc
   INCLUDES ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/shim
   LIBRARIES hull_core hull_containerd_proto)
+
+# ParseCniInterface (shim/pod_network.cc): the pod netns's `ip -j` output.
+hull_add_fuzzer(cni_interface_fuzz
+  TEST fuzz_cni_interface
+  CORPUS ${CMAKE_CURRENT_LIST_DIR}/corpus/cni
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/cni_interface_fuzz.cc
+          ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/shim/pod_network.cc
+  INCLUDES ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/shim
+  LIBRARIES hull_core hull_proto nlohmann_json::nlohmann_json)

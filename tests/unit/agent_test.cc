@@ -96,12 +96,22 @@ TEST_F(AgentServerTest, GuestDetailsDescribeTheMachineAndTimings) {
 
 TEST_F(AgentServerTest, LaterRpcsAnswerUnimplementedNotFakeSuccess) {
   grpc::ClientContext context;
+  v1::ListInterfacesRequest request;
+  v1::ListInterfacesResponse response;
+  auto status = client_->agent().ListInterfaces(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_NE(status.error_message().find("ListInterfaces is not implemented"), std::string::npos);
+}
+
+TEST_F(AgentServerTest, UpdateInterfaceFindsTheNicByMacOrSaysWhichIsMissing) {
+  grpc::ClientContext context;
   v1::UpdateInterfaceRequest request;
-  request.mutable_interface()->set_name("eth0");
+  request.mutable_interface()->set_mac_address("02:00:5e:00:53:99");
   v1::Interface response;
   auto status = client_->agent().UpdateInterface(&context, request, &response);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_NE(status.error_message().find("UpdateInterface is not implemented"), std::string::npos);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(status.error_message().find("no guest interface has MAC 02:00:5e:00:53:99"), std::string::npos)
+      << status.error_message();
 }
 
 TEST_F(AgentServerTest, ContainerRpcsValidateTheirInput) {

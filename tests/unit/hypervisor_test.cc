@@ -53,6 +53,13 @@ qemu::QemuLaunchPlan Plan(TransportKind transport, Accel accel) {
   return plan;
 }
 
+TEST(QemuArgvTest, PodNetworkOnATap) {
+  qemu::QemuLaunchPlan plan = Plan(TransportKind::kSerial, Accel::kTcg);
+  plan.tap_fd = 7;
+  plan.mac_address = "2e:1f:19:87:6c:16";
+  ExpectGolden("qemu_argv_serial_tcg_pod_net.txt", OnePerLine(qemu::BuildQemuArgv(plan)));
+}
+
 TEST(QemuArgvTest, SerialTcg) {
   ExpectGolden("qemu_argv_serial_tcg.txt", OnePerLine(qemu::BuildQemuArgv(Plan(TransportKind::kSerial, Accel::kTcg))));
 }

@@ -18,6 +18,7 @@
 #include "mounts.h"
 #include "shim.h"
 #include "pod.h"
+#include "pod_network.h"
 #include "shim_flags.h"
 
 namespace hull::shim {
@@ -390,6 +391,44 @@ TEST(PodVmSizing, LimitsPlusOverheadElseDefaults) {
   auto bad = SizePodVm({{"io.kubernetes.cri.sandbox-memory", "lots"}}, 160);
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().ToString().find("io.kubernetes.cri.sandbox-memory"), std::string::npos);
+}
+
+TEST(PodNetworkParse, PicksCnisInterfaceAndItsRoutes) {
+  const std::string addr = R"([
+    {"ifindex":1,"ifname":"lo","link_type":"loopback","address":"00:00:00:00:00:00","mtu":65536,
+     "addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8,"scope":"host"}]},
+    {"ifindex":3,"ifname":"eth0","link_type":"ether","address":"2e:1f:19:87:6c:16","mtu":1450,
+     "addr_info":[{"family":"inet","local":"10.88.0.5","prefixlen":24,"scope":"global"},
+                  {"family":"inet6","local":"fe80::2c1f:19ff:fe87:6c16","prefixlen":64,"scope":"link"}]}])";
+  const std::string routes = R"([
+    {"dst":"default","gateway":"10.88.0.1","dev":"eth0","flags":[]},
+    {"dst":"10.88.0.0/24","dev":"eth0","protocol":"kernel","scope":"link","prefsrc":"10.88.0.5","flags":[]},
+    {"dst":"10.99.0.0/16","dev":"eth0","scope":"link","flags":[]},
+    {"dst":"192.168.0.0/16","gateway":"192.168.0.1","dev":"other0","flags":[]}])";
+  auto parsed = ParseCniInterface(addr, routes);
+  ASSERT_TRUE(parsed) << parsed.error().ToString();
+  EXPECT_EQ(parsed->name, "eth0");
+  EXPECT_EQ(parsed->mac_address, "2e:1f:19:87:6c:16");
+  EXPECT_EQ(parsed->mtu, 1450u);
+  ASSERT_EQ(parsed->addresses.size(), 1u);  // the link-local one is the guest kernel's own business
+  EXPECT_EQ(parsed->addresses[0].address(), "10.88.0.5");
+  EXPECT_EQ(parsed->addresses[0].prefix_length(), 24u);
+  ASSERT_EQ(parsed->routes.size(), 2u);  // not the kernel's subnet route, not another device's
+  EXPECT_EQ(parsed->routes[0].destination(), "");
+  EXPECT_EQ(parsed->routes[0].gateway(), "10.88.0.1");
+  EXPECT_EQ(parsed->routes[1].destination(), "10.99.0.0/16");
+  EXPECT_EQ(parsed->routes[1].scope(), 253u);
+}
+
+TEST(PodNetworkParse, NoCniInterfaceIsAClearError) {
+  auto only_lo = ParseCniInterface(
+      R"([{"ifname":"lo","link_type":"loopback","addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8}]}])",
+      "[]");
+  ASSERT_FALSE(only_lo);
+  EXPECT_NE(only_lo.error().ToString().find("no interface with an address"), std::string::npos);
+  for (const char* garbage : {"", "{", "{}", "[1,2]", "[{\"ifname\": 3}]"}) {
+    EXPECT_FALSE(ParseCniInterface(garbage, "[]")) << garbage;
+  }
 }
 
 }  // namespace hull::shim

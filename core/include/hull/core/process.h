@@ -33,6 +33,8 @@ struct SpawnOptions {
   std::vector<int> pass_fds;       // kept open (same number) in the child
   bool kill_with_parent = true;    // PR_SET_PDEATHSIG(SIGKILL)
   bool new_session = true;         // setsid(): no terminal signals from ours
+  // A network namespace to enter before exec (e.g. a pod's CNI netns); "" = ours.
+  std::string netns_path;
 };
 
 // A spawned child. Destroying a Child that has not been reaped kills it

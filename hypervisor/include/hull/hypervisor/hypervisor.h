@@ -58,6 +58,16 @@ struct VmConfig {
   VirtiofsCache virtiofs_cache = VirtiofsCache::kAuto;
   VirtiofsdSandbox virtiofsd_sandbox = VirtiofsdSandbox::kNamespace;
   std::vector<std::string> virtiofsd_args;
+
+  // A pod's network: QEMU runs in `netns_path` with a virtio-net NIC on the
+  // open tap `tap_fd` (the caller's; QEMU gets a copy) and MAC `mac_address`.
+  // netns_path empty = no network device, the guest has loopback only.
+  struct Network {
+    std::string netns_path;
+    int tap_fd = -1;
+    std::string mac_address;
+  };
+  Network network;
 };
 
 // Why a VM is no longer running.

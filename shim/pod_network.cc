@@ -1,0 +1,204 @@
+#include "pod_network.h"
+
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "hull/core/log.h"
+#include "hull/core/process.h"
+#include "hull/core/syscall.h"
+
+namespace hull {
+
+namespace {
+
+namespace v1 = agent::v1;
+
+constexpr char kNsenter[] = "/usr/bin/nsenter";
+constexpr char kIp[] = "/usr/sbin/ip";
+constexpr char kTc[] = "/usr/sbin/tc";
+
+// Runs a command inside the netns; its stdout, or an error with its stderr.
+Result<std::string> InNetns(const std::string& netns, std::vector<std::string> command) {
+  std::string out = "/tmp/hull-net-" + RandomHex(6);
+  SpawnOptions spawn;
+  spawn.argv = {kNsenter, "--net=" + netns, "--"};
+  spawn.argv.insert(spawn.argv.end(), command.begin(), command.end());
+  spawn.stdout_path = out + ".out";
+  spawn.stderr_path = out + ".err";
+  auto child = Child::Spawn(spawn);
+  std::string what;
+  for (const auto& word : command) what += (what.empty() ? "" : " ") + word;
+  auto cleanup = [&] {
+    ::unlink((out + ".out").c_str());
+    ::unlink((out + ".err").c_str());
+  };
+  if (!child) {
+    cleanup();
+    return std::move(child).error().Wrap("run `" + what + "` in " + netns);
+  }
+  auto status = child->Wait();
+  std::string stdout_text = ReadFile(out + ".out", 4 << 20).value_or("");
+  std::string stderr_text = ReadFile(out + ".err", 1 << 16).value_or("");
+  cleanup();
+  if (!status || !status->success()) {
+    while (!stderr_text.empty() && stderr_text.back() == '\n') stderr_text.pop_back();
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "`" + what + "` in " + netns + " failed" + (stderr_text.empty() ? "" : ": " + stderr_text));
+  }
+  return stdout_text;
+}
+
+// Creates a (non-persistent) tap in the netns: TUNSETIFF attaches to the
+// calling thread's netns, so a thread of its own enters it first.
+Result<UniqueFd> CreateTap(const std::string& netns_path) {
+  UniqueFd netns(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!netns) return ErrnoError("open network namespace `" + netns_path + "`");
+  Result<UniqueFd> tap = MakeError(ErrorCode::kInternal, "not run");
+  std::thread([&] {
+    if (::setns(netns.get(), CLONE_NEWNET) < 0) {
+      tap = ErrnoError("enter `" + netns_path + "`");
+      return;
+    }
+    UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+    if (!fd) {
+      tap = ErrnoError("open /dev/net/tun");
+      return;
+    }
+    ifreq req{};
+    std::strncpy(req.ifr_name, kPodTapName, IFNAMSIZ - 1);
+    req.ifr_flags = IFF_TAP | IFF_NO_PI;
+    if (::ioctl(fd.get(), TUNSETIFF, &req) < 0) {
+      tap = ErrnoError(std::string("create tap ") + kPodTapName);
+      return;
+    }
+    tap = std::move(fd);
+  }).join();
+  return tap;
+}
+
+// Fields of another program's JSON, never throwing: a missing or mistyped
+// field reads as empty.
+std::string StringField(const nlohmann::json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : "";
+}
+uint32_t UintField(const nlohmann::json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_number_unsigned() && *it <= UINT32_MAX ? it->get<uint32_t>() : 0;
+}
+
+}  // namespace
+
+Result<CniInterface> ParseCniInterface(const std::string& addr_json, const std::string& route_json) {
+  auto invalid = [](std::string message) { return MakeError(ErrorCode::kFailedPrecondition, std::move(message)); };
+  auto links = nlohmann::json::parse(addr_json, nullptr, false);
+  if (!links.is_array()) return invalid("`ip -j addr` printed no JSON array");
+  CniInterface found;
+  for (const auto& link : links) {
+    if (!link.is_object()) continue;
+    std::string name = StringField(link, "ifname");
+    std::string type = StringField(link, "link_type");
+    if (name.empty() || name == "lo" || type == "loopback" || name == kPodTapName) continue;
+    if (!link.contains("addr_info") || !link["addr_info"].is_array()) continue;
+    CniInterface candidate;
+    candidate.name = name;
+    candidate.mac_address = StringField(link, "address");
+    candidate.mtu = UintField(link, "mtu");
+    for (const auto& info : link["addr_info"]) {
+      if (!info.is_object()) continue;
+      std::string family = StringField(info, "family");
+      std::string scope = StringField(info, "scope");
+      if ((family != "inet" && family != "inet6") || scope == "link" || scope == "host") continue;
+      v1::IpAddress address;
+      address.set_family(family == "inet" ? v1::IpAddress::IPV4 : v1::IpAddress::IPV6);
+      address.set_address(StringField(info, "local"));
+      address.set_prefix_length(UintField(info, "prefixlen"));
+      if (address.address().empty()) continue;
+      candidate.addresses.push_back(address);
+    }
+    if (candidate.addresses.empty()) continue;
+    if (candidate.mac_address.size() != 17) return invalid("interface `" + name + "` has no MAC address");
+    found = std::move(candidate);
+    break;
+  }
+  if (found.name.empty()) return invalid("the pod's network namespace has no interface with an address (CNI's)");
+  auto routes = nlohmann::json::parse(route_json, nullptr, false);
+  if (!routes.is_array()) return invalid("`ip -j route` printed no JSON array");
+  for (const auto& entry : routes) {
+    if (!entry.is_object() || StringField(entry, "dev") != found.name) continue;
+    // The guest's kernel adds the subnet routes of its addresses itself.
+    if (StringField(entry, "protocol") == "kernel") continue;
+    v1::Route route;
+    std::string dst = StringField(entry, "dst");
+    route.set_destination(dst == "default" ? "" : dst);
+    route.set_gateway(StringField(entry, "gateway"));
+    route.set_scope(StringField(entry, "scope") == "link" ? 253 : 0);
+    route.set_family(AF_INET);
+    found.routes.push_back(route);
+  }
+  return found;
+}
+
+Result<PodNetwork> PodNetwork::Attach(const std::string& netns_path) {
+  const std::string what = "attach the pod network in " + netns_path;
+  HULL_TRY(std::string addr_json, InNetns(netns_path, {kIp, "-j", "addr", "show"}), what);
+  HULL_TRY(std::string route_json, InNetns(netns_path, {kIp, "-j", "-4", "route", "show"}), what);
+  HULL_TRY(CniInterface interface, ParseCniInterface(addr_json, route_json), what);
+  HULL_TRY(UniqueFd tap, CreateTap(netns_path), what);
+  PodNetwork network;
+  network.netns_path_ = netns_path;
+  network.interface_ = interface;
+  network.tap_ = std::move(tap);
+  network.attached_ = true;  // from here on, Detach (the destructor) undoes what was done
+  const std::string& veth = interface.name;
+  const std::string mtu = std::to_string(interface.mtu != 0 ? interface.mtu : 1500);
+  HULL_CHECK_OK(InNetns(netns_path, {kIp, "link", "set", kPodTapName, "mtu", mtu, "up"}), what);
+  // Ingress of each, redirected to the egress of the other: the tcfilter model.
+  for (auto [from, to] : {std::pair{veth, std::string(kPodTapName)}, {std::string(kPodTapName), veth}}) {
+    HULL_CHECK_OK(InNetns(netns_path, {kTc, "qdisc", "add", "dev", from, "ingress"}), what);
+    HULL_CHECK_OK(InNetns(netns_path, {kTc, "filter", "add", "dev", from, "parent", "ffff:", "protocol", "all", "u32",
+                                       "match", "u8", "0", "0", "action", "mirred", "egress", "redirect", "dev", to}),
+                  what);
+  }
+  HULL_LOG_INFO("pod network: {} ({}) <-> {} in {}", veth, interface.mac_address, kPodTapName, netns_path);
+  return network;
+}
+
+void PodNetwork::Detach() {
+  if (!attached_) return;
+  attached_ = false;
+  // The netns may be gone already (CNI deletes it when the pod stops).
+  if (PathExists(netns_path_)) {
+    (void)InNetns(netns_path_, {kTc, "qdisc", "del", "dev", interface_.name, "ingress"});
+  }
+  tap_.reset();
+}
+
+PodNetwork::PodNetwork(PodNetwork&& other) noexcept
+    : netns_path_(std::move(other.netns_path_)),
+      interface_(std::move(other.interface_)),
+      tap_(std::move(other.tap_)),
+      attached_(std::exchange(other.attached_, false)) {}
+
+PodNetwork& PodNetwork::operator=(PodNetwork&& other) noexcept {
+  if (this != &other) {
+    Detach();
+    netns_path_ = std::move(other.netns_path_);
+    interface_ = std::move(other.interface_);
+    tap_ = std::move(other.tap_);
+    attached_ = std::exchange(other.attached_, false);
+  }
+  return *this;
+}
+
+PodNetwork::~PodNetwork() { Detach(); }
+
+}  // namespace hull

@@ -1,0 +1,61 @@
+// A pod's network on the host, the tcfilter way (ARCHITECTURE §5): in the
+// pod's CNI netns, a tap next to CNI's veth, joined to it with tc mirred
+// redirects both ways, so every frame from the bridge reaches the guest's NIC
+// and back unchanged. The guest NIC takes the veth's MAC, addresses, MTU and
+// routes, which the agent applies. See docs/kubernetes.md.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "hull/agent/v1/agent.pb.h"
+#include "hull/core/error.h"
+#include "hull/core/fd.h"
+
+namespace hull {
+
+inline constexpr char kPodTapName[] = "tap0_hull";
+
+// What CNI configured in the netns, as `ip -j addr` and `ip -j route` print
+// it. Parsed by a pure function (fuzzed: it reads another program's output).
+struct CniInterface {
+  std::string name;  // e.g. eth0
+  std::string mac_address;
+  uint32_t mtu = 0;
+  std::vector<agent::v1::IpAddress> addresses;
+  std::vector<agent::v1::Route> routes;  // device = the guest's interface name is filled in later
+};
+
+// Picks the interface CNI set up: the first one that is not loopback and has
+// an address. `addr_json` and `route_json` are `ip -j addr show` and
+// `ip -j route show` output.
+Result<CniInterface> ParseCniInterface(const std::string& addr_json, const std::string& route_json);
+
+class PodNetwork {
+ public:
+  // Reads the netns's interface, creates the tap and the redirects. On error
+  // nothing is left in the netns.
+  static Result<PodNetwork> Attach(const std::string& netns_path);
+
+  PodNetwork(PodNetwork&& other) noexcept;
+  PodNetwork& operator=(PodNetwork&& other) noexcept;
+  ~PodNetwork();
+
+  const std::string& netns_path() const { return netns_path_; }
+  const CniInterface& interface() const { return interface_; }
+  // The tap's fd, for QEMU; once QEMU holds its copy, CloseTap() lets the
+  // tap vanish with QEMU (a tap lives as long as an fd of it is open).
+  int tap_fd() const { return tap_.get(); }
+  void CloseTap() { tap_.reset(); }
+  // Removes the redirect from the veth (the tap goes with its fds).
+  void Detach();
+
+ private:
+  PodNetwork() = default;
+  std::string netns_path_;
+  CniInterface interface_;
+  UniqueFd tap_;
+  bool attached_ = false;
+};
+
+}  // namespace hull

@@ -1,0 +1,18 @@
+// libFuzzer target for ParseCniInterface: `ip -j addr` and `ip -j route`
+// output from the pod's netns, separated by a NUL byte. Must never crash or
+// throw, whatever the JSON.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "pod_network.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::string input(reinterpret_cast<const char*>(data), size);
+  auto split = input.find('\0');
+  std::string addr = input.substr(0, split);
+  std::string route = split == std::string::npos ? "[]" : input.substr(split + 1);
+  auto parsed = hull::ParseCniInterface(addr, route);
+  if (parsed && parsed->name.empty()) __builtin_trap();  // a success always names the interface
+  return 0;
+}
