@@ -334,25 +334,12 @@ class LibvirtVm final : public Vm {
   Clock::time_point launched_at() const override { return launched_at_; }
 
   Result<UniqueFd> ConnectAgent(Clock::time_point deadline) override {
-    if (config_.transport == TransportKind::kSerial) {
-      std::unique_lock lock(watch_->mu);
-      auto ready = [&] { return watch_->agent_port.ReadyForConnection() || watch_->exit; };
-      if (!watch_->changed.wait_until(lock, deadline, ready)) {
-        return MakeError(ErrorCode::kDeadlineExceeded, "the guest agent did not open its virtio-serial port in time");
-      }
-      if (watch_->exit) return DeadError();
-      watch_->agent_port.TakeOpen();
-      lock.unlock();
-      return ConnectUnix(state_dir_ + "/agent.sock");
-    }
-    while (true) {
-      auto fd = ConnectVsock(vsock_cid_, kAgentVsockPort);
-      if (fd) return fd;
-      std::unique_lock lock(watch_->mu);
-      if (watch_->exit) return DeadError();
-      if (Clock::now() + milliseconds(50) > deadline) return std::move(fd).error().Wrap("connect to the agent");
-      watch_->changed.wait_for(lock, milliseconds(50));
-    }
+    auto dead = [this]() -> std::optional<Unexpected> {
+      if (!watch_->exit) return std::nullopt;
+      return DeadError();
+    };
+    return ConnectAgentWhenReady({config_.transport, state_dir_ + "/agent.sock", vsock_cid_}, watch_->mu,
+                                 watch_->changed, watch_->agent_port, dead, deadline);
   }
 
   bool running() override {

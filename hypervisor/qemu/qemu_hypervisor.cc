@@ -113,26 +113,12 @@ class QemuVm final : public Vm {
   Clock::time_point launched_at() const override { return launched_at_; }
 
   Result<UniqueFd> ConnectAgent(Clock::time_point deadline) override {
-    if (config_.transport == TransportKind::kSerial) {
-      std::unique_lock lock(mu_);
-      auto ready = [&] { return agent_port_.ReadyForConnection() || exit_; };
-      if (!changed_.wait_until(lock, deadline, ready)) {
-        return MakeError(ErrorCode::kDeadlineExceeded,
-                         "the guest agent did not open its virtio-serial port in time");
-      }
-      if (exit_) return DeadError();
-      agent_port_.TakeOpen();
-      lock.unlock();
-      return ConnectUnix(agent_socket_path());
-    }
-    while (true) {
-      auto fd = ConnectVsock(vsock_cid_, kAgentVsockPort);
-      if (fd) return fd;
-      std::unique_lock lock(mu_);
-      if (exit_) return DeadError();
-      if (Clock::now() + milliseconds(50) > deadline) return std::move(fd).error().Wrap("connect to the agent");
-      changed_.wait_for(lock, milliseconds(50));
-    }
+    auto dead = [this]() -> std::optional<Unexpected> {
+      if (!exit_) return std::nullopt;
+      return DeadError();
+    };
+    return ConnectAgentWhenReady({config_.transport, agent_socket_path(), vsock_cid_}, mu_, changed_, agent_port_, dead,
+                                 deadline);
   }
 
   bool running() override {

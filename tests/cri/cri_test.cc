@@ -246,6 +246,10 @@ TEST_F(CriTest, HostnameAndDnsAsRequested) {
   auto hostname = ExecSync(container, {"hostname"});
   ASSERT_TRUE(hostname) << hostname.error().ToString();
   EXPECT_EQ(hostname->stdout(), "dnspod\n");
+  // /etc/hosts as CRI writes it for the pod (runc gives the same file).
+  auto hosts = ExecSync(container, {"cat", "/etc/hosts"});
+  ASSERT_TRUE(hosts) << hosts.error().ToString();
+  EXPECT_TRUE(Contains(hosts->stdout(), "localhost")) << hosts->stdout();
   auto resolv = ExecSync(container, {"cat", "/etc/resolv.conf"});
   ASSERT_TRUE(resolv) << resolv.error().ToString();
   EXPECT_TRUE(Contains(resolv->stdout(), "nameserver 10.96.0.10")) << resolv->stdout();

@@ -77,6 +77,16 @@ class LibvirtTest : public ::testing::Test {
     return config ? *config : Config{};
   }
 
+  // A libvirt VM with a shared directory (and so a virtiofsd libvirt starts).
+  void LaunchSharing(VmConfig& config, std::unique_ptr<Vm>& vm) {
+    auto hypervisor = MakeHypervisor("libvirt");
+    ASSERT_TRUE(hypervisor);
+    config.share_dir = true;
+    auto launched = (*hypervisor)->Launch(config);
+    ASSERT_TRUE(launched) << launched.error().ToString() << "\n" << libvirtd_->LogTail("hull-" + config.id);
+    vm = std::move(*launched);
+  }
+
   VmConfig TestVmConfig() {
     auto vm = VmConfigFromConfig(LoadTestConfig(), "lv" + RandomHex(5));
     EXPECT_TRUE(vm) << vm.error().ToString();
@@ -164,50 +174,44 @@ TEST_F(LibvirtTest, RunShowsOutputExitCodeAndWritesThroughVirtiofs) {
 }
 
 TEST_F(LibvirtTest, VmKilledFromOutsideIsReportedAndCleanedUp) {
-  auto hypervisor = MakeHypervisor("libvirt");
-  ASSERT_TRUE(hypervisor);
   VmConfig config = TestVmConfig();
-  config.share_dir = true;
-  auto vm = (*hypervisor)->Launch(config);
-  ASSERT_TRUE(vm) << vm.error().ToString() << "\n" << libvirtd_->LogTail("hull-" + config.id);
-  auto client = AgentClient::Connect([&](Clock::time_point d) { return (*vm)->ConnectAgent(d); },
+  std::unique_ptr<Vm> vm;
+  ASSERT_NO_FATAL_FAILURE(LaunchSharing(config, vm));
+  auto client = AgentClient::Connect([&](Clock::time_point d) { return vm->ConnectAgent(d); },
                                      Clock::now() + seconds(90));
-  ASSERT_TRUE(client) << client.error().ToString() << "\n" << ReadFile((*vm)->console_log_path()).value_or("");
+  ASSERT_TRUE(client) << client.error().ToString() << "\n" << ReadFile(vm->console_log_path()).value_or("");
   EXPECT_EQ(libvirtd_->Domains(), std::vector<std::string>{"hull-" + config.id});
 
-  pid_t pid = (*vm)->pid();
+  pid_t pid = vm->pid();
   ASSERT_GT(pid, 0) << "QEMU's pid was not found";
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
-  auto exited = (*vm)->WaitForExit(seconds(20));
+  auto exited = vm->WaitForExit(seconds(20));
   ASSERT_TRUE(exited);
   ASSERT_TRUE(exited->has_value()) << "hull did not notice the VM died";
   EXPECT_FALSE((*exited)->expected);
   EXPECT_FALSE((*exited)->process.success());
   EXPECT_NE((*exited)->reason.find("QEMU died"), std::string::npos) << (*exited)->reason;
-  auto fd = (*vm)->ConnectAgent(Clock::now() + seconds(5));
+  auto fd = vm->ConnectAgent(Clock::now() + seconds(5));
   ASSERT_FALSE(fd);
   EXPECT_EQ(fd.error().code(), ErrorCode::kUnavailable);
 
-  std::string state_dir = (*vm)->state_dir();
-  VmExit stopped = (*vm)->Stop(seconds(0));
+  std::string state_dir = vm->state_dir();
+  VmExit stopped = vm->Stop(seconds(0));
   EXPECT_FALSE(stopped.expected);
   EXPECT_FALSE(PathExists(state_dir));
   EXPECT_TRUE(libvirtd_->Domains().empty());
 }
 
 TEST_F(LibvirtTest, StopDestroysTheDomainAndItsVirtiofsd) {
-  auto hypervisor = MakeHypervisor("libvirt");
-  ASSERT_TRUE(hypervisor);
   VmConfig config = TestVmConfig();
-  config.share_dir = true;
-  auto vm = (*hypervisor)->Launch(config);
-  ASSERT_TRUE(vm) << vm.error().ToString() << "\n" << libvirtd_->LogTail("hull-" + config.id);
-  EXPECT_TRUE((*vm)->running());
-  EXPECT_TRUE(ProcessMentions((*vm)->shared_dir())) << "libvirt started no virtiofsd for the shared directory";
-  VmExit stopped = (*vm)->Stop(seconds(0));
+  std::unique_ptr<Vm> vm;
+  ASSERT_NO_FATAL_FAILURE(LaunchSharing(config, vm));
+  EXPECT_TRUE(vm->running());
+  EXPECT_TRUE(ProcessMentions(vm->shared_dir())) << "libvirt started no virtiofsd for the shared directory";
+  VmExit stopped = vm->Stop(seconds(0));
   EXPECT_TRUE(stopped.expected);
   EXPECT_TRUE(stopped.process.success());
-  EXPECT_FALSE((*vm)->running());
+  EXPECT_FALSE(vm->running());
 }
 
 // A process that dies without stopping its VM takes the domain with it
