@@ -32,6 +32,17 @@ Result<std::unique_ptr<Session>> Session::Open(const Config& config, const std::
     network.emplace(std::move(attached));
     vm_config.network = {options.netns_path, network->tap_fd(), network->interface().mac_address};
   }
+  std::optional<HostCgroup> host_cgroup;
+  if (!options.host_cgroup_path.empty() && config.hypervisor.backend == "qemu") {
+    // The node's accounting of the pod: QEMU starts in the pod's cgroup, so
+    // the guest's RAM is charged there. A pod still runs without it.
+    if (auto cgroup = HostCgroup::Create(options.host_cgroup_path); cgroup) {
+      host_cgroup.emplace(std::move(*cgroup));
+      vm_config.host_cgroup_dirs = host_cgroup->dirs();
+    } else {
+      HULL_LOG_WARN("sandbox {}: the VM stays outside the pod's host cgroup: {}", id, cgroup.error().ToString());
+    }
+  }
   HULL_TRY(auto hypervisor, MakeHypervisor(config.hypervisor.backend), "open sandbox");
   HULL_TRY(auto vm, hypervisor->Launch(vm_config), "open sandbox");
   std::unique_ptr<Session> session(new Session(config, std::move(vm)));
@@ -39,6 +50,7 @@ Result<std::unique_ptr<Session>> Session::Open(const Config& config, const std::
     network->CloseTap();  // QEMU holds it now: the tap goes when QEMU does
     session->network_ = std::move(network);
   }
+  if (host_cgroup) session->host_cgroup_ = std::move(host_cgroup);
   auto deadline = session->vm_->launched_at() + seconds(config.agent.boot_timeout_seconds);
   Vm* raw_vm = session->vm_.get();
   auto client = AgentClient::Connect([raw_vm](Clock::time_point d) { return raw_vm->ConnectAgent(d); }, deadline);
@@ -215,6 +227,7 @@ void Session::Close() {
   // call, which fails now that the VM is gone.
   vm_->Stop(seconds(config_.hypervisor.stop_grace_seconds));
   if (network_) network_->Detach();
+  if (host_cgroup_) host_cgroup_->Remove();
 }
 
 Status Session::ConfigureGuestNetwork() {

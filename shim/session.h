@@ -18,6 +18,7 @@
 #include "hull/core/config.h"
 #include "hull/core/error.h"
 #include "hull/hypervisor/hypervisor.h"
+#include "host_cgroup.h"
 #include "pod_network.h"
 
 namespace hull {
@@ -36,6 +37,9 @@ struct SessionOptions {
   // A pod's CNI netns: the VM joins its network (see pod_network.h); "" =
   // loopback only.
   std::string netns_path;
+  // A pod's cgroup on the host (the sandbox's linux.cgroupsPath): QEMU is
+  // moved into it (see host_cgroup.h); "" = none.
+  std::string host_cgroup_path;
 };
 
 class Session {
@@ -87,6 +91,7 @@ class Session {
   std::unique_ptr<Vm> vm_;
   std::unique_ptr<AgentClient> client_;
   std::optional<PodNetwork> network_;
+  std::optional<HostCgroup> host_cgroup_;
   std::mutex mu_;
   std::vector<std::string> containers_;
   UniqueFd shared_fd_;  // O_PATH of the shared dir

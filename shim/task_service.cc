@@ -148,7 +148,8 @@ TaskService::FindProcess(const std::string& id, const std::string& exec_id) {
 
 // --- the VM ----------------------------------------------------------------------
 
-Result<std::shared_ptr<Session>> TaskService::EnsureSession(const PodVmSize& size, const std::string& netns_path) {
+Result<std::shared_ptr<Session>> TaskService::EnsureSession(const PodVmSize& size, const std::string& netns_path,
+                                                            const std::string& host_cgroup) {
   std::lock_guard lock(vm_mu_);
   if (session_) {
     if (session_->vm().running()) return session_;
@@ -162,6 +163,7 @@ Result<std::shared_ptr<Session>> TaskService::EnsureSession(const PodVmSize& siz
   session_options.vcpus = size.vcpus;
   session_options.memory_mib = size.memory_mib;
   session_options.netns_path = netns_path;
+  session_options.host_cgroup_path = host_cgroup;
   Result<std::unique_ptr<Session>> opened = MakeError(ErrorCode::kInternal, "not run");
   RunOnVmThread([&] { opened = Session::Open(options_.config, options_.sandbox_id, session_options); });
   if (!opened) return std::move(opened).error().Wrap("boot the sandbox VM");
@@ -296,16 +298,18 @@ Status TaskService::CreateInGuest(const std::shared_ptr<Container>& container,
 
   HULL_TRY(auto io, ProcessIo::Open(container->init->stdio), "open the container's stdio");
   PodVmSize size;
-  std::string netns_path;  // the CNI netns CRI made for the pod
+  std::string netns_path;   // the CNI netns CRI made for the pod
+  std::string host_cgroup;  // kubelet's cgroup for the pod, on the host
   if (PodRoleOf(spec) == PodRole::kSandbox) {
     HULL_TRY(size, SizePodVm(spec.annotations, options_.config.hypervisor.pod_memory_overhead_mib), "config.json");
     if (spec.linux) {
       for (const auto& ns : spec.linux->namespaces) {
         if (ns.type == "network") netns_path = ns.path;
       }
+      host_cgroup = spec.linux->cgroups_path;
     }
   }
-  HULL_TRY(auto session, EnsureSession(size, netns_path), "");
+  HULL_TRY(auto session, EnsureSession(size, netns_path, host_cgroup), "");
   // On any error below, what was shared for the container goes again.
   ScopeExit unshare([&] { (void)session->RemoveContainer(id); });
   // Bind mounts from the spec reach the guest through the shared directory.

@@ -111,9 +111,10 @@ class TaskService {
   Result<std::pair<std::shared_ptr<Container>, std::shared_ptr<Process>>> FindProcess(const std::string& id,
                                                                                     const std::string& exec_id);
   // Boots the sandbox VM if it is not running. vm_mu_ serialises it.
-  // `size` and `netns_path`: a pod sandbox's VM size and CNI netns (only
-  // used when this boots the VM).
-  Result<std::shared_ptr<Session>> EnsureSession(const PodVmSize& size = {}, const std::string& netns_path = "");
+  // `size`, `netns_path` and `host_cgroup`: a pod sandbox's VM size, CNI
+  // netns and host cgroup (only used when this boots the VM).
+  Result<std::shared_ptr<Session>> EnsureSession(const PodVmSize& size = {}, const std::string& netns_path = "",
+                                                 const std::string& host_cgroup = "");
   // Stops the VM once no container is left.
   void CloseSessionIfIdle();
   // `session` null: the VM is gone, and the exit is reported at once.

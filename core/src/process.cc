@@ -60,6 +60,11 @@ Result<Child> Child::Spawn(const SpawnOptions& options) {
     netns.reset(::open(options.netns_path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!netns) return ErrnoError("open network namespace `" + options.netns_path + "`");
   }
+  std::vector<UniqueFd> cgroups;
+  for (const auto& procs : options.cgroup_procs) {
+    cgroups.emplace_back(::open(procs.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!cgroups.back()) return ErrnoError("open `" + procs + "`");
+  }
   int report[2];
   if (::pipe2(report, O_CLOEXEC) < 0) return ErrnoError("pipe2");
   UniqueFd report_read(report[0]), report_write(report[1]);
@@ -78,6 +83,9 @@ Result<Child> Child::Spawn(const SpawnOptions& options) {
       if (::getppid() != parent) ::_exit(127);
     }
     if (netns && ::setns(netns.get(), CLONE_NEWNET) < 0) fail(errno);
+    for (const UniqueFd& cgroup : cgroups) {
+      if (::write(cgroup.get(), "0", 1) != 1) fail(errno);  // "0": the writing process
+    }
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);

@@ -389,6 +389,7 @@ class QemuHypervisor final : public Hypervisor {
     spawn.argv = BuildQemuArgv(plan);
     // QEMU lives in the pod's netns, as its tap does.
     spawn.netns_path = config.network.netns_path;
+    for (const auto& dir : config.host_cgroup_dirs) spawn.cgroup_procs.push_back(dir + "/cgroup.procs");
     if (plan.tap_fd >= 0) spawn.pass_fds.push_back(plan.tap_fd);
     spawn.stdout_path = state_dir + "/qemu.log";
     spawn.stderr_path = state_dir + "/qemu.log";

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -532,6 +533,43 @@ TEST_F(CriTest, HostPortReachesTheContainer) {
   EXPECT_EQ(body, "ported\n") << "host port " << host_port << " on " << gateway;
   StopAndRemoveContainer(server);
   StopAndRemovePod(pod);
+}
+
+// kubelet's cgroup_parent: the pod's VM is accounted in the pod's host
+// cgroup, which CRI's PodSandboxStats reads.
+TEST_F(CriTest, PodSandboxStatsFromTheHostCgroup) {
+  const std::string parent = "/hull-test-" + RandomHex(4);
+  cri::PodSandboxConfig pod_config = PodConfig("accounted");
+  pod_config.mutable_linux()->set_cgroup_parent(parent);
+  std::string pod = RunPod(pod_config);
+  ASSERT_FALSE(pod.empty());
+  std::string app = CreateAndStart(pod, pod_config, ContainerConfig("app", {"sh", "-c", "while :; do :; done"}));
+  ASSERT_FALSE(app.empty());
+  std::this_thread::sleep_for(seconds(1));
+  cri::PodSandboxStatsRequest request;
+  request.set_pod_sandbox_id(pod);
+  auto stats = cri_->Call(&Stub::PodSandboxStats, request, "PodSandboxStats");
+  ASSERT_TRUE(stats) << stats.error().ToString();
+  EXPECT_EQ(stats->stats().attributes().id(), pod);
+  EXPECT_GT(stats->stats().linux().cpu().usage_core_nano_seconds().value(), 0u);
+  // The guest's RAM that QEMU touched, at least the guest kernel's.
+  EXPECT_GT(stats->stats().linux().memory().working_set_bytes().value(), 16ull << 20);
+  StopAndRemoveContainer(app);
+  StopAndRemovePod(pod);
+  // The pod's cgroup went with the pod; the parent is kubelet's (here, ours).
+  for (const char* hierarchy : {"/sys/fs/cgroup/memory", "/sys/fs/cgroup"}) {
+    std::string dir = std::string(hierarchy) + parent;
+    if (!PathExists(dir)) continue;
+    EXPECT_FALSE(PathExists(dir + "/" + pod)) << "the pod's host cgroup was left: " << dir << "/" << pod;
+  }
+  auto mounts = ReadFile("/proc/self/mounts").value_or("");
+  std::istringstream lines(mounts);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream fields(line);
+    std::string source, target, type;
+    fields >> source >> target >> type;
+    if (type == "cgroup" || type == "cgroup2") ::rmdir((target + parent).c_str());
+  }
 }
 
 }  // namespace

@@ -35,6 +35,9 @@ struct SpawnOptions {
   bool new_session = true;         // setsid(): no terminal signals from ours
   // A network namespace to enter before exec (e.g. a pod's CNI netns); "" = ours.
   std::string netns_path;
+  // cgroup.procs files (one per hierarchy) the child joins before exec, so
+  // everything it ever allocates is charged there.
+  std::vector<std::string> cgroup_procs;
 };
 
 // A spawned child. Destroying a Child that has not been reaped kills it

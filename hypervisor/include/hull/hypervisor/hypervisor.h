@@ -68,6 +68,10 @@ struct VmConfig {
     std::string mac_address;
   };
   Network network;
+
+  // Host cgroup directories (one per hierarchy) the hypervisor process
+  // starts in: a pod's cgroup. QEMU backend only.
+  std::vector<std::string> host_cgroup_dirs;
 };
 
 // Why a VM is no longer running.

@@ -1,0 +1,109 @@
+#include "host_cgroup.h"
+
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <sstream>
+#include <thread>
+#include <utility>
+
+#include "hull/core/log.h"
+#include "hull/core/syscall.h"
+
+namespace hull {
+
+namespace {
+
+constexpr long kCgroup2Magic = 0x63677270;
+
+// The hierarchies to use: the root itself on v2, else every cgroup v1 mount
+// directly below it (cpu, memory, pids, ... and named ones).
+Result<std::vector<std::string>> Hierarchies(const std::string& root) {
+  struct statfs fs {};
+  if (::statfs(root.c_str(), &fs) < 0) return ErrnoError("statfs " + root);
+  if (fs.f_type == kCgroup2Magic) return std::vector<std::string>{root};
+  HULL_TRY(std::string mounts, ReadFile("/proc/self/mounts", 1 << 20), "read /proc/self/mounts");
+  std::vector<std::string> found;
+  std::istringstream lines(mounts);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream fields(line);
+    std::string source, target, type;
+    fields >> source >> target >> type;
+    if (type == "cgroup" && target.starts_with(root + "/") && target.find('/', root.size() + 1) == std::string::npos) {
+      found.push_back(target);
+    }
+  }
+  if (found.empty()) return MakeError(ErrorCode::kFailedPrecondition, "no cgroup hierarchy is mounted under " + root);
+  return found;
+}
+
+}  // namespace
+
+Result<HostCgroup> HostCgroup::Create(const std::string& path, const std::string& cgroup_root) {
+  const std::string what = "host cgroup `" + path + "`";
+  if (path.find(':') != std::string::npos) {
+    return MakeError(ErrorCode::kUnimplemented, what + ": systemd cgroup paths are not supported (use cgroupfs)");
+  }
+  if (path.empty() || path[0] != '/' || path.find("/..") != std::string::npos || path.find("/./") != std::string::npos) {
+    return MakeError(ErrorCode::kInvalidArgument, what + ": must be an absolute path without . or ..");
+  }
+  HULL_TRY(auto hierarchies, Hierarchies(cgroup_root), what);
+  HostCgroup cgroup;
+  for (const auto& hierarchy : hierarchies) {
+    // Level by level: a new v1 cpuset cgroup has no cpus or mems, and nothing
+    // can join it until it gets its parent's.
+    const bool cpuset = PathExists(hierarchy + "/cpuset.cpus");
+    std::string dir = hierarchy;
+    size_t at = 1;
+    while (at <= path.size()) {
+      size_t next = path.find('/', at);
+      if (next == std::string::npos) next = path.size();
+      if (next > at) {
+        std::string parent = dir;
+        dir += "/" + path.substr(at, next - at);
+        if (::mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST) return ErrnoError("create " + dir).error.Wrap(what);
+        if (cpuset) {
+          for (const char* file : {"/cpuset.cpus", "/cpuset.mems"}) {
+            auto own = ReadFile(dir + file, 4096);
+            if (own && own->find_first_not_of(" \n") != std::string::npos) continue;
+            HULL_TRY(std::string inherited, ReadFile(parent + file, 4096), what);
+            HULL_CHECK_OK(WriteFile(dir + file, inherited), what);
+          }
+        }
+      }
+      at = next + 1;
+    }
+    cgroup.dirs_.push_back(dir);
+  }
+  return cgroup;
+}
+
+HostCgroup::HostCgroup(HostCgroup&& other) noexcept : dirs_(std::exchange(other.dirs_, {})) {}
+
+HostCgroup& HostCgroup::operator=(HostCgroup&& other) noexcept {
+  if (this != &other) {
+    Remove();
+    dirs_ = std::exchange(other.dirs_, {});
+  }
+  return *this;
+}
+
+HostCgroup::~HostCgroup() { Remove(); }
+
+void HostCgroup::Remove() {
+  for (const auto& dir : dirs_) {
+    // A process that just exited leaves its cgroup a moment later.
+    bool removed = false;
+    for (int attempt = 0; attempt < 50 && !removed; ++attempt) {
+      removed = ::rmdir(dir.c_str()) == 0 || errno == ENOENT;
+      if (!removed && errno != EBUSY) break;
+      if (!removed) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (!removed) HULL_LOG_WARN("remove host cgroup {}: {}", dir, std::strerror(errno));
+  }
+  dirs_.clear();
+}
+
+}  // namespace hull

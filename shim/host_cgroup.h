@@ -1,0 +1,41 @@
+// The pod's cgroup on the host: the sandbox spec's linux.cgroupsPath (kubelet's
+// cgroup_parent/<sandbox id>), so the node
+// accounts the pod's real cost to the pod (kubelet's QoS hierarchy, CRI's
+// PodSandboxStats, which reads this cgroup). QEMU is started in it
+// (SpawnOptions::cgroup_procs), so all it allocates -- the guest's RAM -- is
+// charged to the pod from the first page. Works on cgroup v2 and on v1
+// hierarchies; systemd-style paths ("slice:prefix:name") are not supported
+// (they need systemd to create a scope) and are reported as such.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "hull/core/error.h"
+
+namespace hull {
+
+class HostCgroup {
+ public:
+  // Creates the cgroup (and its parents) in every hierarchy mounted under
+  // `cgroup_root` (v2: the one unified hierarchy). `path` is absolute.
+  static Result<HostCgroup> Create(const std::string& path, const std::string& cgroup_root = "/sys/fs/cgroup");
+
+  HostCgroup(HostCgroup&& other) noexcept;
+  HostCgroup& operator=(HostCgroup&& other) noexcept;
+  HostCgroup(const HostCgroup&) = delete;
+  HostCgroup& operator=(const HostCgroup&) = delete;
+  // Removes the cgroup's directories (not its parents) once they are empty.
+  ~HostCgroup();
+
+  const std::vector<std::string>& dirs() const { return dirs_; }
+  void Remove();
+
+ private:
+  HostCgroup() = default;
+  std::vector<std::string> dirs_;  // one per hierarchy
+};
+
+}  // namespace hull
