@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <sstream>
 #include <thread>
 
@@ -50,6 +51,115 @@ std::vector<std::string> CniNetns() {
   ::closedir(dir);
   return names;
 }
+
+// A WebSocket client of CRI's streaming server (kubelet's
+// `v4.channel.k8s.io` protocol): each binary message is a channel byte (0
+// stdin, 1 stdout, 2 stderr, 3 status, 4 resize) and the payload. Enough for
+// exec and attach with a terminal.
+class StreamClient {
+ public:
+  // url: http://127.0.0.1:<port>/<exec|attach>/<token>
+  static std::unique_ptr<StreamClient> Open(const std::string& url, std::string* error) {
+    auto fail = [&](std::string why) {
+      *error = why;
+      return nullptr;
+    };
+    const std::string prefix = "http://";
+    if (!url.starts_with(prefix)) return fail("not an http URL: " + url);
+    auto slash = url.find('/', prefix.size());
+    std::string host_port = url.substr(prefix.size(), slash - prefix.size());
+    std::string path = slash == std::string::npos ? "/" : url.substr(slash);
+    auto colon = host_port.rfind(':');
+    std::string host = host_port.substr(0, colon);
+    int port = std::atoi(host_port.substr(colon + 1).c_str());
+    UniqueFd sock(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    if (!sock || ::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1 ||
+        ::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
+      return fail("connect to " + host_port + ": " + std::strerror(errno));
+    }
+    timeval timeout{20, 0};
+    ::setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    std::string request = "GET " + path + " HTTP/1.1\r\nHost: " + host_port +
+                          "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          "Sec-WebSocket-Key: aHVsbC10ZXN0LWtleS0xMjM0NQ==\r\nSec-WebSocket-Version: 13\r\n"
+                          "Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n";
+    if (::write(sock.get(), request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
+      return fail("send the upgrade request");
+    }
+    std::string head;
+    char c;
+    while (head.find("\r\n\r\n") == std::string::npos && ::read(sock.get(), &c, 1) == 1) head += c;
+    if (!head.starts_with("HTTP/1.1 101")) return fail("no WebSocket upgrade: " + head);
+    auto client = std::unique_ptr<StreamClient>(new StreamClient());
+    client->sock_ = std::move(sock);
+    return client;
+  }
+
+  bool Send(uint8_t channel, const std::string& data) {
+    std::string payload(1, static_cast<char>(channel));
+    payload += data;
+    std::string frame(1, static_cast<char>(0x82));  // FIN, binary
+    const unsigned char mask[4] = {0x12, 0x34, 0x56, 0x78};
+    if (payload.size() < 126) {
+      frame += static_cast<char>(0x80 | payload.size());
+    } else {
+      frame += static_cast<char>(0x80 | 126);
+      frame += static_cast<char>(payload.size() >> 8);
+      frame += static_cast<char>(payload.size() & 0xff);
+    }
+    frame.append(reinterpret_cast<const char*>(mask), 4);
+    for (size_t i = 0; i < payload.size(); ++i) frame += static_cast<char>(payload[i] ^ mask[i % 4]);
+    return ::write(sock_.get(), frame.data(), frame.size()) == static_cast<ssize_t>(frame.size());
+  }
+
+  // Reads messages until the status channel speaks or the stream ends;
+  // returns everything that arrived on stdout, and the status JSON.
+  std::pair<std::string, std::string> ReadUntilStatus() {
+    std::string out, status;
+    while (true) {
+      unsigned char header[2];
+      if (!ReadFull(header, 2)) break;
+      int opcode = header[0] & 0x0f;
+      uint64_t length = header[1] & 0x7f;
+      if (length == 126) {
+        unsigned char ext[2];
+        if (!ReadFull(ext, 2)) break;
+        length = (ext[0] << 8) | ext[1];
+      } else if (length == 127) {
+        unsigned char ext[8];
+        if (!ReadFull(ext, 8)) break;
+        length = 0;
+        for (unsigned char b : ext) length = (length << 8) | b;
+      }
+      std::string payload(length, '\0');
+      if (length > 0 && !ReadFull(reinterpret_cast<unsigned char*>(payload.data()), length)) break;
+      if (opcode == 8) break;  // close
+      if (opcode != 2 || payload.empty()) continue;
+      if (payload[0] == 1) out += payload.substr(1);
+      if (payload[0] == 3) {
+        status += payload.substr(1);
+        if (!status.empty()) break;
+      }
+    }
+    return {out, status};
+  }
+
+ private:
+  StreamClient() = default;
+  bool ReadFull(unsigned char* data, size_t size) {
+    size_t got = 0;
+    while (got < size) {
+      ssize_t n = ::read(sock_.get(), data + got, size - got);
+      if (n <= 0) return false;
+      got += static_cast<size_t>(n);
+    }
+    return true;
+  }
+  UniqueFd sock_;
+};
 
 class CriTest : public ::testing::Test {
  protected:
@@ -570,6 +680,55 @@ TEST_F(CriTest, PodSandboxStatsFromTheHostCgroup) {
     fields >> source >> target >> type;
     if (type == "cgroup" || type == "cgroup2") ::rmdir((target + parent).c_str());
   }
+}
+
+// kubectl exec -it and kubectl attach: CRI's streaming server, a terminal
+// in the guest, output back, the exit code in the status.
+TEST_F(CriTest, ExecAndAttachWithATerminal) {
+  cri::PodSandboxConfig pod_config = PodConfig("tty");
+  std::string pod = RunPod(pod_config);
+  ASSERT_FALSE(pod.empty());
+  cri::ContainerConfig config = ContainerConfig("shell", {"sh"});
+  config.set_tty(true);
+  config.set_stdin(true);
+  std::string container = CreateAndStart(pod, pod_config, config);
+  ASSERT_FALSE(container.empty());
+  ASSERT_TRUE(WaitForState(container, cri::CONTAINER_RUNNING));
+
+  cri::ExecRequest exec;
+  exec.set_container_id(container);
+  exec.add_cmd("sh");
+  exec.set_tty(true);
+  exec.set_stdin(true);
+  exec.set_stdout(true);
+  auto url = cri_->Call(&Stub::Exec, exec, "Exec");
+  ASSERT_TRUE(url) << url.error().ToString();
+  std::string error;
+  auto stream = StreamClient::Open(url->url(), &error);
+  ASSERT_NE(stream, nullptr) << error;
+  ASSERT_TRUE(stream->Send(0, "tty; echo exec-$((40+2)); exit 3\n"));
+  auto [out, status] = stream->ReadUntilStatus();
+  EXPECT_TRUE(Contains(out, "/dev/pts/")) << out;
+  EXPECT_TRUE(Contains(out, "exec-42")) << out;
+  EXPECT_TRUE(Contains(status, "\"ExitCode\"") && Contains(status, "\"3\"")) << status;
+
+  cri::AttachRequest attach;
+  attach.set_container_id(container);
+  attach.set_tty(true);
+  attach.set_stdin(true);
+  attach.set_stdout(true);
+  auto attach_url = cri_->Call(&Stub::Attach, attach, "Attach");
+  ASSERT_TRUE(attach_url) << attach_url.error().ToString();
+  auto attached = StreamClient::Open(attach_url->url(), &error);
+  ASSERT_NE(attached, nullptr) << error;
+  ASSERT_TRUE(attached->Send(0, "echo attached-$((6*7)); exit 0\n"));
+  auto [attach_out, attach_status] = attached->ReadUntilStatus();
+  EXPECT_TRUE(Contains(attach_out, "attached-42")) << attach_out;
+  EXPECT_TRUE(WaitForState(container, cri::CONTAINER_EXITED)) << "the attached shell's exit ends the container";
+  cri::RemoveContainerRequest remove;
+  remove.set_container_id(container);
+  ASSERT_TRUE(cri_->Call(&Stub::RemoveContainer, remove, "RemoveContainer"));
+  StopAndRemovePod(pod);
 }
 
 }  // namespace
