@@ -33,7 +33,7 @@ Result<std::unique_ptr<Session>> Session::Open(const Config& config, const std::
     vm_config.network = {options.netns_path, network->tap_fd(), network->interface().mac_address};
   }
   std::optional<HostCgroup> host_cgroup;
-  if (!options.host_cgroup_path.empty() && config.hypervisor.backend == "qemu") {
+  if (!options.host_cgroup_path.empty()) {
     // The node's accounting of the pod: QEMU starts in the pod's cgroup, so
     // the guest's RAM is charged there. A pod still runs without it.
     if (auto cgroup = HostCgroup::Create(options.host_cgroup_path); cgroup) {

@@ -517,6 +517,10 @@ class LibvirtHypervisor final : public Hypervisor {
       return MakeError(ErrorCode::kUnimplemented,
                        context + ": pod networking is not supported with the libvirt backend yet (use backend = \"qemu\")");
     }
+    if (!config.host_cgroup_dirs.empty()) {
+      // libvirt puts its domains in cgroups of its own (its <resource> partition).
+      HULL_LOG_WARN("VM {}: libvirt places QEMU in its own cgroup, not in {}", config.id, config.host_cgroup_dirs.front());
+    }
     HULL_TRY(std::string state_dir, CreateVmStateDir(config), context);
     ScopeExit remove_dir([&] { (void)RemoveTree(state_dir); });
 

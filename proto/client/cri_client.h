@@ -8,12 +8,11 @@
 #include <memory>
 #include <string>
 
+#include "agent_client.h"  // ErrorFromGrpc
 #include "cri/runtime/v1/api.grpc.pb.h"
 #include "hull/core/error.h"
 
 namespace hull {
-
-Error ErrorFromGrpc(const grpc::Status& status, std::string_view rpc);
 
 class CriClient {
  public:

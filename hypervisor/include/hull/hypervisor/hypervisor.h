@@ -70,7 +70,8 @@ struct VmConfig {
   Network network;
 
   // Host cgroup directories (one per hierarchy) the hypervisor process
-  // starts in: a pod's cgroup. QEMU backend only.
+  // starts in: a pod's cgroup. The QEMU backend starts QEMU there; libvirt
+  // keeps its domains in its own cgroups and says so.
   std::vector<std::string> host_cgroup_dirs;
 };
 
