@@ -398,7 +398,7 @@ Result<task::StartResponse> TaskService::Start(const Context&, const task::Start
   HULL_TRY(auto found, FindProcess(request.id(), request.exec_id()), what);
   auto [container, process] = found;
   HULL_TRY(auto session, EnsureSession(), what);
-  std::lock_guard start_lock(process->start_mu);
+  std::unique_lock start_lock(process->start_mu);
   {
     std::lock_guard lock(mu_);
     if (process->state != ProcessState::kCreated) {
@@ -412,7 +412,15 @@ Result<task::StartResponse> TaskService::Start(const Context&, const task::Start
     start.set_container_id(container->id);
     v1::StartContainerResponse response;
     auto status = session->client().agent().StartContainer(&context, start, &response);
-    if (!status.ok()) return FromGrpc(status, "StartContainer").Wrap(what);
+    if (!status.ok()) {
+      // The guest's init is gone; its waiter records the exit. The caller
+      // must see the task stopped when Start fails (`ctr run --rm` deletes
+      // it next, and containerd refuses to delete a created task).
+      start_lock.unlock();
+      std::unique_lock lock(mu_);
+      exited_.wait_for(lock, seconds(10), [&] { return process->state == ProcessState::kStopped; });
+      return FromGrpc(status, "StartContainer").Wrap(what);
+    }
   } else {
     grpc::ClientContext context;
     context.set_deadline(AgentDeadline());
