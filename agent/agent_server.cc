@@ -327,6 +327,12 @@ class AgentServer::AgentService final : public v1::Agent::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status RemoveProcess(grpc::ServerContext*, const v1::RemoveProcessRequest* request,
+                             v1::RemoveProcessResponse*) override {
+    NoteRequest(state_);
+    return ToGrpc(engine_->RemoveExec(request->container_id(), request->exec_id()));
+  }
+
   grpc::Status ResizeTty(grpc::ServerContext*, const v1::ResizeTtyRequest* request, v1::ResizeTtyResponse*) override {
     NoteRequest(state_);
     if (request->size().rows() > 65535 || request->size().columns() > 65535) {

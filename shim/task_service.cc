@@ -432,7 +432,10 @@ Result<task::StartResponse> TaskService::Start(const Context&, const task::Start
     v1::ExecProcessResponse response;
     auto status = session->client().agent().ExecProcess(&context, exec, &response);
     if (!status.ok()) {
-      // The process never ran: it is done, with runc's status for that.
+      // The process never ran: its FIFOs end now (the client waits for
+      // their EOF before it hears of the error), and it is done, with
+      // runc's status for that.
+      process->io->Stop();
       std::lock_guard lock(mu_);
       process->state = ProcessState::kStopped;
       process->exit_status = 255;
@@ -575,6 +578,28 @@ Result<Empty> TaskService::Kill(const Context&, const task::KillRequest& request
   return Empty();
 }
 
+// The agent keeps an exited exec (its exit status for late waiters) until
+// told: kubelet's exec probes would otherwise pile up in the guest.
+void TaskService::ForgetExecInGuest(const std::string& container_id, const std::string& exec_id) {
+  std::shared_ptr<Session> session;
+  {
+    std::lock_guard lock(vm_mu_);
+    if (!session_ || !session_->vm().running()) return;  // nothing left to forget
+    session = session_;
+  }
+  grpc::ClientContext context;
+  context.set_deadline(AgentDeadline());
+  v1::RemoveProcessRequest request;
+  request.set_container_id(container_id);
+  request.set_exec_id(exec_id);
+  v1::RemoveProcessResponse response;
+  auto status = session->client().agent().RemoveProcess(&context, request, &response);
+  // NOT_FOUND: it never ran there (a failed ExecProcess).
+  if (!status.ok() && status.error_code() != grpc::StatusCode::NOT_FOUND) {
+    HULL_LOG_WARN("container {}: remove exec {} in the guest: {}", container_id, exec_id, status.error_message());
+  }
+}
+
 Result<task::DeleteResponse> TaskService::Delete(const Context&, const task::DeleteRequest& request) {
   const std::string what = "delete " + (request.exec_id().empty() ? "container `" + request.id() + "`"
                                                                     : "process `" + request.exec_id() + "`");
@@ -604,6 +629,7 @@ Result<task::DeleteResponse> TaskService::Delete(const Context&, const task::Del
     }
     if (process->waiter.joinable()) process->waiter.join();
     if (process->io) process->io->Stop();
+    ForgetExecInGuest(container->id, process->exec_id);
     event.set_id(process->exec_id);
   } else {
     // A created, never started container: the agent kills its init.

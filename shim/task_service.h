@@ -117,6 +117,7 @@ class TaskService {
                                                  const std::string& host_cgroup = "");
   // Stops the VM once no container is left.
   void CloseSessionIfIdle();
+  void ForgetExecInGuest(const std::string& container_id, const std::string& exec_id);
   // `session` null: the VM is gone, and the exit is reported at once.
   void StartWaiter(const std::shared_ptr<Session>& session, const std::shared_ptr<Container>& container,
                    const std::shared_ptr<Process>& process);

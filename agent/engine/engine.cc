@@ -541,6 +541,21 @@ Result<WaitResult> Engine::Wait(const std::string& id, const std::string& exec_i
   return result;
 }
 
+Status Engine::RemoveExec(const std::string& id, const std::string& exec_id) {
+  const std::string what = "remove exec `" + exec_id + "` of container `" + id + "`";
+  if (exec_id.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, what + ": the init process goes with its container");
+  }
+  HULL_TRY(auto process, FindProcess(id, exec_id), what);
+  HULL_TRY(auto container, Find(id), what);
+  std::lock_guard lock(mu_);
+  if (!process->exit) return MakeError(ErrorCode::kFailedPrecondition, what + ": it has not exited");
+  auto it = container->execs.find(exec_id);
+  if (it != container->execs.end() && it->second == process) container->execs.erase(it);
+  changed_.notify_all();
+  return Ok();
+}
+
 void Engine::OnChildExit(pid_t pid, int wait_status) {
   std::lock_guard lock(mu_);
   auto it = by_pid_.find(pid);

@@ -71,6 +71,9 @@ class Engine {
   Status Signal(const std::string& id, const std::string& exec_id, int signal, bool all);
   // Blocks until the process exited and its captured output was drained.
   Result<WaitResult> Wait(const std::string& id, const std::string& exec_id);
+  // Forgets an exited exec: its id may be used again, its pipes close once
+  // no reader or waiter holds them. Refused while the process runs.
+  Status RemoveExec(const std::string& id, const std::string& exec_id);
   Status Remove(const std::string& id, bool force, std::chrono::milliseconds timeout);
   Status Update(const std::string& id, const oci::Resources& resources);
   Result<CgroupStats> Stats(const std::string& id);

@@ -199,6 +199,18 @@ TEST_P(CtrTest, ExecWithoutAndWithTty) {
   EXPECT_EQ(plain.code, 4) << plain.Describe();
   EXPECT_EQ(plain.out, "out\n") << plain.Describe();
   EXPECT_EQ(plain.err, "err\n") << plain.Describe();
+  // `ctr task exec --exec-id` with the id of an exec that has ended: the
+  // id is free again (containerd deleted the process, so does the guest).
+  for (int round = 0; round < 2; ++round) {
+    CommandResult again = Exec(id, "plain", {"sh", "-c", "echo again"});
+    EXPECT_EQ(again.code, 0) << "round " << round << ": " << again.Describe();
+    EXPECT_EQ(again.out, "again\n") << again.Describe();
+  }
+
+  // A program that is not there: a clear error, and ctr is not left waiting.
+  CommandResult missing = Exec(id, "missing", {"/no-such-program"});
+  EXPECT_NE(missing.code, 0) << missing.Describe();
+  EXPECT_TRUE(Contains(missing.err, "no-such-program")) << missing.Describe();
 
   // ctr -t wants a terminal on its stdin: run it on a pty of our own.
   CommandResult tty = env_->CtrOnPty({"task", "exec", "-t", "--exec-id", Id("tty"), id, "sh", "-c", "tty; exit 5"});
@@ -442,16 +454,7 @@ TEST_P(CtrTest, LibvirtBackendByConfig) {
 TEST_P(CtrTest, KilledShimIsCleanedUpByDelete) {
   std::string id = Id("shimkill");
   ASSERT_NO_FATAL_FAILURE(StartDetached(id, {"sleep", "1000"}));
-  // The shim serving `id`: its argv has `containerd-shim-...` and `-id <id>`.
-  pid_t shim = 0;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    std::string name = entry.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmdline = ReadFile(entry.path().string() + "/cmdline", 1 << 16).value_or("");
-    if (Contains(cmdline, "containerd-shim-") && Contains(cmdline, std::string("-id") + '\0' + id + '\0')) {
-      shim = static_cast<pid_t>(std::stoi(name));
-    }
-  }
+  pid_t shim = env_->ShimPid(id);
   ASSERT_NE(shim, 0) << "no shim process for " << id;
   ASSERT_EQ(::kill(shim, SIGKILL), 0);
   bool gone = false;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -157,6 +158,48 @@ TEST_F(EngineTest, ExecJoinsTheContainer) {
   auto gone = engine_->Signal("c3", "", SIGTERM, false);
   ASSERT_FALSE(gone);
   EXPECT_EQ(gone.error().code(), ErrorCode::kNotFound);
+}
+
+// kubelet's exec probes run an exec every few seconds for the life of a
+// pod: a finished exec must not keep its record, id or pipes.
+TEST_F(EngineTest, RemovedExecFreesItsIdAndPipes) {
+  oci::Spec spec = Spec({"sleep", "600"});
+  ASSERT_TRUE(engine_->Create("c5", spec, rootfs(), {}));
+  ASSERT_TRUE(engine_->Start("c5"));
+  oci::Process process = *spec.process;
+  process.args = {"sleep", "600"};
+  ASSERT_TRUE(engine_->Exec("c5", "long", process, Captured()));
+  auto running = engine_->RemoveExec("c5", "long");
+  ASSERT_FALSE(running);
+  EXPECT_EQ(running.error().code(), ErrorCode::kFailedPrecondition) << running.error().ToString();
+  EXPECT_TRUE(engine_->Signal("c5", "long", SIGKILL, false));
+  ASSERT_TRUE(engine_->Wait("c5", "long"));
+  ASSERT_TRUE(engine_->RemoveExec("c5", "long"));
+
+  auto open_fds = [] {
+    size_t n = 0;
+    for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+  };
+  size_t before = open_fds();
+  process.args = {"echo", "probe"};
+  for (int i = 0; i < 20; ++i) {
+    // The same exec id every time: free again once removed.
+    ASSERT_TRUE(engine_->Exec("c5", "probe", process, {.stdin = true, .stdout = true})) << "round " << i;
+    EXPECT_EQ(ReadAllOutput("c5", "probe", OutputStream::kStdout), "probe\n");
+    auto waited = engine_->Wait("c5", "probe");
+    ASSERT_TRUE(waited);
+    EXPECT_EQ(waited->status.ShellCode(), 0);
+    ASSERT_TRUE(engine_->RemoveExec("c5", "probe"));
+  }
+  EXPECT_EQ(open_fds(), before) << "the removed execs' pipes stay open";
+  auto gone = engine_->Wait("c5", "probe");
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code(), ErrorCode::kNotFound);
+  auto init = engine_->RemoveExec("c5", "");
+  ASSERT_FALSE(init);
+  EXPECT_EQ(init.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_TRUE(engine_->Remove("c5", true, milliseconds(5000)));
 }
 
 TEST_F(EngineTest, StdinReachesTheProcessAndClosesWithEof) {

@@ -527,6 +527,18 @@ PrivateContainerd::~PrivateContainerd() {
   }
 }
 
+pid_t PrivateContainerd::ShimPid(const std::string& id) const {
+  for (const std::string& name : ListDir("/proc")) {
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = ReadFile("/proc/" + name + "/cmdline", 1 << 16).value_or("");
+    if (cmdline.find("containerd-shim-") != std::string::npos &&
+        cmdline.find(std::string("-id") + '\0' + id + '\0') != std::string::npos) {
+      return static_cast<pid_t>(std::stoi(name));
+    }
+  }
+  return 0;
+}
+
 std::vector<std::string> PrivateContainerd::LeftoverProcesses() const {
   std::vector<std::string> found;
   std::string tag_suffix = "-" + tag_;

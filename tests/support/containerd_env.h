@@ -102,6 +102,10 @@ class PrivateContainerd {
   // or "" when there is no such task.
   std::string TaskStatus(const std::string& id);
 
+  // The shim process serving task `id` (its argv has `containerd-shim-` and
+  // `-id <id>`), or 0.
+  pid_t ShimPid(const std::string& id) const;
+
   // SIGKILL, as a crash: shims and containers live on.
   void Kill();
   // Starts containerd again with the same dirs and config.
