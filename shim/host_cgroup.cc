@@ -80,6 +80,26 @@ Result<HostCgroup> HostCgroup::Create(const std::string& path, const std::string
   return cgroup;
 }
 
+Result<HostCgroup> HostCgroup::FromRecord(const std::string& file, const std::string& cgroup_root) {
+  HULL_TRY(std::string text, ReadFile(file, 64 * 1024), "read the host cgroup record");
+  HostCgroup cgroup;
+  std::istringstream lines(text);
+  for (std::string dir; std::getline(lines, dir);) {
+    if (dir.empty()) continue;
+    if (!dir.starts_with(cgroup_root + "/") || dir.find("/..") != std::string::npos) {
+      return MakeError(ErrorCode::kInvalidArgument, file + ": `" + dir + "` is not a cgroup below " + cgroup_root);
+    }
+    cgroup.dirs_.push_back(dir);
+  }
+  return cgroup;
+}
+
+Status HostCgroup::Record(const std::string& file) const {
+  std::string text;
+  for (const auto& dir : dirs_) text += dir + "\n";
+  return WriteFile(file, text);
+}
+
 HostCgroup::HostCgroup(HostCgroup&& other) noexcept : dirs_(std::exchange(other.dirs_, {})) {}
 
 HostCgroup& HostCgroup::operator=(HostCgroup&& other) noexcept {

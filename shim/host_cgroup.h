@@ -17,6 +17,9 @@
 
 namespace hull {
 
+// The file in the sandbox's state dir that names the cgroup's directories.
+inline constexpr char kHostCgroupRecord[] = "host-cgroup";
+
 class HostCgroup {
  public:
   // Creates the cgroup (and its parents) in every hierarchy mounted under
@@ -29,6 +32,12 @@ class HostCgroup {
   HostCgroup& operator=(const HostCgroup&) = delete;
   // Removes the cgroup's directories (not its parents) once they are empty.
   ~HostCgroup();
+
+  // The cgroup a crashed shim left, from the file Record wrote: `delete`
+  // removes it. Only directories below `cgroup_root` are taken.
+  static Result<HostCgroup> FromRecord(const std::string& file, const std::string& cgroup_root = "/sys/fs/cgroup");
+  // Writes the directories to `file`, one per line.
+  Status Record(const std::string& file) const;
 
   const std::vector<std::string>& dirs() const { return dirs_; }
   void Remove();

@@ -25,11 +25,12 @@ constexpr char kNsenter[] = "/usr/bin/nsenter";
 constexpr char kIp[] = "/usr/sbin/ip";
 constexpr char kTc[] = "/usr/sbin/tc";
 
-// Runs a command inside the netns; its stdout, or an error with its stderr.
+// Runs a command inside the netns ("" = the host's); its stdout, or an error
+// with its stderr.
 Result<std::string> InNetns(const std::string& netns, std::vector<std::string> command) {
   std::string out = "/tmp/hull-net-" + RandomHex(6);
   SpawnOptions spawn;
-  spawn.argv = {kNsenter, "--net=" + netns, "--"};
+  if (!netns.empty()) spawn.argv = {kNsenter, "--net=" + netns, "--"};
   spawn.argv.insert(spawn.argv.end(), command.begin(), command.end());
   spawn.stdout_path = out + ".out";
   spawn.stderr_path = out + ".err";
@@ -42,7 +43,7 @@ Result<std::string> InNetns(const std::string& netns, std::vector<std::string> c
   };
   if (!child) {
     cleanup();
-    return std::move(child).error().Wrap("run `" + what + "` in " + netns);
+    return std::move(child).error().Wrap("run `" + what + "` in " + (netns.empty() ? "the host" : netns));
   }
   auto status = child->Wait();
   std::string stdout_text = ReadFile(out + ".out", 4 << 20).value_or("");
@@ -50,15 +51,28 @@ Result<std::string> InNetns(const std::string& netns, std::vector<std::string> c
   cleanup();
   if (!status || !status->success()) {
     while (!stderr_text.empty() && stderr_text.back() == '\n') stderr_text.pop_back();
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     "`" + what + "` in " + netns + " failed" + (stderr_text.empty() ? "" : ": " + stderr_text));
+    return MakeError(ErrorCode::kFailedPrecondition, "`" + what + "` in " + (netns.empty() ? "the host" : netns) +
+                                                         " failed" + (stderr_text.empty() ? "" : ": " + stderr_text));
   }
   return stdout_text;
 }
 
-// Creates a (non-persistent) tap in the netns: TUNSETIFF attaches to the
+// Creates the tap `name` and returns its fd. Non-persistent, it goes with
+// its last fd; persistent, it stays until deleted.
+Result<UniqueFd> OpenNewTap(const std::string& name, bool persistent) {
+  UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+  if (!fd) return ErrnoError("open /dev/net/tun");
+  ifreq req{};
+  std::strncpy(req.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  req.ifr_flags = IFF_TAP | IFF_NO_PI;
+  if (::ioctl(fd.get(), TUNSETIFF, &req) < 0) return ErrnoError("create tap " + name);
+  if (persistent && ::ioctl(fd.get(), TUNSETPERSIST, 1) < 0) return ErrnoError("make tap " + name + " persistent");
+  return fd;
+}
+
+// Creates the (non-persistent) tap in the netns: TUNSETIFF attaches to the
 // calling thread's netns, so a thread of its own enters it first.
-Result<UniqueFd> CreateTap(const std::string& netns_path) {
+Result<UniqueFd> CreateTapInNetns(const std::string& netns_path) {
   UniqueFd netns(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!netns) return ErrnoError("open network namespace `" + netns_path + "`");
   Result<UniqueFd> tap = MakeError(ErrorCode::kInternal, "not run");
@@ -67,19 +81,7 @@ Result<UniqueFd> CreateTap(const std::string& netns_path) {
       tap = ErrnoError("enter `" + netns_path + "`");
       return;
     }
-    UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
-    if (!fd) {
-      tap = ErrnoError("open /dev/net/tun");
-      return;
-    }
-    ifreq req{};
-    std::strncpy(req.ifr_name, kPodTapName, IFNAMSIZ - 1);
-    req.ifr_flags = IFF_TAP | IFF_NO_PI;
-    if (::ioctl(fd.get(), TUNSETIFF, &req) < 0) {
-      tap = ErrnoError(std::string("create tap ") + kPodTapName);
-      return;
-    }
-    tap = std::move(fd);
+    tap = OpenNewTap(kPodTapName, /*persistent=*/false);
   }).join();
   return tap;
 }
@@ -106,7 +108,7 @@ Result<CniInterface> ParseCniInterface(const std::string& addr_json, const std::
     if (!link.is_object()) continue;
     std::string name = StringField(link, "ifname");
     std::string type = StringField(link, "link_type");
-    if (name.empty() || name == "lo" || type == "loopback" || name == kPodTapName) continue;
+    if (name.empty() || name == "lo" || type == "loopback" || name == kPodTapName || IsHostTapName(name)) continue;
     if (!link.contains("addr_info") || !link["addr_info"].is_array()) continue;
     CniInterface candidate;
     candidate.name = name;
@@ -147,37 +149,78 @@ Result<CniInterface> ParseCniInterface(const std::string& addr_json, const std::
   return found;
 }
 
-Result<PodNetwork> PodNetwork::Attach(const std::string& netns_path) {
+bool IsHostTapName(const std::string& name) {
+  const size_t prefix = std::strlen(kHostTapPrefix);
+  return name.size() == prefix + 8 && name.starts_with(kHostTapPrefix) &&
+         name.find_first_not_of("0123456789abcdef", prefix) == std::string::npos;
+}
+
+Status RemoveHostTap(const std::string& name) {
+  if (!IsHostTapName(name)) return MakeError(ErrorCode::kInvalidArgument, "`" + name + "` is not a hull host tap");
+  if (!PathExists("/sys/class/net/" + name)) return Ok();  // moved into the pod's netns, or gone
+  HULL_CHECK_OK(InNetns("", {kIp, "link", "del", "dev", name}), "remove tap " + name);
+  return Ok();
+}
+
+Result<PodNetwork> PodNetwork::Attach(const std::string& netns_path, TapHandover handover) {
   const std::string what = "attach the pod network in " + netns_path;
   HULL_TRY(std::string addr_json, InNetns(netns_path, {kIp, "-j", "addr", "show"}), what);
   HULL_TRY(std::string route_json, InNetns(netns_path, {kIp, "-j", "-4", "route", "show"}), what);
   HULL_TRY(CniInterface interface, ParseCniInterface(addr_json, route_json), what);
-  HULL_TRY(UniqueFd tap, CreateTap(netns_path), what);
   PodNetwork network;
   network.netns_path_ = netns_path;
   network.interface_ = interface;
-  network.tap_ = std::move(tap);
-  network.attached_ = true;  // from here on, Detach (the destructor) undoes what was done
-  const std::string& veth = interface.name;
-  const std::string mtu = std::to_string(interface.mtu != 0 ? interface.mtu : 1500);
-  HULL_CHECK_OK(InNetns(netns_path, {kIp, "link", "set", kPodTapName, "mtu", mtu, "up"}), what);
-  // Ingress of each, redirected to the egress of the other: the tcfilter model.
-  for (auto [from, to] : {std::pair{veth, std::string(kPodTapName)}, {std::string(kPodTapName), veth}}) {
-    HULL_CHECK_OK(InNetns(netns_path, {kTc, "qdisc", "add", "dev", from, "ingress"}), what);
-    HULL_CHECK_OK(InNetns(netns_path, {kTc, "filter", "add", "dev", from, "parent", "ffff:", "protocol", "all", "u32",
-                                       "match", "u8", "0", "0", "action", "mirred", "egress", "redirect", "dev", to}),
-                  what);
+  if (handover == TapHandover::kFdInNetns) {
+    HULL_TRY(network.tap_, CreateTapInNetns(netns_path), what);
+    network.tap_name_ = kPodTapName;
+    network.in_netns_ = true;
+    network.attached_ = true;  // from here on, Detach (the destructor) undoes what was done
+    HULL_CHECK_OK(network.JoinTapToVeth(), what);
+  } else {
+    // The hypervisor attaches to it by name; this process lets go at once.
+    network.tap_name_ = kHostTapPrefix + RandomHex(4);
+    HULL_TRY(UniqueFd fd, OpenNewTap(network.tap_name_, /*persistent=*/true), what);
+    network.persistent_ = true;
+    network.attached_ = true;
   }
-  HULL_LOG_INFO("pod network: {} ({}) <-> {} in {}", veth, interface.mac_address, kPodTapName, netns_path);
   return network;
+}
+
+Status PodNetwork::MoveTapIntoNetns() {
+  const std::string what = "move tap " + tap_name_ + " into " + netns_path_;
+  if (!persistent_ || in_netns_) return MakeError(ErrorCode::kFailedPrecondition, what + ": not a host tap");
+  HULL_CHECK_OK(InNetns("", {kIp, "link", "set", "dev", tap_name_, "netns", netns_path_}), what);
+  in_netns_ = true;
+  HULL_CHECK_OK(JoinTapToVeth(), what);
+  return Ok();
+}
+
+Status PodNetwork::JoinTapToVeth() {
+  const std::string& veth = interface_.name;
+  const std::string mtu = std::to_string(interface_.mtu != 0 ? interface_.mtu : 1500);
+  HULL_CHECK_OK(InNetns(netns_path_, {kIp, "link", "set", tap_name_, "mtu", mtu, "up"}), "");
+  // Ingress of each, redirected to the egress of the other: the tcfilter model.
+  for (auto [from, to] : {std::pair{veth, tap_name_}, {tap_name_, veth}}) {
+    HULL_CHECK_OK(InNetns(netns_path_, {kTc, "qdisc", "add", "dev", from, "ingress"}), "");
+    HULL_CHECK_OK(InNetns(netns_path_, {kTc, "filter", "add", "dev", from, "parent", "ffff:", "protocol", "all", "u32",
+                                        "match", "u8", "0", "0", "action", "mirred", "egress", "redirect", "dev", to}),
+                  "");
+  }
+  HULL_LOG_INFO("pod network: {} ({}) <-> {} in {}", veth, interface_.mac_address, tap_name_, netns_path_);
+  return Ok();
 }
 
 void PodNetwork::Detach() {
   if (!attached_) return;
   attached_ = false;
-  // The netns may be gone already (CNI deletes it when the pod stops).
-  if (PathExists(netns_path_)) {
+  // The netns may be gone already (CNI deletes it when the pod stops), and
+  // the tap with it.
+  if (in_netns_ && PathExists(netns_path_)) {
     (void)InNetns(netns_path_, {kTc, "qdisc", "del", "dev", interface_.name, "ingress"});
+    if (persistent_) (void)InNetns(netns_path_, {kIp, "link", "del", "dev", tap_name_});
+  }
+  if (persistent_ && !in_netns_) {
+    if (auto removed = RemoveHostTap(tap_name_); !removed) HULL_LOG_WARN("{}", removed.error().ToString());
   }
   tap_.reset();
 }
@@ -186,6 +229,9 @@ PodNetwork::PodNetwork(PodNetwork&& other) noexcept
     : netns_path_(std::move(other.netns_path_)),
       interface_(std::move(other.interface_)),
       tap_(std::move(other.tap_)),
+      tap_name_(std::move(other.tap_name_)),
+      persistent_(other.persistent_),
+      in_netns_(other.in_netns_),
       attached_(std::exchange(other.attached_, false)) {}
 
 PodNetwork& PodNetwork::operator=(PodNetwork&& other) noexcept {
@@ -194,6 +240,9 @@ PodNetwork& PodNetwork::operator=(PodNetwork&& other) noexcept {
     netns_path_ = std::move(other.netns_path_);
     interface_ = std::move(other.interface_);
     tap_ = std::move(other.tap_);
+    tap_name_ = std::move(other.tap_name_);
+    persistent_ = other.persistent_;
+    in_netns_ = other.in_netns_;
     attached_ = std::exchange(other.attached_, false);
   }
   return *this;

@@ -26,11 +26,21 @@ Result<std::unique_ptr<Session>> Session::Open(const Config& config, const std::
   if (options.vcpus != 0) vm_config.vcpus = options.vcpus;
   if (options.memory_mib != 0) vm_config.memory_mib = options.memory_mib;
   vm_config.share_dir = true;
+  HULL_TRY(auto hypervisor, MakeHypervisor(config.hypervisor.backend), "open sandbox");
   std::optional<PodNetwork> network;
   if (!options.netns_path.empty()) {
-    HULL_TRY(PodNetwork attached, PodNetwork::Attach(options.netns_path), "open sandbox");
+    HULL_TRY(PodNetwork attached, PodNetwork::Attach(options.netns_path, hypervisor->tap_handover()), "open sandbox");
     network.emplace(std::move(attached));
-    vm_config.network = {options.netns_path, network->tap_fd(), network->interface().mac_address};
+    vm_config.network.netns_path = options.netns_path;
+    vm_config.network.tap_fd = network->tap_fd();
+    vm_config.network.mac_address = network->interface().mac_address;
+    if (hypervisor->tap_handover() == TapHandover::kNameInHostNetns) {
+      vm_config.network.tap_name = network->tap_name();
+      // For `delete` after a crash of this process before the move below.
+      if (!options.vm_parent_dir.empty()) {
+        HULL_CHECK_OK(WriteFile(options.vm_parent_dir + "/" + kHostTapRecord, network->tap_name()), "open sandbox");
+      }
+    }
   }
   std::optional<HostCgroup> host_cgroup;
   if (!options.host_cgroup_path.empty()) {
@@ -39,15 +49,21 @@ Result<std::unique_ptr<Session>> Session::Open(const Config& config, const std::
     if (auto cgroup = HostCgroup::Create(options.host_cgroup_path); cgroup) {
       host_cgroup.emplace(std::move(*cgroup));
       vm_config.host_cgroup_dirs = host_cgroup->dirs();
+      // For `delete` after a crash of this process.
+      if (!options.vm_parent_dir.empty()) {
+        HULL_CHECK_OK(host_cgroup->Record(options.vm_parent_dir + "/" + kHostCgroupRecord), "open sandbox");
+      }
     } else {
       HULL_LOG_WARN("sandbox {}: the VM stays outside the pod's host cgroup: {}", id, cgroup.error().ToString());
     }
   }
-  HULL_TRY(auto hypervisor, MakeHypervisor(config.hypervisor.backend), "open sandbox");
   HULL_TRY(auto vm, hypervisor->Launch(vm_config), "open sandbox");
   std::unique_ptr<Session> session(new Session(config, std::move(vm)));
   if (network) {
     network->CloseTap();  // QEMU holds it now: the tap goes when QEMU does
+    if (hypervisor->tap_handover() == TapHandover::kNameInHostNetns) {
+      HULL_CHECK_OK(network->MoveTapIntoNetns(), "open sandbox");
+    }
     session->network_ = std::move(network);
   }
   if (host_cgroup) session->host_cgroup_ = std::move(host_cgroup);

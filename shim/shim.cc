@@ -22,6 +22,7 @@
 #include "containerd/runtimeoptions/v1/api.pb.h"
 #include "containerd/task/v2/shim.pb.h"
 #include "events.h"
+#include "host_cgroup.h"
 #include "hull/core/config.h"
 #include "hull/core/ids.h"
 #include "hull/core/log.h"
@@ -29,6 +30,7 @@
 #include "hull/core/syscall.h"
 #include "hull/core/transport.h"
 #include "mounts.h"
+#include "pod_network.h"
 #include "task_service.h"
 #include "ttrpc/ttrpc.h"
 
@@ -241,6 +243,16 @@ int RunDelete(const ShimFlags& flags) {
       // The shim is gone: its VM, virtiofsd and mounts are orphans.
       for (pid_t pid : ProcessesMentioning(dir)) ::kill(pid, SIGKILL);
       for (const auto& mount : MountsUnder(dir)) (void)::umount2(mount.c_str(), MNT_DETACH);
+      // A pod's tap for libvirt, if the crash left it in the host's netns.
+      if (auto tap = ReadFile(dir + "/" + kHostTapRecord, 64); tap && IsHostTapName(*tap)) {
+        if (auto removed = RemoveHostTap(*tap); !removed) std::fprintf(stderr, "%s\n", removed.error().ToString().c_str());
+      }
+      // The pod's host cgroup: removed once the killed QEMU has left it.
+      if (auto cgroup = HostCgroup::FromRecord(dir + "/" + kHostCgroupRecord); cgroup) {
+        cgroup->Remove();
+      } else if (cgroup.error().code() != ErrorCode::kNotFound) {
+        std::fprintf(stderr, "%s\n", cgroup.error().ToString().c_str());
+      }
       if (auto removed = RemoveTree(dir); !removed) {
         std::fprintf(stderr, "%s\n", removed.error().ToString().c_str());
       }

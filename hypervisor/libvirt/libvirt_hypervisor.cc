@@ -505,6 +505,8 @@ class LibvirtVm final : public Vm {
 class LibvirtHypervisor final : public Hypervisor {
  public:
   std::string_view name() const override { return "libvirt"; }
+  // libvirtd opens a tap by name, in its own netns.
+  TapHandover tap_handover() const override { return TapHandover::kNameInHostNetns; }
 
   Result<std::unique_ptr<Vm>> Launch(const VmConfig& config) override {
     const std::string context = "launch VM `" + config.id + "` through libvirt";
@@ -512,10 +514,12 @@ class LibvirtHypervisor final : public Hypervisor {
       return MakeError(ErrorCode::kInvalidArgument,
                        context + ": virtiofsd_args are not supported (libvirt starts virtiofsd itself)");
     }
-    if (!config.network.netns_path.empty()) {
-      // libvirtd opens a tap by name in its own netns, not the pod's.
-      return MakeError(ErrorCode::kUnimplemented,
-                       context + ": pod networking is not supported with the libvirt backend yet (use backend = \"qemu\")");
+    const auto& tap = config.network.tap_name;
+    if (!config.network.netns_path.empty() &&
+        (tap.empty() || tap.size() >= 16 || tap.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-") != std::string::npos ||
+         config.network.tap_fd >= 0 || config.network.mac_address.size() != 17)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       context + ": the pod network needs a MAC and a tap by name in the host's netns (tap_handover)");
     }
     if (!config.host_cgroup_dirs.empty()) {
       // libvirt puts its domains in cgroups of its own (its <resource> partition).
@@ -568,6 +572,10 @@ class LibvirtHypervisor final : public Hypervisor {
     plan.virtiofsd_path = config.virtiofsd_path;
     plan.virtiofs_cache = config.virtiofs_cache;
     plan.virtiofsd_sandbox = config.virtiofsd_sandbox;
+    if (!config.network.netns_path.empty()) {
+      plan.tap_device = config.network.tap_name;
+      plan.mac_address = config.network.mac_address;
+    }
     plan.uid = ::getuid();
     plan.gid = ::getgid();
     const std::string xml = BuildDomainXml(plan);

@@ -324,6 +324,7 @@ class QemuVm final : public Vm {
 class QemuHypervisor final : public Hypervisor {
  public:
   std::string_view name() const override { return "qemu"; }
+  TapHandover tap_handover() const override { return TapHandover::kFdInNetns; }
 
   Result<std::unique_ptr<Vm>> Launch(const VmConfig& config) override {
     HULL_TRY(std::string state_dir, CreateVmStateDir(config), "launch VM `" + config.id + "`");
@@ -347,6 +348,9 @@ class QemuHypervisor final : public Hypervisor {
     plan.seccomp_sandbox = config.seccomp_sandbox;
     // virtiofsd first: it must listen before QEMU connects to it. A failure
     // from here on stops it (and removes its socket) as `virtiofsd` unwinds.
+    // The pod's host cgroup, for virtiofsd and QEMU alike.
+    std::vector<std::string> cgroup_procs;
+    for (const auto& dir : config.host_cgroup_dirs) cgroup_procs.push_back(dir + "/cgroup.procs");
     std::optional<Virtiofsd> virtiofsd;
     std::string shared_dir = config.shared_dir;
     if (config.share_dir) {
@@ -364,6 +368,7 @@ class QemuHypervisor final : public Hypervisor {
       options.cache = config.virtiofs_cache;
       options.sandbox = config.virtiofsd_sandbox;
       options.extra_args = config.virtiofsd_args;
+      options.cgroup_procs = cgroup_procs;  // its memory and CPU are the pod's cost too
       HULL_TRY(Virtiofsd started, Virtiofsd::Start(options), "launch VM `" + config.id + "`");
       virtiofsd.emplace(std::move(started));
       plan.virtiofs_socket = options.socket_path;
@@ -389,7 +394,7 @@ class QemuHypervisor final : public Hypervisor {
     spawn.argv = BuildQemuArgv(plan);
     // QEMU lives in the pod's netns, as its tap does.
     spawn.netns_path = config.network.netns_path;
-    for (const auto& dir : config.host_cgroup_dirs) spawn.cgroup_procs.push_back(dir + "/cgroup.procs");
+    spawn.cgroup_procs = cgroup_procs;
     if (plan.tap_fd >= 0) spawn.pass_fds.push_back(plan.tap_fd);
     spawn.stdout_path = state_dir + "/qemu.log";
     spawn.stderr_path = state_dir + "/qemu.log";

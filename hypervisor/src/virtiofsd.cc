@@ -241,6 +241,7 @@ Result<Virtiofsd> Virtiofsd::Start(const VirtiofsdOptions& options) {
   spawn.stderr_path = options.log_path;
   spawn.pass_fds = {listener.get()};
   spawn.kill_with_parent = true;
+  spawn.cgroup_procs = options.cgroup_procs;
   // Only what virtiofsd writes from now on counts as its announcement.
   struct stat log_before {};
   const size_t log_start = ::stat(options.log_path.c_str(), &log_before) == 0 ? log_before.st_size : 0;

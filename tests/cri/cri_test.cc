@@ -4,13 +4,16 @@
 // into namespace k8s.io. After every case: no shim, QEMU, virtiofsd, mount,
 // run_dir entry or CNI netns of the test is left.
 #include <arpa/inet.h>
+#include <signal.h>
 #include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <sstream>
 #include <thread>
 
@@ -18,6 +21,7 @@
 
 #include "containerd_env.h"
 #include "cri_client.h"
+#include "libvirt_env.h"
 #include "hull/core/syscall.h"
 
 namespace hull::testing {
@@ -216,10 +220,10 @@ class CriTest : public ::testing::Test {
     return config;
   }
 
-  std::string RunPod(const cri::PodSandboxConfig& config) {
+  std::string RunPod(const cri::PodSandboxConfig& config, const std::string& handler = "hull") {
     cri::RunPodSandboxRequest request;
     *request.mutable_config() = config;
-    request.set_runtime_handler("hull");
+    request.set_runtime_handler(handler);
     auto pod = cri_->Call(&Stub::RunPodSandbox, request, "RunPodSandbox");
     EXPECT_TRUE(pod) << pod.error().ToString();
     return pod ? pod->pod_sandbox_id() : "";
@@ -297,6 +301,24 @@ class CriTest : public ::testing::Test {
     remove.set_pod_sandbox_id(pod);
     auto removed = cri_->Call(&Stub::RemovePodSandbox, remove, "RemovePodSandbox");
     EXPECT_TRUE(removed) << removed.error().ToString();
+  }
+
+  // The pod's host cgroup went with the pod; the parent is kubelet's (here,
+  // the test's, removed too).
+  void ExpectPodCgroupGone(const std::string& parent, const std::string& pod) {
+    for (const char* hierarchy : {"/sys/fs/cgroup/memory", "/sys/fs/cgroup"}) {
+      std::string dir = std::string(hierarchy) + parent;
+      if (!PathExists(dir)) continue;
+      EXPECT_FALSE(PathExists(dir + "/" + pod)) << "the pod's host cgroup was left: " << dir << "/" << pod;
+    }
+    auto mounts = ReadFile("/proc/self/mounts").value_or("");
+    std::istringstream lines(mounts);
+    for (std::string line; std::getline(lines, line);) {
+      std::istringstream fields(line);
+      std::string source, target, type;
+      fields >> source >> target >> type;
+      if (type == "cgroup" || type == "cgroup2") ::rmdir((target + parent).c_str());
+    }
   }
 
   std::vector<std::string> netns_before_;
@@ -620,6 +642,49 @@ TEST_F(CriTest, PodsReachEachOtherOverTheBridge) {
   StopAndRemovePod(server_pod);
 }
 
+// A pod on the libvirt backend: libvirtd opens the pod's tap by name in the
+// host's netns, then the shim moves it into the pod's netns next to the veth.
+// The node reaches the pod; afterwards no domain and no tap is left.
+TEST_F(CriTest, LibvirtPodIsReachableOverTheBridge) {
+  if (!IsExecutable("/usr/sbin/libvirtd")) GTEST_SKIP() << "libvirtd is not installed (libvirt-daemon-system)";
+  auto libvirtd = testing::PrivateLibvirtd::Start(env_->dir() + "/libvirt", env_->hull_run_dir(), HULL_LIBVIRT_CACHE);
+  if (!libvirtd && libvirtd.error().code() == ErrorCode::kUnavailable) GTEST_SKIP() << libvirtd.error().ToString();
+  ASSERT_TRUE(libvirtd) << libvirtd.error().ToString();
+  ASSERT_TRUE(WriteFile(env_->hull_libvirt_config(), "[runtime]\nrun_dir = \"" + env_->hull_run_dir() + "\"\n"
+                                                     "[hypervisor]\nbackend = \"libvirt\"\nlibvirt_uri = \"" +
+                                                     (*libvirtd)->uri() + "\"\n"));
+  auto host_taps = [] {
+    std::vector<std::string> taps;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/sys/class/net", ec)) {
+      std::string name = entry.path().filename();
+      if (name.starts_with("hull")) taps.push_back(name);
+    }
+    std::sort(taps.begin(), taps.end());
+    return taps;
+  };
+  const auto taps_before = host_taps();
+  cri::PodSandboxConfig pod_config = PodConfig("lvnet");
+  std::string pod = RunPod(pod_config, "hull-libvirt");
+  ASSERT_FALSE(pod.empty()) << (*libvirtd)->LogTail();
+  EXPECT_EQ((*libvirtd)->Domains().size(), 1u);
+  EXPECT_EQ(host_taps(), taps_before) << "the pod's tap stayed in the host's netns";
+  std::string server = CreateAndStart(pod, pod_config, ContainerConfig("httpd", kHttpd));
+  ASSERT_FALSE(server.empty());
+  std::string ip = PodIp(*cri_, pod);
+  ASSERT_FALSE(ip.empty()) << "CRI has no IP for the pod";
+  std::string body;
+  for (int i = 0; i < 50 && body != "lvnet\n"; ++i) {
+    body = HttpGet(ip, 8080);
+    if (body != "lvnet\n") std::this_thread::sleep_for(milliseconds(200));
+  }
+  EXPECT_EQ(body, "lvnet\n") << "the libvirt pod at " << ip << " did not answer the node";
+  StopAndRemoveContainer(server);
+  StopAndRemovePod(pod);
+  EXPECT_TRUE((*libvirtd)->Domains().empty()) << "the pod's domain outlived the pod";
+  EXPECT_EQ(host_taps(), taps_before);
+}
+
 // CNI's portmap: a host port DNATs to the pod, through to the guest.
 TEST_F(CriTest, HostPortReachesTheContainer) {
   if (!IsExecutable("/usr/sbin/iptables")) GTEST_SKIP() << "iptables is not installed (CNI portmap needs it)";
@@ -664,22 +729,58 @@ TEST_F(CriTest, PodSandboxStatsFromTheHostCgroup) {
   EXPECT_GT(stats->stats().linux().cpu().usage_core_nano_seconds().value(), 0u);
   // The guest's RAM that QEMU touched, at least the guest kernel's.
   EXPECT_GT(stats->stats().linux().memory().working_set_bytes().value(), 16ull << 20);
+  // Both of the pod's host processes are in it: QEMU and virtiofsd.
+  std::string procs;
+  for (const char* hierarchy : {"/sys/fs/cgroup/memory", "/sys/fs/cgroup"}) {
+    if (auto read = ReadFile(std::string(hierarchy) + parent + "/" + pod + "/cgroup.procs"); read) {
+      procs = *read;
+      break;
+    }
+  }
+  std::string names;
+  std::istringstream pids(procs);
+  for (std::string pid; std::getline(pids, pid);) {
+    names += ReadFile("/proc/" + pid + "/comm").value_or("?\n");
+  }
+  EXPECT_TRUE(names.find("qemu-system-") != std::string::npos) << "processes in the pod's cgroup:\n" << names;
+  EXPECT_TRUE(names.find("virtiofsd") != std::string::npos) << "processes in the pod's cgroup:\n" << names;
   StopAndRemoveContainer(app);
   StopAndRemovePod(pod);
-  // The pod's cgroup went with the pod; the parent is kubelet's (here, ours).
-  for (const char* hierarchy : {"/sys/fs/cgroup/memory", "/sys/fs/cgroup"}) {
-    std::string dir = std::string(hierarchy) + parent;
-    if (!PathExists(dir)) continue;
-    EXPECT_FALSE(PathExists(dir + "/" + pod)) << "the pod's host cgroup was left: " << dir << "/" << pod;
+  ExpectPodCgroupGone(parent, pod);
+}
+
+// The pod's shim is killed (a crash, the OOM killer): containerd runs
+// `containerd-shim-hull-v2 delete`, the pod turns NOTREADY, and once kubelet
+// stops and removes it nothing is left: no VM, virtiofsd, mount, run dir,
+// netns or host cgroup.
+TEST_F(CriTest, KilledShimLeavesNothingOnceThePodIsRemoved) {
+  const std::string parent = "/hull-test-" + RandomHex(4);
+  cri::PodSandboxConfig pod_config = PodConfig("crashed");
+  pod_config.mutable_linux()->set_cgroup_parent(parent);
+  std::string pod = RunPod(pod_config);
+  ASSERT_FALSE(pod.empty());
+  std::string app = CreateAndStart(pod, pod_config, ContainerConfig("app", {"sleep", "1000"}));
+  ASSERT_FALSE(app.empty());
+  ASSERT_TRUE(WaitForState(app, cri::CONTAINER_RUNNING));
+  pid_t shim = env_->ShimPid(pod);
+  ASSERT_NE(shim, 0) << "no shim process for pod " << pod;
+  ASSERT_EQ(::kill(shim, SIGKILL), 0);
+  EXPECT_TRUE(WaitForState(app, cri::CONTAINER_EXITED)) << "the app of the killed shim still runs";
+  bool not_ready = false;
+  for (int i = 0; i < 150 && !not_ready; ++i) {
+    cri::PodSandboxStatusRequest request;
+    request.set_pod_sandbox_id(pod);
+    auto status = cri_->Call(&Stub::PodSandboxStatus, request, "PodSandboxStatus");
+    not_ready = status && status->status().state() == cri::SANDBOX_NOTREADY;
+    if (!not_ready) std::this_thread::sleep_for(milliseconds(200));
   }
-  auto mounts = ReadFile("/proc/self/mounts").value_or("");
-  std::istringstream lines(mounts);
-  for (std::string line; std::getline(lines, line);) {
-    std::istringstream fields(line);
-    std::string source, target, type;
-    fields >> source >> target >> type;
-    if (type == "cgroup" || type == "cgroup2") ::rmdir((target + parent).c_str());
-  }
+  EXPECT_TRUE(not_ready) << "the pod of the killed shim is still ready";
+  cri::RemoveContainerRequest remove;
+  remove.set_container_id(app);
+  auto removed = cri_->Call(&Stub::RemoveContainer, remove, "RemoveContainer");
+  EXPECT_TRUE(removed) << removed.error().ToString();
+  StopAndRemovePod(pod);
+  ExpectPodCgroupGone(parent, pod);  // the rest: TearDown's leftover check
 }
 
 // kubectl exec -it and kubectl attach: CRI's streaming server, a terminal

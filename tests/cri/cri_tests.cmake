@@ -17,7 +17,8 @@ add_custom_command(
 add_custom_target(hull_test_pause_image DEPENDS ${HULL_TEST_PAUSE_ARCHIVE})
 
 add_executable(cri_test cri/cri_test.cc)
-target_link_libraries(cri_test PRIVATE hull_test_containerd hull_test_support hull_cri_client GTest::gtest_main)
+target_link_libraries(cri_test PRIVATE hull_test_containerd hull_test_support hull_test_libvirt hull_cri_client
+                      GTest::gtest_main)
 target_compile_definitions(cri_test PRIVATE
   HULL_BIN_DIR="${CMAKE_BINARY_DIR}/bin"
   HULL_TEST_IMAGE_ARCHIVE="${HULL_TEST_IMAGE_ARCHIVE}"

@@ -320,6 +320,10 @@ Result<std::unique_ptr<PrivateContainerd>> PrivateContainerd::Start(const Option
               "  runtime_type = \"io.containerd.hull.v2\"\n" +
               cri + ".containerd.runtimes.hull.options]\n"
               "  ConfigPath = \"" + env->hull_config() + "\"\n" +
+              cri + ".containerd.runtimes.hull-libvirt]\n"
+              "  runtime_type = \"io.containerd.hull.v2\"\n" +
+              cri + ".containerd.runtimes.hull-libvirt.options]\n"
+              "  ConfigPath = \"" + env->hull_libvirt_config() + "\"\n" +
               cri + ".cni]\n"
               "  bin_dir = \"/usr/lib/cni\"\n"
               "  conf_dir = \"" + d + "/cni\"\n";

@@ -58,7 +58,8 @@ class PrivateContainerd {
     // and copy their log FIFO into its own log.
     std::string log_level = "debug";
     // With the CRI plugin (off by default: ctr needs none of it): runtime
-    // handlers `runc` and `hull` (the shim with hull.toml as ConfigPath), a
+    // handlers `runc`, `hull` (the shim with hull.toml as ConfigPath) and
+    // `hull-libvirt` (ConfigPath hull-libvirt.toml, which a test writes), a
     // CNI bridge of this instance's own (Debian's containernetworking-plugins
     // in /usr/lib/cni), and `sandbox_image` as the pods' pause image. The
     // namespace for ctr becomes k8s.io, CRI's.
@@ -82,6 +83,7 @@ class PrivateContainerd {
   // The run_dir of hull.toml ($HULL_CONFIG): all of hull's host state.
   std::string hull_run_dir() const { return dir_ + "/hull"; }
   std::string hull_config() const { return dir_ + "/hull.toml"; }
+  std::string hull_libvirt_config() const { return dir_ + "/hull-libvirt.toml"; }
   // ctr's namespace: "default", or "k8s.io" with CRI.
   std::string ns() const { return options_.cri ? "k8s.io" : "default"; }
   // With CRI: the CNI bridge device and its /24 (10.<a>.<b>.0/24).

@@ -18,6 +18,7 @@
 #include "mounts.h"
 #include "shim.h"
 #include "pod.h"
+#include "host_cgroup.h"
 #include "pod_network.h"
 #include "shim_flags.h"
 
@@ -429,6 +430,40 @@ TEST(PodNetworkParse, NoCniInterfaceIsAClearError) {
   for (const char* garbage : {"", "{", "{}", "[1,2]", "[{\"ifname\": 3}]"}) {
     EXPECT_FALSE(ParseCniInterface(garbage, "[]")) << garbage;
   }
+}
+
+
+// `delete` after a crash reads back what the shim recorded: only
+// directories under the cgroup root are taken.
+TEST(HostCgroupRecord, RoundTripsAndRefusesPathsOutsideTheRoot) {
+  std::string dir = ::testing::TempDir() + "/hull-cgroup-record-" + RandomHex(4);
+  ASSERT_TRUE(MakeDirs(dir));
+  const std::string record = dir + "/" + kHostCgroupRecord;
+  ASSERT_TRUE(WriteFile(record, "/sys/fs/cgroup/memory/kubepods/pod1/abc\n/sys/fs/cgroup/cpu/kubepods/pod1/abc\n"));
+  auto cgroup = HostCgroup::FromRecord(record);
+  ASSERT_TRUE(cgroup) << cgroup.error().ToString();
+  EXPECT_EQ(cgroup->dirs(), (std::vector<std::string>{"/sys/fs/cgroup/memory/kubepods/pod1/abc",
+                                                       "/sys/fs/cgroup/cpu/kubepods/pod1/abc"}));
+  for (const char* bad : {"/etc/passwd\n", "/sys/fs/cgroup/../../etc\n", "sys/fs/cgroup/x\n"}) {
+    ASSERT_TRUE(WriteFile(record, bad));
+    auto refused = HostCgroup::FromRecord(record);
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_EQ(refused.error().code(), ErrorCode::kInvalidArgument);
+  }
+  auto missing = HostCgroup::FromRecord(dir + "/none");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
+  (void)RemoveTree(dir);
+}
+
+TEST(HostTapName, OnlyHullsOwnNamesAreRemovable) {
+  EXPECT_TRUE(IsHostTapName("hull0123abcd"));
+  for (const char* name : {"hull", "hull0123abc", "hull0123abcde", "hullXYZ3abcd", "eth0", "tap0_hull", "hull0123abc/"}) {
+    EXPECT_FALSE(IsHostTapName(name)) << name;
+  }
+  auto refused = RemoveHostTap("eth0");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kInvalidArgument);
 }
 
 }  // namespace hull::shim

@@ -59,12 +59,17 @@ struct VmConfig {
   VirtiofsdSandbox virtiofsd_sandbox = VirtiofsdSandbox::kNamespace;
   std::vector<std::string> virtiofsd_args;
 
-  // A pod's network: QEMU runs in `netns_path` with a virtio-net NIC on the
-  // open tap `tap_fd` (the caller's; QEMU gets a copy) and MAC `mac_address`.
+  // A pod's network, a virtio-net NIC with MAC `mac_address` on a tap the
+  // caller made, handed over as the backend's tap_handover() asks:
+  //  kFdInNetns: QEMU runs in `netns_path` on the open tap `tap_fd` (the
+  //    caller's; QEMU gets a copy).
+  //  kNameInHostNetns: the hypervisor opens the persistent tap `tap_name`
+  //    in the host's netns; the caller moves it into the pod's afterwards.
   // netns_path empty = no network device, the guest has loopback only.
   struct Network {
     std::string netns_path;
     int tap_fd = -1;
+    std::string tap_name;
     std::string mac_address;
   };
   Network network;
@@ -131,10 +136,14 @@ class Vm {
   virtual VmExit Stop(std::chrono::milliseconds grace) = 0;
 };
 
+// How a backend takes a pod's tap (see VmConfig::Network).
+enum class TapHandover { kFdInNetns, kNameInHostNetns };
+
 class Hypervisor {
  public:
   virtual ~Hypervisor() = default;
   virtual std::string_view name() const = 0;
+  virtual TapHandover tap_handover() const = 0;
   // Validates `config`, creates the state directory, starts virtiofsd (when
   // config.shared_dir or share_dir is set) and then the VM. On any error nothing is left
   // behind (no virtiofsd or hypervisor process, socket or directory).

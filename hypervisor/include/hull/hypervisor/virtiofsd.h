@@ -59,6 +59,8 @@ struct VirtiofsdOptions {
   VirtiofsCache cache = VirtiofsCache::kAuto;
   VirtiofsdSandbox sandbox = VirtiofsdSandbox::kNamespace;
   std::vector<std::string> extra_args;  // appended last, e.g. {"-o", "xattr"}
+  // cgroup.procs files it starts in (the pod's host cgroup, with its QEMU).
+  std::vector<std::string> cgroup_procs;
   // How long virtiofsd gets to reach the point where it waits for QEMU.
   std::chrono::milliseconds startup_timeout{5000};
 };
