@@ -107,6 +107,8 @@ const std::map<std::string, Setter, std::less<>>& Setters() {
        SectionInt("hypervisor.pod_memory_overhead_mib", &Config::hypervisor, &H::pod_memory_overhead_mib, 0, 1 << 16)},
       {"hypervisor.seccomp_sandbox",
        SectionBool("hypervisor.seccomp_sandbox", &Config::hypervisor, &H::seccomp_sandbox)},
+      {"hypervisor.free_page_reporting",
+       SectionBool("hypervisor.free_page_reporting", &Config::hypervisor, &H::free_page_reporting)},
       {"hypervisor.kernel_params",
        SectionString("hypervisor.kernel_params", &Config::hypervisor, &H::kernel_params)},
       {"hypervisor.stop_grace_seconds",

@@ -60,9 +60,9 @@ std::string BuildDomainXml(const DomainPlan& plan) {
   line(1, "<devices>");
   line(2, "<emulator>" + e(plan.emulator) + "</emulator>");
   // Nothing we did not ask for: libvirt adds a USB controller and a balloon
-  // unless told not to.
+  // unless told not to. The balloon, if any, only reports free pages.
   line(2, "<controller type='usb' model='none'/>");
-  line(2, "<memballoon model='none'/>");
+  line(2, plan.free_page_reporting ? "<memballoon model='virtio' freePageReporting='on'/>" : "<memballoon model='none'/>");
   line(2, "<serial type='file'>");
   line(3, "<source path='" + e(plan.console_log) + "'/>");
   line(3, "<target port='0'/>");

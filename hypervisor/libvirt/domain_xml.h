@@ -42,6 +42,7 @@ struct DomainPlan {
   // Pod networking ("" = no network device): a tap hull created (libvirt
   // neither creates nor removes it), and the MAC the guest's eth0 gets.
   std::string tap_device;
+  bool free_page_reporting = true;  // <memballoon model='virtio' freePageReporting='on'/>
   std::string mac_address;
   // The DAC identity QEMU runs as. hull's state directory is private to the
   // shim's user, so QEMU runs as that user and libvirt relabels nothing.

@@ -572,6 +572,7 @@ class LibvirtHypervisor final : public Hypervisor {
     plan.virtiofsd_path = config.virtiofsd_path;
     plan.virtiofs_cache = config.virtiofs_cache;
     plan.virtiofsd_sandbox = config.virtiofsd_sandbox;
+    plan.free_page_reporting = config.free_page_reporting;
     if (!config.network.netns_path.empty()) {
       plan.tap_device = config.network.tap_name;
       plan.mac_address = config.network.mac_address;

@@ -56,6 +56,9 @@ std::vector<std::string> BuildQemuArgv(const QemuLaunchPlan& plan) {
     add({"-netdev", "tap,id=pod-netdev,fd=" + std::to_string(plan.tap_fd)});
     add({"-device", std::string("virtio-net-pci,netdev=pod-netdev,id=") + kPodNetDeviceId + ",mac=" + plan.mac_address});
   }
+  // The guest reports pages it freed; QEMU discards them (for the shared
+  // memfd: a hole punched), so the host gets back what boot used once.
+  if (plan.free_page_reporting) add({"-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"});
   return argv;
 }
 

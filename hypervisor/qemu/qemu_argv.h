@@ -36,6 +36,7 @@ struct QemuLaunchPlan {
   uint32_t vsock_cid = 0;        // vsock: the guest's context id
   std::optional<int> vhost_fd;   // vsock: an open /dev/vhost-vsock with the cid set
   bool seccomp_sandbox = true;
+  bool free_page_reporting = true;  // a virtio-balloon with free page reporting
   // virtio-fs: virtiofsd's vhost-user socket ("" = no shared directory) and
   // the tag the guest mounts it by.
   std::string virtiofs_socket;

@@ -111,6 +111,7 @@ Result<VmConfig> VmConfigFromConfig(const Config& config, std::string id) {
     HULL_TRY(vm.transport, ParseTransport(config.agent.transport), "agent.transport");
   }
   vm.seccomp_sandbox = config.hypervisor.seccomp_sandbox;
+  vm.free_page_reporting = config.hypervisor.free_page_reporting;
   vm.agent_log_level = config.agent.log_level;
   vm.agent_debug = config.agent.debug;
   vm.extra_kernel_params = config.hypervisor.kernel_params;

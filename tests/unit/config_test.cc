@@ -43,6 +43,7 @@ accel = "tcg"
 vcpus = 4
 memory_mib = 2048
 seccomp_sandbox = false
+free_page_reporting = false
 kernel_params = "foo=1"
 stop_grace_seconds = 2
 virtiofsd = "/opt/virtiofsd"
@@ -61,6 +62,7 @@ boot_timeout_seconds = 30
   EXPECT_EQ(config->hypervisor.vcpus, 4u);
   EXPECT_EQ(config->hypervisor.memory_mib, 2048u);
   EXPECT_FALSE(config->hypervisor.seccomp_sandbox);
+  EXPECT_FALSE(config->hypervisor.free_page_reporting);
   EXPECT_EQ(config->hypervisor.stop_grace_seconds, 2u);
   EXPECT_EQ(config->hypervisor.virtiofsd, "/opt/virtiofsd");
   EXPECT_EQ(config->hypervisor.virtiofs_cache, "none");

@@ -92,6 +92,12 @@ TEST(QemuArgvTest, SandboxCanBeTurnedOff) {
   EXPECT_EQ(std::find(argv.begin(), argv.end(), "-sandbox"), argv.end());
 }
 
+TEST(QemuArgvTest, FreePageReportingCanBeTurnedOff) {
+  auto plan = Plan(TransportKind::kSerial, Accel::kTcg);
+  plan.free_page_reporting = false;
+  for (const auto& arg : qemu::BuildQemuArgv(plan)) EXPECT_EQ(arg.find("balloon"), std::string::npos) << arg;
+}
+
 TEST(KernelCmdlineTest, CarriesTheAgentSettings) {
   std::string cmdline = BuildKernelCmdline({TransportKind::kVsock, "debug", true, "foo=bar"});
   EXPECT_EQ(cmdline,
@@ -410,6 +416,14 @@ TEST(DomainXmlTest, DefaultVirtiofsCacheIsLeftToVirtiofsd) {
   xml = libvirt::BuildDomainXml(plan);
   EXPECT_NE(xml.find("<cache mode='always'/>"), std::string::npos) << xml;
   EXPECT_NE(xml.find("<sandbox mode='chroot'/>"), std::string::npos) << xml;
+}
+
+TEST(DomainXmlTest, WithoutFreePageReportingThereIsNoBalloon) {
+  libvirt::DomainPlan plan = DomainPlan(TransportKind::kSerial, Accel::kTcg);
+  plan.free_page_reporting = false;
+  std::string xml = libvirt::BuildDomainXml(plan);
+  EXPECT_NE(xml.find("<memballoon model='none'/>"), std::string::npos) << xml;
+  EXPECT_EQ(xml.find("freePageReporting"), std::string::npos) << xml;
 }
 
 TEST(DomainXmlTest, TextAndAttributesAreEscaped) {

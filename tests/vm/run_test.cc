@@ -305,6 +305,17 @@ TEST_F(RunTest, RootfsAndCommandFromTheCommandLine) {
   EXPECT_EQ(ReadFile(rootfs + "/from-guest").value_or(""), "written\n");
 }
 
+// hypervisor.free_page_reporting (on by default): the guest has bound the
+// balloon driver to the device, so it reports freed memory to the host.
+TEST_F(RunTest, GuestBindsTheFreePageReportingBalloon) {
+  std::string rootfs = scratch_ + "/balloon-rootfs";
+  ASSERT_TRUE(testing::MakeBusyboxRootfs(rootfs));
+  Outcome hull = Run({HULL_HULLCTL, "--config", config_, "run", "--rootfs", rootfs, "--", "sh", "-c",
+                      "ls /sys/bus/virtio/drivers/virtio_balloon/ | grep -c '^virtio[0-9]'"});
+  ASSERT_EQ(hull.code, 0) << hull.out << hull.err;
+  EXPECT_EQ(hull.out, "1\n");
+}
+
 // hullctl on a real terminal: --tty puts it in raw mode, passes the window
 // size at start, and forwards a resize (SIGWINCH) to the container.
 TEST_F(RunTest, TtySessionFollowsTheWindowSize) {

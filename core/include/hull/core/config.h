@@ -24,6 +24,7 @@ struct HypervisorConfig {
   uint64_t memory_mib = 512;                           // [hypervisor] memory_mib
   uint64_t pod_memory_overhead_mib = 160;              // [hypervisor] pod_memory_overhead_mib
   bool seccomp_sandbox = true;                         // [hypervisor] seccomp_sandbox
+  bool free_page_reporting = true;                     // [hypervisor] free_page_reporting
   std::string kernel_params;                           // [hypervisor] kernel_params
   uint32_t stop_grace_seconds = 5;                     // [hypervisor] stop_grace_seconds
   std::string virtiofsd = "/usr/lib/qemu/virtiofsd";   // [hypervisor] virtiofsd

@@ -42,6 +42,9 @@ struct VmConfig {
   uint64_t memory_mib = 512;
   TransportKind transport = TransportKind::kSerial;
   bool seccomp_sandbox = true;
+  // A virtio-balloon whose guest reports freed memory, which the host then
+  // releases: an idle guest gives back what it used once.
+  bool free_page_reporting = true;
   std::string agent_log_level = "info";
   bool agent_debug = false;
   std::string extra_kernel_params;
