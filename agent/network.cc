@@ -155,6 +155,9 @@ Result<std::string> ConfigureInterface(const GuestInterface& interface) {
     body.ifa_family = static_cast<unsigned char>(parsed.family);
     body.ifa_prefixlen = static_cast<unsigned char>(address.prefix_length);
     body.ifa_index = static_cast<unsigned>(index);
+    // CNI's IPAM made the address unique already; duplicate address
+    // detection would only keep it tentative (unusable) for a second.
+    if (address.ipv6) body.ifa_flags = IFA_F_NODAD;
     message.Append(body);
     message.Attribute(IFA_LOCAL, parsed.bytes, parsed.size);
     message.Attribute(IFA_ADDRESS, parsed.bytes, parsed.size);

@@ -99,7 +99,8 @@ uint32_t UintField(const nlohmann::json& object, const char* key) {
 
 }  // namespace
 
-Result<CniInterface> ParseCniInterface(const std::string& addr_json, const std::string& route_json) {
+Result<CniInterface> ParseCniInterface(const std::string& addr_json, const std::string& route_json,
+                                       const std::string& route6_json) {
   auto invalid = [](std::string message) { return MakeError(ErrorCode::kFailedPrecondition, std::move(message)); };
   auto links = nlohmann::json::parse(addr_json, nullptr, false);
   if (!links.is_array()) return invalid("`ip -j addr` printed no JSON array");
@@ -132,19 +133,25 @@ Result<CniInterface> ParseCniInterface(const std::string& addr_json, const std::
     break;
   }
   if (found.name.empty()) return invalid("the pod's network namespace has no interface with an address (CNI's)");
-  auto routes = nlohmann::json::parse(route_json, nullptr, false);
-  if (!routes.is_array()) return invalid("`ip -j route` printed no JSON array");
-  for (const auto& entry : routes) {
-    if (!entry.is_object() || StringField(entry, "dev") != found.name) continue;
-    // The guest's kernel adds the subnet routes of its addresses itself.
-    if (StringField(entry, "protocol") == "kernel") continue;
-    v1::Route route;
-    std::string dst = StringField(entry, "dst");
-    route.set_destination(dst == "default" ? "" : dst);
-    route.set_gateway(StringField(entry, "gateway"));
-    route.set_scope(StringField(entry, "scope") == "link" ? 253 : 0);
-    route.set_family(AF_INET);
-    found.routes.push_back(route);
+  for (auto [json, family] : {std::pair{&route_json, AF_INET}, {&route6_json, AF_INET6}}) {
+    auto routes = nlohmann::json::parse(*json, nullptr, false);
+    if (!routes.is_array()) return invalid(family == AF_INET ? "`ip -j -4 route` printed no JSON array"
+                                                             : "`ip -j -6 route` printed no JSON array");
+    for (const auto& entry : routes) {
+      if (!entry.is_object() || StringField(entry, "dev") != found.name) continue;
+      // The guest's kernel adds the subnet routes of its addresses itself,
+      // and IPv6 link-local ones; only unicast routes are CNI's.
+      if (StringField(entry, "protocol") == "kernel") continue;
+      if (entry.contains("type") && StringField(entry, "type") != "unicast") continue;
+      std::string dst = StringField(entry, "dst");
+      if (family == AF_INET6 && (dst.starts_with("fe80:") || dst.starts_with("ff00:"))) continue;
+      v1::Route route;
+      route.set_destination(dst == "default" ? "" : dst);
+      route.set_gateway(StringField(entry, "gateway"));
+      route.set_scope(StringField(entry, "scope") == "link" ? 253 : 0);
+      route.set_family(static_cast<uint32_t>(family));
+      found.routes.push_back(route);
+    }
   }
   return found;
 }
@@ -166,7 +173,8 @@ Result<PodNetwork> PodNetwork::Attach(const std::string& netns_path, TapHandover
   const std::string what = "attach the pod network in " + netns_path;
   HULL_TRY(std::string addr_json, InNetns(netns_path, {kIp, "-j", "addr", "show"}), what);
   HULL_TRY(std::string route_json, InNetns(netns_path, {kIp, "-j", "-4", "route", "show"}), what);
-  HULL_TRY(CniInterface interface, ParseCniInterface(addr_json, route_json), what);
+  HULL_TRY(std::string route6_json, InNetns(netns_path, {kIp, "-j", "-6", "route", "show"}), what);
+  HULL_TRY(CniInterface interface, ParseCniInterface(addr_json, route_json, route6_json), what);
   PodNetwork network;
   network.netns_path_ = netns_path;
   network.interface_ = interface;

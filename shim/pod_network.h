@@ -38,9 +38,10 @@ struct CniInterface {
 };
 
 // Picks the interface CNI set up: the first one that is not loopback and has
-// an address. `addr_json` and `route_json` are `ip -j addr show` and
-// `ip -j route show` output.
-Result<CniInterface> ParseCniInterface(const std::string& addr_json, const std::string& route_json);
+// an address. `addr_json`, `route_json` and `route6_json` are `ip -j addr
+// show`, `ip -j -4 route show` and `ip -j -6 route show` output.
+Result<CniInterface> ParseCniInterface(const std::string& addr_json, const std::string& route_json,
+                                       const std::string& route6_json = "[]");
 
 class PodNetwork {
  public:

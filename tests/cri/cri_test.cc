@@ -177,7 +177,7 @@ class CriTest : public ::testing::Test {
     if (!IsExecutable(BinDir() + "/" + kHullShim)) GTEST_SKIP() << "containerd-shim-hull-v2 not built";
     if (!IsExecutable(kQemu)) GTEST_SKIP() << "QEMU is not installed";
     netns_before_ = CniNetns();
-    auto started = PrivateContainerd::Start({.bin_dir = BinDir(), .cri = true});
+    auto started = PrivateContainerd::Start(EnvOptions());
     ASSERT_TRUE(started) << started.error().ToString();
     env_ = std::move(*started);
     ASSERT_TRUE(env_->ImportImage(HULL_TEST_IMAGE_ARCHIVE));
@@ -186,6 +186,8 @@ class CriTest : public ::testing::Test {
     ASSERT_TRUE(client) << client.error().ToString() << "\n" << env_->LogTail();
     cri_ = std::move(*client);
   }
+
+  virtual PrivateContainerd::Options EnvOptions() { return {.bin_dir = BinDir(), .cri = true}; }
 
   void TearDown() override {
     if (!env_) return;
@@ -581,17 +583,43 @@ std::string PodIp(CriClient& client, const std::string& pod) {
 }
 
 // An HTTP GET from this (host) process; the body, or "" on any failure.
+// The pod's IPv6 address in a dual-stack pod ("" if none).
+std::string PodIp6(CriClient& client, const std::string& pod) {
+  cri::PodSandboxStatusRequest request;
+  request.set_pod_sandbox_id(pod);
+  auto status = client.Call(&Stub::PodSandboxStatus, request, "PodSandboxStatus");
+  if (!status) return "";
+  if (status->status().network().ip().find(':') != std::string::npos) return status->status().network().ip();
+  for (const auto& extra : status->status().network().additional_ips()) {
+    if (extra.ip().find(':') != std::string::npos) return extra.ip();
+  }
+  return "";
+}
+// GET / from ip:port (IPv4 or IPv6); the body, or "" on any failure.
 std::string HttpGet(const std::string& ip, int port) {
-  UniqueFd sock(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  if (!sock || ::inet_pton(AF_INET, ip.c_str(), &addr.sin_addr) != 1) return "";
+  const bool v6 = ip.find(':') != std::string::npos;
+  UniqueFd sock(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  if (v6) {
+    auto* addr = reinterpret_cast<sockaddr_in6*>(&storage);
+    addr->sin6_family = AF_INET6;
+    addr->sin6_port = htons(static_cast<uint16_t>(port));
+    if (::inet_pton(AF_INET6, ip.c_str(), &addr->sin6_addr) != 1) return "";
+    length = sizeof *addr;
+  } else {
+    auto* addr = reinterpret_cast<sockaddr_in*>(&storage);
+    addr->sin_family = AF_INET;
+    addr->sin_port = htons(static_cast<uint16_t>(port));
+    if (::inet_pton(AF_INET, ip.c_str(), &addr->sin_addr) != 1) return "";
+    length = sizeof *addr;
+  }
+  if (!sock) return "";
   timeval timeout{5, 0};
   ::setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   ::setsockopt(sock.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-  if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) return "";
-  std::string request = "GET / HTTP/1.0\r\nHost: " + ip + "\r\n\r\n";
+  if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&storage), length) < 0) return "";
+  std::string request = "GET / HTTP/1.0\r\nHost: " + (v6 ? "[" + ip + "]" : ip) + "\r\n\r\n";
   if (::write(sock.get(), request.data(), request.size()) != static_cast<ssize_t>(request.size())) return "";
   std::string response;
   char buffer[4096];
@@ -650,7 +678,7 @@ TEST_F(CriTest, LibvirtPodIsReachableOverTheBridge) {
   auto libvirtd = testing::PrivateLibvirtd::Start(env_->dir() + "/libvirt", env_->hull_run_dir(), HULL_LIBVIRT_CACHE);
   if (!libvirtd && libvirtd.error().code() == ErrorCode::kUnavailable) GTEST_SKIP() << libvirtd.error().ToString();
   ASSERT_TRUE(libvirtd) << libvirtd.error().ToString();
-  ASSERT_TRUE(WriteFile(env_->hull_libvirt_config(), "[runtime]\nrun_dir = \"" + env_->hull_run_dir() + "\"\n"
+  ASSERT_TRUE(WriteFile(env_->handler_config("hull-libvirt"), "[runtime]\nrun_dir = \"" + env_->hull_run_dir() + "\"\n"
                                                      "[hypervisor]\nbackend = \"libvirt\"\nlibvirt_uri = \"" +
                                                      (*libvirtd)->uri() + "\"\n"));
   auto host_taps = [] {
@@ -683,6 +711,41 @@ TEST_F(CriTest, LibvirtPodIsReachableOverTheBridge) {
   StopAndRemovePod(pod);
   EXPECT_TRUE((*libvirtd)->Domains().empty()) << "the pod's domain outlived the pod";
   EXPECT_EQ(host_taps(), taps_before);
+}
+
+// A dual-stack CNI network: the guest's eth0 carries the pod's IPv6 address
+// and default route too, and the node reaches the pod over IPv6.
+class DualStackCriTest : public CriTest {
+ protected:
+  PrivateContainerd::Options EnvOptions() override {
+    auto options = CriTest::EnvOptions();
+    options.dual_stack = true;
+    return options;
+  }
+};
+
+TEST_F(DualStackCriTest, PodIsReachableOverIpv6) {
+  cri::PodSandboxConfig pod_config = PodConfig("dual");
+  std::string pod = RunPod(pod_config);
+  ASSERT_FALSE(pod.empty());
+  std::string server = CreateAndStart(pod, pod_config, ContainerConfig("httpd", kHttpd));
+  ASSERT_FALSE(server.empty());
+  std::string ip6 = PodIp6(*cri_, pod);
+  ASSERT_FALSE(ip6.empty()) << "CRI has no IPv6 address for the pod (subnet " << env_->pod_subnet6() << ")";
+  auto addresses = ExecSync(server, {"ip", "-6", "addr", "show", "eth0"});
+  ASSERT_TRUE(addresses) << addresses.error().ToString();
+  EXPECT_TRUE(Contains(addresses->stdout(), "inet6 " + ip6 + "/64")) << addresses->stdout();
+  auto routes = ExecSync(server, {"ip", "-6", "route", "show", "default"});
+  ASSERT_TRUE(routes) << routes.error().ToString();
+  EXPECT_TRUE(Contains(routes->stdout(), "default via ")) << "no IPv6 default route in the guest: " << routes->stdout();
+  std::string body;
+  for (int i = 0; i < 50 && body != "dual\n"; ++i) {
+    body = HttpGet(ip6, 8080);
+    if (body != "dual\n") std::this_thread::sleep_for(milliseconds(200));
+  }
+  EXPECT_EQ(body, "dual\n") << "the pod at [" << ip6 << "] did not answer the node";
+  StopAndRemoveContainer(server);
+  StopAndRemovePod(pod);
 }
 
 // CNI's portmap: a host port DNATs to the pod, through to the guest.

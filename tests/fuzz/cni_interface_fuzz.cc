@@ -1,6 +1,6 @@
-// libFuzzer target for ParseCniInterface: `ip -j addr` and `ip -j route`
-// output from the pod's netns, separated by a NUL byte. Must never crash or
-// throw, whatever the JSON.
+// libFuzzer target for ParseCniInterface: `ip -j addr`, `ip -j -4 route` and
+// `ip -j -6 route` output from the pod's netns, separated by NUL bytes. Must
+// never crash or throw, whatever the JSON.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -11,8 +11,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string input(reinterpret_cast<const char*>(data), size);
   auto split = input.find('\0');
   std::string addr = input.substr(0, split);
-  std::string route = split == std::string::npos ? "[]" : input.substr(split + 1);
-  auto parsed = hull::ParseCniInterface(addr, route);
+  std::string rest = split == std::string::npos ? "[]" : input.substr(split + 1);
+  auto split6 = rest.find('\0');
+  std::string route = rest.substr(0, split6);
+  std::string route6 = split6 == std::string::npos ? "[]" : rest.substr(split6 + 1);
+  auto parsed = hull::ParseCniInterface(addr, route, route6);
   if (parsed && parsed->name.empty()) __builtin_trap();  // a success always names the interface
   return 0;
 }

@@ -306,6 +306,7 @@ Result<std::unique_ptr<PrivateContainerd>> PrivateContainerd::Start(const Option
     // for it: several instances (and a leftover of a crashed one) never meet.
     unsigned tag = std::stoul(env->tag_, nullptr, 16);
     env->subnet_ = "10." + std::to_string(100 + tag % 100) + "." + std::to_string(tag / 100 % 250) + ".0/24";
+    if (options.dual_stack) env->subnet6_ = "fd00:" + env->tag_.substr(0, 4) + ":" + env->tag_.substr(4) + "::/64";
     const std::string cri = "[plugins.\"io.containerd.grpc.v1.cri\"";
     config += cri + "]\n"
               "  sandbox_image = \"" + options.sandbox_image + "\"\n"
@@ -320,13 +321,15 @@ Result<std::unique_ptr<PrivateContainerd>> PrivateContainerd::Start(const Option
               "  runtime_type = \"io.containerd.hull.v2\"\n" +
               cri + ".containerd.runtimes.hull.options]\n"
               "  ConfigPath = \"" + env->hull_config() + "\"\n" +
-              cri + ".containerd.runtimes.hull-libvirt]\n"
-              "  runtime_type = \"io.containerd.hull.v2\"\n" +
-              cri + ".containerd.runtimes.hull-libvirt.options]\n"
-              "  ConfigPath = \"" + env->hull_libvirt_config() + "\"\n" +
               cri + ".cni]\n"
               "  bin_dir = \"/usr/lib/cni\"\n"
               "  conf_dir = \"" + d + "/cni\"\n";
+    for (const auto& handler : options.hull_handlers) {
+      config += cri + ".containerd.runtimes." + handler + "]\n"
+                "  runtime_type = \"io.containerd.hull.v2\"\n" +
+                cri + ".containerd.runtimes." + handler + ".options]\n"
+                "  ConfigPath = \"" + env->handler_config(handler) + "\"\n";
+    }
     std::string cni =
         "{\n"
         "  \"cniVersion\": \"0.4.0\",\n"
@@ -335,7 +338,8 @@ Result<std::unique_ptr<PrivateContainerd>> PrivateContainerd::Start(const Option
         "    {\"type\": \"bridge\", \"bridge\": \"" + env->bridge() + "\", \"isGateway\": true, \"ipMasq\": false,\n"
         "     \"hairpinMode\": true,\n"
         "     \"ipam\": {\"type\": \"host-local\", \"dataDir\": \"" + d + "/ipam\", \"ranges\": [[{\"subnet\": \"" +
-        env->subnet_ + "\"}]], \"routes\": [{\"dst\": \"0.0.0.0/0\"}]}},\n"
+        env->subnet_ + "\"}]" + (env->subnet6_.empty() ? "" : ", [{\"subnet\": \"" + env->subnet6_ + "\"}]") +
+        "], \"routes\": [{\"dst\": \"0.0.0.0/0\"}" + (env->subnet6_.empty() ? "" : ", {\"dst\": \"::/0\"}") + "]}},\n"
         "    {\"type\": \"portmap\", \"capabilities\": {\"portMappings\": true}}\n"
         "  ]\n"
         "}\n";

@@ -59,11 +59,15 @@ class PrivateContainerd {
     std::string log_level = "debug";
     // With the CRI plugin (off by default: ctr needs none of it): runtime
     // handlers `runc`, `hull` (the shim with hull.toml as ConfigPath) and
-    // `hull-libvirt` (ConfigPath hull-libvirt.toml, which a test writes), a
+    // each of `hull_handlers` (ConfigPath handler_config(name), which the
+    // caller writes), a
     // CNI bridge of this instance's own (Debian's containernetworking-plugins
     // in /usr/lib/cni), and `sandbox_image` as the pods' pause image. The
     // namespace for ctr becomes k8s.io, CRI's.
     bool cri = false;
+    std::vector<std::string> hull_handlers = {"hull-libvirt"};
+    // With CRI: the CNI bridge hands out an IPv6 /64 too (pod_subnet6()).
+    bool dual_stack = false;
     std::string sandbox_image = "docker.io/hull-test/pause:latest";
   };
 
@@ -83,12 +87,14 @@ class PrivateContainerd {
   // The run_dir of hull.toml ($HULL_CONFIG): all of hull's host state.
   std::string hull_run_dir() const { return dir_ + "/hull"; }
   std::string hull_config() const { return dir_ + "/hull.toml"; }
-  std::string hull_libvirt_config() const { return dir_ + "/hull-libvirt.toml"; }
+  // The ConfigPath of CRI runtime handler `name` (Options::hull_handlers).
+  std::string handler_config(const std::string& name) const { return dir_ + "/" + name + ".toml"; }
   // ctr's namespace: "default", or "k8s.io" with CRI.
   std::string ns() const { return options_.cri ? "k8s.io" : "default"; }
   // With CRI: the CNI bridge device and its /24 (10.<a>.<b>.0/24).
   std::string bridge() const { return "hbr" + tag_; }
   const std::string& pod_subnet() const { return subnet_; }
+  const std::string& pod_subnet6() const { return subnet6_; }
   pid_t pid() const { return pid_; }
   // A container id unique to this instance: "<name>-<tag>".
   std::string Id(const std::string& name) const { return name + "-" + tag_; }
@@ -141,6 +147,7 @@ class PrivateContainerd {
   Options options_;
   std::string tag_;
   std::string subnet_;
+  std::string subnet6_;
   pid_t pid_ = -1;
 };
 

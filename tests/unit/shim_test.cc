@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <google/protobuf/any.pb.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -419,6 +420,31 @@ TEST(PodNetworkParse, PicksCnisInterfaceAndItsRoutes) {
   EXPECT_EQ(parsed->routes[0].gateway(), "10.88.0.1");
   EXPECT_EQ(parsed->routes[1].destination(), "10.99.0.0/16");
   EXPECT_EQ(parsed->routes[1].scope(), 253u);
+}
+
+TEST(PodNetworkParse, DualStackTakesBothFamiliesRoutes) {
+  const std::string addr = R"([
+    {"ifindex":3,"ifname":"eth0","link_type":"ether","address":"2e:1f:19:87:6c:16","mtu":1500,
+     "addr_info":[{"family":"inet","local":"10.88.0.5","prefixlen":24,"scope":"global"},
+                  {"family":"inet6","local":"fd00:88::5","prefixlen":64,"scope":"global"},
+                  {"family":"inet6","local":"fe80::2c1f:19ff:fe87:6c16","prefixlen":64,"scope":"link"}]}])";
+  const std::string routes4 = R"([{"dst":"default","gateway":"10.88.0.1","dev":"eth0","flags":[]}])";
+  const std::string routes6 = R"([
+    {"dst":"fd00:88::/64","dev":"eth0","protocol":"kernel","metric":256,"flags":[],"pref":"medium"},
+    {"dst":"fe80::/64","dev":"eth0","protocol":"kernel","metric":256,"flags":[],"pref":"medium"},
+    {"type":"multicast","dst":"ff00::/8","dev":"eth0","metric":256,"flags":[]},
+    {"dst":"default","gateway":"fd00:88::1","dev":"eth0","metric":1024,"flags":[],"pref":"medium"}])";
+  auto parsed = ParseCniInterface(addr, routes4, routes6);
+  ASSERT_TRUE(parsed) << parsed.error().ToString();
+  ASSERT_EQ(parsed->addresses.size(), 2u);
+  EXPECT_EQ(parsed->addresses[1].address(), "fd00:88::5");
+  EXPECT_EQ(parsed->addresses[1].family(), agent::v1::IpAddress::IPV6);
+  ASSERT_EQ(parsed->routes.size(), 2u);  // the two defaults; nothing the kernel makes itself
+  EXPECT_EQ(parsed->routes[0].family(), static_cast<uint32_t>(AF_INET));
+  EXPECT_EQ(parsed->routes[1].family(), static_cast<uint32_t>(AF_INET6));
+  EXPECT_EQ(parsed->routes[1].destination(), "");
+  EXPECT_EQ(parsed->routes[1].gateway(), "fd00:88::1");
+  EXPECT_FALSE(ParseCniInterface(addr, routes4, "{")) << "garbage IPv6 routes are an error";
 }
 
 TEST(PodNetworkParse, NoCniInterfaceIsAClearError) {

@@ -6,6 +6,8 @@
 //  2. memory: K idle pods (a `sleep` container each) at once; the PSS of
 //     every process under the pods' shims (shim, QEMU and virtiofsd for
 //     hull; shim, pause and the container for runc), per pod.
+//     Idle pods also run as hull with hypervisor.free_page_reporting off,
+//     the baseline for what free page reporting saves.
 // Prints a table with hull / runc ratios.
 #include <dirent.h>
 #include <unistd.h>
@@ -157,9 +159,17 @@ int main(int argc, char** argv) {
   const char* images = std::getenv("HULL_BENCH_IMAGES");  // dir with the two test image archives
   if (bin_dir == nullptr || images == nullptr) Die("set HULL_BENCH_BIN_DIR and HULL_BENCH_IMAGES (tools/bench/pod does)");
   (void)hull::InitLogging("hull-bench-pod", "warn");
-  auto started = hull::testing::PrivateContainerd::Start({.bin_dir = bin_dir, .log_level = "info", .cri = true});
+  auto started = hull::testing::PrivateContainerd::Start(
+      {.bin_dir = bin_dir, .log_level = "info", .cri = true, .hull_handlers = {"hull-nofpr"}});
   if (!started) Die(started.error().ToString());
   auto& env = *started;
+  // The baseline for free page reporting: the same hull with it off.
+  if (auto written = hull::WriteFile(env->handler_config("hull-nofpr"),
+                                     "[runtime]\nrun_dir = \"" + env->hull_run_dir() + "\"\n"
+                                     "[hypervisor]\nfree_page_reporting = false\n");
+      !written) {
+    Die(written.error().ToString());
+  }
   for (const char* archive : {"/hull-test-busybox.tar", "/hull-test-pause.tar"}) {
     if (auto imported = env->ImportImage(std::string(images) + archive); !imported) Die(imported.error().ToString());
   }
@@ -180,7 +190,7 @@ int main(int argc, char** argv) {
   }
 
   std::map<std::string, double> per_pod_mib;
-  for (const std::string handler : {"runc", "hull"}) {
+  for (const std::string handler : {"runc", "hull", "hull-nofpr"}) {
     std::vector<std::string> pods;
     for (int i = 0; i < idle; ++i) pods.push_back(RunPod(bench, handler));
     std::this_thread::sleep_for(3s);  // let the guests settle
@@ -197,5 +207,10 @@ int main(int argc, char** argv) {
               hull_ms / runc_ms);
   std::printf("%-52s %10.1f %10.1f %8.1f\n", "host memory per idle pod (PSS), MiB", per_pod_mib["runc"],
               per_pod_mib["hull"], per_pod_mib["hull"] / per_pod_mib["runc"]);
+  std::printf("%-52s %10.1f %10.1f %8.1f\n", "  the same, hull without free page reporting, MiB", per_pod_mib["runc"],
+              per_pod_mib["hull-nofpr"], per_pod_mib["hull-nofpr"] / per_pod_mib["runc"]);
+  std::printf("free page reporting saves %.1f MiB per idle pod (%.0f%%)\n",
+              per_pod_mib["hull-nofpr"] - per_pod_mib["hull"],
+              100.0 * (per_pod_mib["hull-nofpr"] - per_pod_mib["hull"]) / per_pod_mib["hull-nofpr"]);
   return 0;
 }
