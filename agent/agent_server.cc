@@ -92,12 +92,6 @@ void FillStats(const engine::CgroupStats& stats, v1::StatsContainerResponse* res
   response->set_timestamp_ns(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec));
 }
 
-grpc::Status Unimplemented(std::string_view rpc) {
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                      std::string(rpc) + " is not implemented by this hull-agent (" +
-                          std::string(kAgentVersion) + ")");
-}
-
 }  // namespace
 
 class AgentServer::HealthService final : public v1::Health::Service {
@@ -453,13 +447,39 @@ class AgentServer::AgentService final : public v1::Agent::Service {
     return grpc::Status::OK;
   }
   grpc::Status ListInterfaces(grpc::ServerContext*, const v1::ListInterfacesRequest*,
-                              v1::ListInterfacesResponse*) override {
+                              v1::ListInterfacesResponse* response) override {
     NoteRequest(state_);
-    return Unimplemented("ListInterfaces");
+    auto listed = agent::ListInterfaces();
+    if (!listed) return ToGrpc(listed.error());
+    for (const auto& each : *listed) {
+      v1::Interface* interface = response->add_interfaces();
+      interface->set_name(each.name);
+      interface->set_mac_address(each.mac_address);
+      interface->set_mtu(each.mtu);
+      interface->set_up(each.up);
+      for (const auto& address : each.addresses) {
+        v1::IpAddress* added = interface->add_addresses();
+        added->set_family(address.ipv6 ? v1::IpAddress::IPV6 : v1::IpAddress::IPV4);
+        added->set_address(address.address);
+        added->set_prefix_length(address.prefix_length);
+      }
+    }
+    return grpc::Status::OK;
   }
-  grpc::Status ListRoutes(grpc::ServerContext*, const v1::ListRoutesRequest*, v1::ListRoutesResponse*) override {
+  grpc::Status ListRoutes(grpc::ServerContext*, const v1::ListRoutesRequest*, v1::ListRoutesResponse* response) override {
     NoteRequest(state_);
-    return Unimplemented("ListRoutes");
+    auto listed = agent::ListRoutes();
+    if (!listed) return ToGrpc(listed.error());
+    for (const auto& each : *listed) {
+      v1::Route* route = response->add_routes();
+      route->set_destination(each.destination);
+      route->set_gateway(each.gateway);
+      route->set_device(each.device);
+      route->set_source(each.source);
+      route->set_scope(each.scope);
+      route->set_family(each.ipv6 ? AF_INET6 : AF_INET);
+    }
+    return grpc::Status::OK;
   }
 
   void StopStreams() {

@@ -79,6 +79,68 @@ Status Talk(const NetlinkMessage& message, const std::string& what, bool exist_o
   return MakeError(ErrorCode::kInternal, what + ": no netlink acknowledgement");
 }
 
+// Sends a dump request and hands every message of the reply to `each`,
+// until NLMSG_DONE.
+template <typename F>
+Status Dump(uint16_t type, unsigned char family, const std::string& what, F each) {
+  UniqueFd sock(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  if (!sock) return ErrnoError(what + ": netlink socket");
+  struct {
+    nlmsghdr header;
+    rtgenmsg body;
+  } request{};
+  request.header.nlmsg_len = NLMSG_LENGTH(sizeof(rtgenmsg));
+  request.header.nlmsg_type = type;
+  request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  request.body.rtgen_family = family;
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (::sendto(sock.get(), &request, request.header.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel),
+               sizeof kernel) < 0) {
+    return ErrnoError(what + ": netlink send");
+  }
+  std::vector<char> reply(64 * 1024);
+  while (true) {
+    ssize_t n = RetryEintr([&] { return ::recv(sock.get(), reply.data(), reply.size(), 0); });
+    if (n < 0) return ErrnoError(what + ": netlink receive");
+    if (n == 0) return MakeError(ErrorCode::kInternal, what + ": netlink closed the dump");
+    auto left = static_cast<uint32_t>(n);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(reply.data()); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_type == NLMSG_DONE) return Ok();
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        int error = -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(h))->error;
+        return ErrnoError(what, error);
+      }
+      each(h);
+    }
+  }
+}
+
+// The attributes after a message's fixed body, by type (the last one wins).
+std::vector<const rtattr*> Attributes(const nlmsghdr* h, size_t body_size, size_t max_type) {
+  std::vector<const rtattr*> found(max_type + 1, nullptr);
+  if (h->nlmsg_len < NLMSG_LENGTH(body_size)) return found;
+  auto* rta = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(NLMSG_DATA(h)) + NLMSG_ALIGN(body_size));
+  auto left = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(NLMSG_ALIGN(body_size)));
+  for (; RTA_OK(rta, left); rta = RTA_NEXT(rta, left)) {
+    if (rta->rta_type <= max_type) found[rta->rta_type] = rta;
+  }
+  return found;
+}
+
+std::string AddressText(const rtattr* rta, int family) {
+  const size_t size = family == AF_INET6 ? 16 : 4;
+  if (rta == nullptr || RTA_PAYLOAD(rta) != size) return "";
+  char text[INET6_ADDRSTRLEN] = {};
+  if (::inet_ntop(family, RTA_DATA(rta), text, sizeof text) == nullptr) return "";
+  return text;
+}
+
+std::string InterfaceName(int index) {
+  char name[IF_NAMESIZE] = {};
+  return ::if_indextoname(static_cast<unsigned>(index), name) != nullptr ? name : "";
+}
+
 struct ParsedAddress {
   int family = AF_INET;
   unsigned char bytes[16] = {};
@@ -215,6 +277,80 @@ Status AddRoutes(const std::vector<GuestRoute>& routes) {
     HULL_CHECK_OK(Talk(message, what, true), "");
   }
   return Ok();
+}
+
+Result<std::vector<ListedInterface>> ListInterfaces() {
+  std::vector<ListedInterface> interfaces;
+  std::vector<int> indexes;
+  HULL_CHECK_OK(Dump(RTM_GETLINK, AF_UNSPEC, "list interfaces", [&](const nlmsghdr* h) {
+    if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) return;
+    const auto* info = reinterpret_cast<const ifinfomsg*>(NLMSG_DATA(h));
+    auto attributes = Attributes(h, sizeof(ifinfomsg), IFLA_MAX);
+    ListedInterface interface;
+    if (const rtattr* name = attributes[IFLA_IFNAME]) {
+      interface.name.assign(static_cast<const char*>(RTA_DATA(name)), strnlen(static_cast<const char*>(RTA_DATA(name)), RTA_PAYLOAD(name)));
+    }
+    if (const rtattr* mac = attributes[IFLA_ADDRESS]; mac != nullptr && RTA_PAYLOAD(mac) == 6) {
+      const auto* b = static_cast<const unsigned char*>(RTA_DATA(mac));
+      char text[18];
+      std::snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
+      interface.mac_address = text;
+    }
+    if (const rtattr* mtu = attributes[IFLA_MTU]; mtu != nullptr && RTA_PAYLOAD(mtu) == sizeof(uint32_t)) {
+      std::memcpy(&interface.mtu, RTA_DATA(mtu), sizeof(uint32_t));
+    }
+    interface.up = (info->ifi_flags & IFF_UP) != 0;
+    interfaces.push_back(std::move(interface));
+    indexes.push_back(info->ifi_index);
+  }), "");
+  HULL_CHECK_OK(Dump(RTM_GETADDR, AF_UNSPEC, "list addresses", [&](const nlmsghdr* h) {
+    if (h->nlmsg_type != RTM_NEWADDR || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifaddrmsg))) return;
+    const auto* info = reinterpret_cast<const ifaddrmsg*>(NLMSG_DATA(h));
+    if (info->ifa_family != AF_INET && info->ifa_family != AF_INET6) return;
+    if (info->ifa_scope == RT_SCOPE_LINK) return;  // the kernel's own (fe80::/64)
+    auto attributes = Attributes(h, sizeof(ifaddrmsg), IFA_MAX);
+    // IPv4: IFA_LOCAL is the address (IFA_ADDRESS the peer on point-to-point).
+    const rtattr* local = info->ifa_family == AF_INET && attributes[IFA_LOCAL] ? attributes[IFA_LOCAL] : attributes[IFA_ADDRESS];
+    std::string text = AddressText(local, info->ifa_family);
+    auto at = std::find(indexes.begin(), indexes.end(), static_cast<int>(info->ifa_index));
+    if (text.empty() || at == indexes.end()) return;
+    interfaces[static_cast<size_t>(at - indexes.begin())].addresses.push_back(
+        {info->ifa_family == AF_INET6, text, info->ifa_prefixlen});
+  }), "");
+  return interfaces;
+}
+
+Result<std::vector<GuestRoute>> ListRoutes() {
+  std::vector<GuestRoute> routes;
+  HULL_CHECK_OK(Dump(RTM_GETROUTE, AF_UNSPEC, "list routes", [&](const nlmsghdr* h) {
+    if (h->nlmsg_type != RTM_NEWROUTE || h->nlmsg_len < NLMSG_LENGTH(sizeof(rtmsg))) return;
+    const auto* info = reinterpret_cast<const rtmsg*>(NLMSG_DATA(h));
+    if (info->rtm_family != AF_INET && info->rtm_family != AF_INET6) return;
+    if (info->rtm_type != RTN_UNICAST) return;
+    auto attributes = Attributes(h, sizeof(rtmsg), RTA_MAX);
+    uint32_t table = info->rtm_table;
+    if (const rtattr* t = attributes[RTA_TABLE]; t != nullptr && RTA_PAYLOAD(t) == sizeof(uint32_t)) {
+      std::memcpy(&table, RTA_DATA(t), sizeof(uint32_t));
+    }
+    if (table != RT_TABLE_MAIN) return;
+    GuestRoute route;
+    route.ipv6 = info->rtm_family == AF_INET6;
+    if (info->rtm_dst_len > 0) {
+      std::string dst = AddressText(attributes[RTA_DST], info->rtm_family);
+      if (dst.empty()) return;
+      route.destination = dst + "/" + std::to_string(info->rtm_dst_len);
+    }
+    route.gateway = AddressText(attributes[RTA_GATEWAY], info->rtm_family);
+    if (const rtattr* oif = attributes[RTA_OIF]; oif != nullptr && RTA_PAYLOAD(oif) == sizeof(int)) {
+      int index = 0;
+      std::memcpy(&index, RTA_DATA(oif), sizeof(int));
+      route.device = InterfaceName(index);
+    }
+    route.source = AddressText(attributes[RTA_PREFSRC], info->rtm_family);
+    route.scope = info->rtm_scope;
+    routes.push_back(std::move(route));
+  }), "");
+  return routes;
 }
 
 }  // namespace hull::agent

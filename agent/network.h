@@ -32,6 +32,7 @@ struct GuestRoute {
   std::string gateway;      // "" = on-link
   std::string device;       // guest interface name
   uint32_t scope = 0;       // RT_SCOPE_*: 0 universe, 253 link
+  std::string source;       // the preferred source address, "" = none (listed only)
 };
 
 // The interface with this MAC (from /sys/class/net/*/address); kNotFound
@@ -44,5 +45,18 @@ Result<std::string> ConfigureInterface(const GuestInterface& interface);
 
 // Adds (or replaces) the routes: on-link ones first, so gateways resolve.
 Status AddRoutes(const std::vector<GuestRoute>& routes);
+
+// What the guest has now (rtnetlink dumps): every interface with its name,
+// MAC, MTU, state and global and host addresses (not link-local ones), and
+// the unicast routes of the main table, both families.
+struct ListedInterface {
+  std::string name;
+  std::string mac_address;  // "" for one without (lo has all zeros)
+  uint32_t mtu = 0;
+  bool up = false;
+  std::vector<GuestAddress> addresses;
+};
+Result<std::vector<ListedInterface>> ListInterfaces();
+Result<std::vector<GuestRoute>> ListRoutes();
 
 }  // namespace hull::agent

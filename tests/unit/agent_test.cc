@@ -94,13 +94,37 @@ TEST_F(AgentServerTest, GuestDetailsDescribeTheMachineAndTimings) {
   EXPECT_GT(details->startup().first_request_us(), 0u);
 }
 
-TEST_F(AgentServerTest, LaterRpcsAnswerUnimplementedNotFakeSuccess) {
+// The agent's view of the network, here the host's (rtnetlink dumps): lo
+// with its address, and only the main table's unicast routes.
+TEST_F(AgentServerTest, ListsInterfacesAndMainTableRoutes) {
   grpc::ClientContext context;
-  v1::ListInterfacesRequest request;
-  v1::ListInterfacesResponse response;
-  auto status = client_->agent().ListInterfaces(&context, request, &response);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_NE(status.error_message().find("ListInterfaces is not implemented"), std::string::npos);
+  v1::ListInterfacesResponse interfaces;
+  auto status = client_->agent().ListInterfaces(&context, v1::ListInterfacesRequest(), &interfaces);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  const v1::Interface* lo = nullptr;
+  for (const auto& interface : interfaces.interfaces()) {
+    EXPECT_FALSE(interface.name().empty());
+    if (interface.name() == "lo") lo = &interface;
+  }
+  ASSERT_NE(lo, nullptr) << interfaces.DebugString();
+  EXPECT_TRUE(lo->up());
+  EXPECT_EQ(lo->mtu(), 65536u);
+  bool loopback_v4 = false;
+  for (const auto& address : lo->addresses()) {
+    loopback_v4 = loopback_v4 || (address.family() == v1::IpAddress::IPV4 && address.address() == "127.0.0.1" &&
+                                  address.prefix_length() == 8);
+  }
+  EXPECT_TRUE(loopback_v4) << lo->DebugString();
+
+  grpc::ClientContext route_context;
+  v1::ListRoutesResponse routes;
+  status = client_->agent().ListRoutes(&route_context, v1::ListRoutesRequest(), &routes);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  for (const auto& route : routes.routes()) {
+    EXPECT_TRUE(route.family() == AF_INET || route.family() == AF_INET6) << route.DebugString();
+    // 127.0.0.0/8 and the like live in the local table, not the main one.
+    EXPECT_FALSE(route.destination().starts_with("127.")) << route.DebugString();
+  }
 }
 
 TEST_F(AgentServerTest, UpdateInterfaceFindsTheNicByMacOrSaysWhichIsMissing) {

@@ -14,6 +14,8 @@
 #include <sstream>
 #include <thread>
 
+#include <sys/socket.h>
+
 #include <gtest/gtest.h>
 
 #include "bundle.h"
@@ -564,6 +566,41 @@ TEST_F(EngineVmTest, ForceRemoveEndsPendingWaitsForExecs) {
     ASSERT_RPC_OK(status);
     EXPECT_EQ(exited.exit_status(), 137);
   }
+}
+
+// --- network -----------------------------------------------------------------------
+
+// What UpdateRoutes configured, ListRoutes reads back from the guest kernel;
+// ListInterfaces shows the guest's loopback (this VM has no pod network).
+TEST_F(EngineVmTest, NetworkListingShowsWhatWasConfigured) {
+  grpc::ClientContext update_context;
+  update_context.set_deadline(std::chrono::system_clock::now() + seconds(10));
+  v1::UpdateRoutesRequest update;
+  v1::Route* route = update.add_routes();
+  route->set_destination("10.77.0.0/16");
+  route->set_device("lo");
+  route->set_scope(253);
+  route->set_family(AF_INET);
+  v1::UpdateRoutesResponse updated;
+  ASSERT_RPC_OK(vm().agent().UpdateRoutes(&update_context, update, &updated));
+
+  grpc::ClientContext routes_context;
+  routes_context.set_deadline(std::chrono::system_clock::now() + seconds(10));
+  v1::ListRoutesResponse routes;
+  ASSERT_RPC_OK(vm().agent().ListRoutes(&routes_context, v1::ListRoutesRequest(), &routes));
+  bool found = false;
+  for (const auto& listed : routes.routes()) {
+    found = found || (listed.destination() == "10.77.0.0/16" && listed.device() == "lo" && listed.scope() == 253u);
+  }
+  EXPECT_TRUE(found) << routes.DebugString();
+
+  grpc::ClientContext interfaces_context;
+  interfaces_context.set_deadline(std::chrono::system_clock::now() + seconds(10));
+  v1::ListInterfacesResponse interfaces;
+  ASSERT_RPC_OK(vm().agent().ListInterfaces(&interfaces_context, v1::ListInterfacesRequest(), &interfaces));
+  bool lo_up = false;
+  for (const auto& interface : interfaces.interfaces()) lo_up = lo_up || (interface.name() == "lo" && interface.up());
+  EXPECT_TRUE(lo_up) << interfaces.DebugString();
 }
 
 // A paused container can be force-removed; its processes do not linger frozen.
