@@ -5,6 +5,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -25,34 +26,41 @@ constexpr char kNsenter[] = "/usr/bin/nsenter";
 constexpr char kIp[] = "/usr/sbin/ip";
 constexpr char kTc[] = "/usr/sbin/tc";
 
+// An anonymous file for a child's output: nothing on disk to leave behind
+// if this process dies mid-command.
+Result<UniqueFd> OutputFile(const char* name) {
+  UniqueFd fd(::memfd_create(name, MFD_CLOEXEC));
+  if (!fd) return ErrnoError("memfd_create");
+  return fd;
+}
+
+std::string ReadBack(int fd, size_t max_bytes) {
+  if (::lseek(fd, 0, SEEK_SET) < 0) return "";
+  return ReadAll(fd, max_bytes).value_or("");
+}
+
 // Runs a command inside the netns ("" = the host's); its stdout, or an error
 // with its stderr.
 Result<std::string> InNetns(const std::string& netns, std::vector<std::string> command) {
-  std::string out = "/tmp/hull-net-" + RandomHex(6);
+  std::string what;
+  for (const auto& word : command) what += (what.empty() ? "" : " ") + word;
+  const std::string where = netns.empty() ? "the host" : netns;
+  HULL_TRY(UniqueFd out, OutputFile("hull-net-out"), "run `" + what + "` in " + where);
+  HULL_TRY(UniqueFd err, OutputFile("hull-net-err"), "run `" + what + "` in " + where);
   SpawnOptions spawn;
   if (!netns.empty()) spawn.argv = {kNsenter, "--net=" + netns, "--"};
   spawn.argv.insert(spawn.argv.end(), command.begin(), command.end());
-  spawn.stdout_path = out + ".out";
-  spawn.stderr_path = out + ".err";
+  spawn.stdout_path = "/proc/self/fd/" + std::to_string(out.get());
+  spawn.stderr_path = "/proc/self/fd/" + std::to_string(err.get());
   auto child = Child::Spawn(spawn);
-  std::string what;
-  for (const auto& word : command) what += (what.empty() ? "" : " ") + word;
-  auto cleanup = [&] {
-    ::unlink((out + ".out").c_str());
-    ::unlink((out + ".err").c_str());
-  };
-  if (!child) {
-    cleanup();
-    return std::move(child).error().Wrap("run `" + what + "` in " + (netns.empty() ? "the host" : netns));
-  }
+  if (!child) return std::move(child).error().Wrap("run `" + what + "` in " + where);
   auto status = child->Wait();
-  std::string stdout_text = ReadFile(out + ".out", 4 << 20).value_or("");
-  std::string stderr_text = ReadFile(out + ".err", 1 << 16).value_or("");
-  cleanup();
+  std::string stdout_text = ReadBack(out.get(), 4 << 20);
+  std::string stderr_text = ReadBack(err.get(), 1 << 16);
   if (!status || !status->success()) {
     while (!stderr_text.empty() && stderr_text.back() == '\n') stderr_text.pop_back();
-    return MakeError(ErrorCode::kFailedPrecondition, "`" + what + "` in " + (netns.empty() ? "the host" : netns) +
-                                                         " failed" + (stderr_text.empty() ? "" : ": " + stderr_text));
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "`" + what + "` in " + where + " failed" + (stderr_text.empty() ? "" : ": " + stderr_text));
   }
   return stdout_text;
 }
