@@ -22,7 +22,6 @@
 #include "containerd/runtimeoptions/v1/api.pb.h"
 #include "containerd/task/v2/shim.pb.h"
 #include "events.h"
-#include "host_cgroup.h"
 #include "hull/core/config.h"
 #include "hull/core/ids.h"
 #include "hull/core/log.h"
@@ -30,7 +29,7 @@
 #include "hull/core/syscall.h"
 #include "hull/core/transport.h"
 #include "mounts.h"
-#include "pod_network.h"
+#include "orphans.h"
 #include "task_service.h"
 #include "ttrpc/ttrpc.h"
 
@@ -80,39 +79,6 @@ Status WriteBundleFiles(const std::string& bundle, const SandboxPaths& paths) {
   HULL_CHECK_OK(WriteFile(bundle + "/" + kBundleSandboxFile, paths.state_dir, 0644),
                 "write the bundle's sandbox file");
   return Ok();
-}
-
-// Every mount point at or under `dir`, deepest first.
-std::vector<std::string> MountsUnder(const std::string& dir) {
-  std::vector<std::string> found = MountPointsUnder(dir);
-  std::reverse(found.begin(), found.end());
-  return found;
-}
-
-// QEMU and virtiofsd processes whose command line mentions `dir` (an orphaned
-// sandbox's helpers name their state directory in their arguments).
-std::vector<pid_t> ProcessesMentioning(const std::string& dir) {
-  std::vector<pid_t> pids;
-  DIR* proc = ::opendir("/proc");
-  if (proc == nullptr) return pids;
-  while (dirent* entry = ::readdir(proc)) {
-    char* end = nullptr;
-    long pid = std::strtol(entry->d_name, &end, 10);
-    if (end == entry->d_name || *end != '\0' || pid == ::getpid()) continue;
-    auto cmdline = ReadFile("/proc/" + std::string(entry->d_name) + "/cmdline", 1 << 20);
-    if (!cmdline) continue;
-    std::replace(cmdline->begin(), cmdline->end(), '\0', ' ');
-    if (cmdline->find(dir + "/") == std::string::npos) continue;
-    // Only the sandbox's own helpers: an operator's `tail -f .../console.log`
-    // mentions the directory too.
-    std::error_code ec;
-    std::string exe = std::filesystem::read_symlink("/proc/" + std::string(entry->d_name) + "/exe", ec)
-                          .filename()
-                          .string();
-    if (exe.starts_with("qemu-system") || exe.starts_with("virtiofsd")) pids.push_back(static_cast<pid_t>(pid));
-  }
-  ::closedir(proc);
-  return pids;
 }
 
 }  // namespace
@@ -241,21 +207,7 @@ int RunDelete(const ShimFlags& flags) {
     const std::string& dir = *state_dir;
     if (auto alive = ConnectUnix(dir + "/" + kShimSocketName); !alive) {
       // The shim is gone: its VM, virtiofsd and mounts are orphans.
-      for (pid_t pid : ProcessesMentioning(dir)) ::kill(pid, SIGKILL);
-      for (const auto& mount : MountsUnder(dir)) (void)::umount2(mount.c_str(), MNT_DETACH);
-      // A pod's tap for libvirt, if the crash left it in the host's netns.
-      if (auto tap = ReadFile(dir + "/" + kHostTapRecord, 64); tap && IsHostTapName(*tap)) {
-        if (auto removed = RemoveHostTap(*tap); !removed) std::fprintf(stderr, "%s\n", removed.error().ToString().c_str());
-      }
-      // The pod's host cgroup: removed once the killed QEMU has left it.
-      if (auto cgroup = HostCgroup::FromRecord(dir + "/" + kHostCgroupRecord); cgroup) {
-        cgroup->Remove();
-      } else if (cgroup.error().code() != ErrorCode::kNotFound) {
-        std::fprintf(stderr, "%s\n", cgroup.error().ToString().c_str());
-      }
-      if (auto removed = RemoveTree(dir); !removed) {
-        std::fprintf(stderr, "%s\n", removed.error().ToString().c_str());
-      }
+      for (const auto& problem : RemoveOrphanedSandbox(dir)) std::fprintf(stderr, "%s\n", problem.c_str());
     }
   }
   ::containerd::task::v2::DeleteResponse response;
@@ -361,7 +313,7 @@ int RunServe(const ShimFlags& flags) {
   }
   ::unlink(paths->socket.c_str());
   ::unlink((paths->state_dir + "/start.lock").c_str());
-  if (MountsUnder(paths->state_dir).empty()) {
+  if (MountPointsUnder(paths->state_dir).empty()) {
     (void)RemoveTree(paths->state_dir);
   } else {
     HULL_LOG_WARN("{} still has mounts; left in place", paths->state_dir);

@@ -1,5 +1,5 @@
 # The shim's logic as a library (tested without the binary), and the binary.
-add_library(hull_session STATIC session.cc shared_dir.cc pod_network.cc host_cgroup.cc)
+add_library(hull_session STATIC session.cc shared_dir.cc pod_network.cc host_cgroup.cc orphans.cc)
 target_include_directories(hull_session PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(hull_session PUBLIC hull_hypervisor hull_agent_client hull_oci PRIVATE nlohmann_json::nlohmann_json)
 

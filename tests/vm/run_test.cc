@@ -316,6 +316,48 @@ TEST_F(RunTest, GuestBindsTheFreePageReportingBalloon) {
   EXPECT_EQ(hull.out, "1\n");
 }
 
+// SIGKILL of `hullctl run` itself: its QEMU and virtiofsd die with it, but the
+// mounts and the state directory stay until `hullctl gc`, which removes
+// them and leaves a live run alone.
+TEST_F(RunTest, GcRemovesWhatAKilledHullctlLeftAndSparesALiveOne) {
+  std::string rootfs = scratch_ + "/gc-rootfs";
+  ASSERT_TRUE(testing::MakeBusyboxRootfs(rootfs));
+  const std::string run_dir = scratch_ + "/run";
+  auto wait_for_ready = [this] {
+    for (int i = 0; i < 600; ++i) {
+      if (ReadFile(running_out_).value_or("") == "ready\n") return true;
+      std::this_thread::sleep_for(milliseconds(100));
+    }
+    return false;
+  };
+  auto command = [&](const std::string& name) {
+    return std::vector<std::string>{HULL_HULLCTL, "--config", config_, "run", "--rootfs", rootfs, "--name", name,
+                                    "--", "sh", "-c", "trap 'exit 143' TERM; echo ready; sleep 600 & wait"};
+  };
+  Outcome killed = Run(command("gc-dead"), "/dev/null", [&](pid_t pid) {
+    ASSERT_TRUE(wait_for_ready()) << "the first run never started";
+    ::kill(pid, SIGKILL);
+  });
+  ASSERT_EQ(killed.code, 137);
+  ASSERT_TRUE(PathExists(run_dir + "/gc-dead")) << "nothing was left to collect: the test proves nothing";
+  EXPECT_FALSE(MountPointsUnder(run_dir + "/gc-dead").empty()) << "the killed run's mounts are gone already";
+
+  Outcome live = Run(command("gc-live"), "/dev/null", [&](pid_t pid) {
+    ASSERT_TRUE(wait_for_ready()) << "the second run never started";
+    std::string live_out = running_out_;
+    Outcome gc = Run({HULL_HULLCTL, "--config", config_, "gc"});
+    running_out_ = live_out;
+    EXPECT_EQ(gc.code, 0) << gc.err;
+    EXPECT_EQ(gc.out, "removed gc-dead\n") << gc.err;
+    EXPECT_FALSE(PathExists(run_dir + "/gc-dead"));
+    EXPECT_FALSE(PathExists(run_dir + "/gc-dead.owner"));
+    EXPECT_TRUE(PathExists(run_dir + "/gc-live")) << "gc removed a live run";
+    ::kill(pid, SIGTERM);  // forwarded to the container, whose shell exits 143
+  });
+  EXPECT_EQ(live.code, 143) << live.err;
+  // TearDown: no mount, process or entry of either run is left.
+}
+
 // hullctl on a real terminal: --tty puts it in raw mode, passes the window
 // size at start, and forwards a resize (SIGWINCH) to the container.
 TEST_F(RunTest, TtySessionFollowsTheWindowSize) {

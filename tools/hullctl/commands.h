@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "hull/core/config.h"
+#include "hull/core/error.h"
+#include "hull/core/fd.h"
 
 namespace hull::hullctl {
 
@@ -50,5 +52,30 @@ struct RunOptions {
 // Runs the container in a fresh VM with stdio attached; returns its exit
 // status (the code, or 128+signal), or 125 when hull itself failed.
 int RunContainer(const RunOptions& options);
+
+// A hullctl's hold on its VM's name in run_dir (see gc.cc): taken before the
+// VM exists, released (the owner file removed) once it is gone. If hullctl
+// dies, the kernel drops the lock and `hullctl gc` cleans up.
+class RunClaim {
+ public:
+  // kAlreadyExists when another live hullctl has `id`, or a dead one left
+  // its directory.
+  static Result<RunClaim> Take(const std::string& run_dir, const std::string& id);
+  RunClaim(RunClaim&&) noexcept = default;
+  RunClaim& operator=(RunClaim&&) noexcept = default;
+  ~RunClaim();
+
+ private:
+  RunClaim(std::string path, UniqueFd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
+  std::string path_;
+  UniqueFd fd_;
+};
+
+struct GcOptions {
+  std::string config_path;
+};
+// Removes what dead `hullctl run`/`vm ping` processes left in run_dir;
+// prints each id it removed. 0 when everything could be removed.
+int RunGc(const GcOptions& options);
 
 }  // namespace hull::hullctl

@@ -45,6 +45,8 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--name", run.name, "container id (default: run-<random>)");
   run_cmd->add_option("command", run.args, "command and arguments (after --), replacing process.args");
 
+  auto* gc_cmd = app.add_subcommand("gc", "remove what killed `hullctl run`/`vm ping` processes left behind");
+
   CLI11_PARSE(app, argc, argv);
 
   const char* env_level = std::getenv("HULL_LOG_LEVEL");
@@ -54,6 +56,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (check->parsed()) return hull::hullctl::RunCheck({config_path});
+  if (gc_cmd->parsed()) return hull::hullctl::RunGc({config_path});
   if (run_cmd->parsed()) {
     run.config_path = config_path;
     return hull::hullctl::RunContainer(run);

@@ -160,6 +160,8 @@ int RunContainer(const RunOptions& options) {
   std::string id = options.name.empty() ? "run-" + RandomHex(6) : options.name;
   if (auto valid = ValidateId("container", id); !valid) return fail(valid.error());
 
+  auto claim = RunClaim::Take(config->run_dir, id);
+  if (!claim) return fail(claim.error());
   auto opened = Session::Open(*config, id);
   if (!opened) return fail(opened.error());
   std::unique_ptr<Session> session = std::move(*opened);

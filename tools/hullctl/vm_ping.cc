@@ -94,6 +94,8 @@ int RunVmPing(const PingOptions& options) {
 
   auto vm_config = VmConfigFromConfig(*config, "ping-" + RandomHex(6));
   if (!vm_config) return fail(vm_config.error());
+  auto claim = RunClaim::Take(vm_config->run_dir, vm_config->id);  // outlives the VM below
+  if (!claim) return fail(claim.error());
   auto hypervisor = MakeHypervisor(config->hypervisor.backend);
   if (!hypervisor) return fail(hypervisor.error());
 
