@@ -628,6 +628,17 @@ std::string HttpGet(const std::string& ip, int port) {
   return body == std::string::npos ? "" : response.substr(body + 4);
 }
 
+// HttpGet, retried for up to 10 s until it returns `expected` (a server in a
+// booting VM or a fresh iptables rule takes a moment); the last body.
+std::string HttpGetWhenUp(const std::string& ip, int port, const std::string& expected) {
+  std::string body;
+  for (int i = 0; i < 50 && body != expected; ++i) {
+    body = HttpGet(ip, port);
+    if (body != expected) std::this_thread::sleep_for(milliseconds(200));
+  }
+  return body;
+}
+
 const std::vector<std::string> kHttpd = {"sh", "-c",
                                          "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"};
 
@@ -701,11 +712,7 @@ TEST_F(CriTest, LibvirtPodIsReachableOverTheBridge) {
   ASSERT_FALSE(server.empty());
   std::string ip = PodIp(*cri_, pod);
   ASSERT_FALSE(ip.empty()) << "CRI has no IP for the pod";
-  std::string body;
-  for (int i = 0; i < 50 && body != "lvnet\n"; ++i) {
-    body = HttpGet(ip, 8080);
-    if (body != "lvnet\n") std::this_thread::sleep_for(milliseconds(200));
-  }
+  std::string body = HttpGetWhenUp(ip, 8080, "lvnet\n");
   EXPECT_EQ(body, "lvnet\n") << "the libvirt pod at " << ip << " did not answer the node";
   StopAndRemoveContainer(server);
   StopAndRemovePod(pod);
@@ -738,11 +745,7 @@ TEST_F(DualStackCriTest, PodIsReachableOverIpv6) {
   auto routes = ExecSync(server, {"ip", "-6", "route", "show", "default"});
   ASSERT_TRUE(routes) << routes.error().ToString();
   EXPECT_TRUE(Contains(routes->stdout(), "default via ")) << "no IPv6 default route in the guest: " << routes->stdout();
-  std::string body;
-  for (int i = 0; i < 50 && body != "dual\n"; ++i) {
-    body = HttpGet(ip6, 8080);
-    if (body != "dual\n") std::this_thread::sleep_for(milliseconds(200));
-  }
+  std::string body = HttpGetWhenUp(ip6, 8080, "dual\n");
   EXPECT_EQ(body, "dual\n") << "the pod at [" << ip6 << "] did not answer the node";
   StopAndRemoveContainer(server);
   StopAndRemovePod(pod);
@@ -763,11 +766,7 @@ TEST_F(CriTest, HostPortReachesTheContainer) {
   ASSERT_FALSE(server.empty());
   // The bridge's address is one of the node's own: the DNAT in OUTPUT applies.
   std::string gateway = env_->pod_subnet().substr(0, env_->pod_subnet().rfind('.')) + ".1";
-  std::string body;
-  for (int i = 0; i < 50 && body != "ported\n"; ++i) {
-    body = HttpGet(gateway, host_port);
-    if (body != "ported\n") std::this_thread::sleep_for(milliseconds(200));
-  }
+  std::string body = HttpGetWhenUp(gateway, host_port, "ported\n");
   EXPECT_EQ(body, "ported\n") << "host port " << host_port << " on " << gateway;
   StopAndRemoveContainer(server);
   StopAndRemovePod(pod);
