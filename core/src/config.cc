@@ -109,6 +109,8 @@ const std::map<std::string, Setter, std::less<>>& Setters() {
        SectionBool("hypervisor.seccomp_sandbox", &Config::hypervisor, &H::seccomp_sandbox)},
       {"hypervisor.free_page_reporting",
        SectionBool("hypervisor.free_page_reporting", &Config::hypervisor, &H::free_page_reporting)},
+      {"hypervisor.tcg_tb_size_mib",
+       SectionInt("hypervisor.tcg_tb_size_mib", &Config::hypervisor, &H::tcg_tb_size_mib, 0, 1 << 14)},
       {"hypervisor.kernel_params",
        SectionString("hypervisor.kernel_params", &Config::hypervisor, &H::kernel_params)},
       {"hypervisor.stop_grace_seconds",

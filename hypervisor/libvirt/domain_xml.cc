@@ -48,6 +48,11 @@ std::string BuildDomainXml(const DomainPlan& plan) {
   // ACPI: the agent powers the guest off, which on x86 goes through it.
   line(1, "<features>");
   line(2, "<acpi/>");
+  if (plan.accel == Accel::kTcg && plan.tcg_tb_size_mib != 0) {
+    line(2, "<tcg>");
+    line(3, "<tb-cache unit='MiB'>" + std::to_string(plan.tcg_tb_size_mib) + "</tb-cache>");
+    line(2, "</tcg>");
+  }
   line(1, "</features>");
   // As with QEMU directly: the host CPU under KVM, everything TCG can
   // emulate otherwise.

@@ -43,6 +43,7 @@ struct DomainPlan {
   // neither creates nor removes it), and the MAC the guest's eth0 gets.
   std::string tap_device;
   bool free_page_reporting = true;  // <memballoon model='virtio' freePageReporting='on'/>
+  uint32_t tcg_tb_size_mib = 0;     // TCG: <features><tcg><tb-cache>, 0 = QEMU's default
   std::string mac_address;
   // The DAC identity QEMU runs as. hull's state directory is private to the
   // shim's user, so QEMU runs as that user and libvirt relabels nothing.

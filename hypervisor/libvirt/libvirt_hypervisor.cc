@@ -573,6 +573,7 @@ class LibvirtHypervisor final : public Hypervisor {
     plan.virtiofs_cache = config.virtiofs_cache;
     plan.virtiofsd_sandbox = config.virtiofsd_sandbox;
     plan.free_page_reporting = config.free_page_reporting;
+    plan.tcg_tb_size_mib = config.tcg_tb_size_mib;
     if (!config.network.netns_path.empty()) {
       plan.tap_device = config.network.tap_name;
       plan.mac_address = config.network.mac_address;

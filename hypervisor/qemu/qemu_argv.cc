@@ -20,7 +20,9 @@ std::vector<std::string> BuildQemuArgv(const QemuLaunchPlan& plan) {
   if (plan.accel == Accel::kKvm) {
     add({"-accel", "kvm", "-cpu", "host"});
   } else {
-    add({"-accel", plan.vcpus > 1 ? "tcg,thread=multi" : "tcg", "-cpu", "max"});
+    std::string tcg = plan.vcpus > 1 ? "tcg,thread=multi" : "tcg";
+    if (plan.tcg_tb_size_mib != 0) tcg += ",tb-size=" + std::to_string(plan.tcg_tb_size_mib);
+    add({"-accel", tcg, "-cpu", "max"});
   }
   add({"-smp", std::to_string(plan.vcpus)});
   if (plan.seccomp_sandbox) {

@@ -37,6 +37,7 @@ struct QemuLaunchPlan {
   std::optional<int> vhost_fd;   // vsock: an open /dev/vhost-vsock with the cid set
   bool seccomp_sandbox = true;
   bool free_page_reporting = true;  // a virtio-balloon with free page reporting
+  uint32_t tcg_tb_size_mib = 0;     // TCG: tb-size, 0 = QEMU's default
   // virtio-fs: virtiofsd's vhost-user socket ("" = no shared directory) and
   // the tag the guest mounts it by.
   std::string virtiofs_socket;

@@ -347,6 +347,7 @@ class QemuHypervisor final : public Hypervisor {
     plan.agent_socket = state_dir + "/agent.sock";
     plan.seccomp_sandbox = config.seccomp_sandbox;
     plan.free_page_reporting = config.free_page_reporting;
+    plan.tcg_tb_size_mib = config.tcg_tb_size_mib;
     // virtiofsd first: it must listen before QEMU connects to it. A failure
     // from here on stops it (and removes its socket) as `virtiofsd` unwinds.
     // The pod's host cgroup, for virtiofsd and QEMU alike.

@@ -44,6 +44,7 @@ vcpus = 4
 memory_mib = 2048
 seccomp_sandbox = false
 free_page_reporting = false
+tcg_tb_size_mib = 32
 kernel_params = "foo=1"
 stop_grace_seconds = 2
 virtiofsd = "/opt/virtiofsd"
@@ -63,6 +64,7 @@ boot_timeout_seconds = 30
   EXPECT_EQ(config->hypervisor.memory_mib, 2048u);
   EXPECT_FALSE(config->hypervisor.seccomp_sandbox);
   EXPECT_FALSE(config->hypervisor.free_page_reporting);
+  EXPECT_EQ(config->hypervisor.tcg_tb_size_mib, 32u);
   EXPECT_EQ(config->hypervisor.stop_grace_seconds, 2u);
   EXPECT_EQ(config->hypervisor.virtiofsd, "/opt/virtiofsd");
   EXPECT_EQ(config->hypervisor.virtiofs_cache, "none");

@@ -98,6 +98,19 @@ TEST(QemuArgvTest, FreePageReportingCanBeTurnedOff) {
   for (const auto& arg : qemu::BuildQemuArgv(plan)) EXPECT_EQ(arg.find("balloon"), std::string::npos) << arg;
 }
 
+TEST(QemuArgvTest, TcgTranslationCacheSizeOnlyWhenSetAndOnlyForTcg) {
+  auto plan = Plan(TransportKind::kSerial, Accel::kTcg);
+  auto accel_of = [](const std::vector<std::string>& argv) {
+    auto it = std::find(argv.begin(), argv.end(), "-accel");
+    return it != argv.end() && it + 1 != argv.end() ? *(it + 1) : std::string();
+  };
+  EXPECT_EQ(accel_of(qemu::BuildQemuArgv(plan)), "tcg,thread=multi");
+  plan.tcg_tb_size_mib = 32;
+  EXPECT_EQ(accel_of(qemu::BuildQemuArgv(plan)), "tcg,thread=multi,tb-size=32");
+  plan.accel = Accel::kKvm;
+  EXPECT_EQ(accel_of(qemu::BuildQemuArgv(plan)).find("tb-size"), std::string::npos);
+}
+
 TEST(KernelCmdlineTest, CarriesTheAgentSettings) {
   std::string cmdline = BuildKernelCmdline({TransportKind::kVsock, "debug", true, "foo=bar"});
   EXPECT_EQ(cmdline,
@@ -337,6 +350,21 @@ TEST(HypervisorTest, VmConfigCarriesTheVirtiofsdSettings) {
   EXPECT_TRUE(vm->shared_dir.empty()) << "what to share is the caller's choice";
 }
 
+TEST(HypervisorTest, VmConfigCarriesTheMemorySettings) {
+  Config config;
+  config.hypervisor.accel = "tcg";
+  auto defaults = VmConfigFromConfig(config, "pod1");
+  ASSERT_TRUE(defaults) << defaults.error().ToString();
+  EXPECT_TRUE(defaults->free_page_reporting);
+  EXPECT_EQ(defaults->tcg_tb_size_mib, 0u);
+  config.hypervisor.free_page_reporting = false;
+  config.hypervisor.tcg_tb_size_mib = 32;
+  auto set = VmConfigFromConfig(config, "pod1");
+  ASSERT_TRUE(set) << set.error().ToString();
+  EXPECT_FALSE(set->free_page_reporting);
+  EXPECT_EQ(set->tcg_tb_size_mib, 32u);
+}
+
 // --- the libvirt domain XML -------------------------------------------------------
 
 libvirt::DomainPlan DomainPlan(TransportKind transport, Accel accel) {
@@ -424,6 +452,17 @@ TEST(DomainXmlTest, WithoutFreePageReportingThereIsNoBalloon) {
   std::string xml = libvirt::BuildDomainXml(plan);
   EXPECT_NE(xml.find("<memballoon model='none'/>"), std::string::npos) << xml;
   EXPECT_EQ(xml.find("freePageReporting"), std::string::npos) << xml;
+}
+
+TEST(DomainXmlTest, TcgTranslationCacheSize) {
+  libvirt::DomainPlan plan = DomainPlan(TransportKind::kSerial, Accel::kTcg);
+  EXPECT_EQ(libvirt::BuildDomainXml(plan).find("<tcg>"), std::string::npos);
+  plan.tcg_tb_size_mib = 32;
+  std::string xml = libvirt::BuildDomainXml(plan);
+  EXPECT_NE(xml.find("<tcg>\n      <tb-cache unit='MiB'>32</tb-cache>\n    </tcg>"), std::string::npos) << xml;
+  ExpectValidDomainXml(xml);
+  plan.accel = Accel::kKvm;
+  EXPECT_EQ(libvirt::BuildDomainXml(plan).find("<tcg>"), std::string::npos);
 }
 
 TEST(DomainXmlTest, TextAndAttributesAreEscaped) {

@@ -25,6 +25,7 @@ struct HypervisorConfig {
   uint64_t pod_memory_overhead_mib = 160;              // [hypervisor] pod_memory_overhead_mib
   bool seccomp_sandbox = true;                         // [hypervisor] seccomp_sandbox
   bool free_page_reporting = true;                     // [hypervisor] free_page_reporting
+  uint32_t tcg_tb_size_mib = 0;                        // [hypervisor] tcg_tb_size_mib: 0 = QEMU's default
   std::string kernel_params;                           // [hypervisor] kernel_params
   uint32_t stop_grace_seconds = 5;                     // [hypervisor] stop_grace_seconds
   std::string virtiofsd = "/usr/lib/qemu/virtiofsd";   // [hypervisor] virtiofsd

@@ -45,6 +45,9 @@ struct VmConfig {
   // A virtio-balloon whose guest reports freed memory, which the host then
   // releases: an idle guest gives back what it used once.
   bool free_page_reporting = true;
+  // TCG only: the translation cache's size in MiB (QEMU's tb-size), 0 =
+  // QEMU's default. What the guest's code fills of it is host memory.
+  uint32_t tcg_tb_size_mib = 0;
   std::string agent_log_level = "info";
   bool agent_debug = false;
   std::string extra_kernel_params;
