@@ -22,5 +22,5 @@ hull_add_fuzzer(cni_interface_fuzz
   CORPUS ${CMAKE_CURRENT_LIST_DIR}/corpus/cni
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/cni_interface_fuzz.cc
           ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/shim/pod_network.cc
-  INCLUDES ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/shim
+  INCLUDES ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/shim ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/hypervisor/include
   LIBRARIES hull_core hull_proto nlohmann_json::nlohmann_json)
