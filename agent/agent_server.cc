@@ -5,9 +5,8 @@
 #include <sys/socket.h>
 #include <sys/statfs.h>
 #include <sys/utsname.h>
-#include <unistd.h>
-
 #include <time.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <deque>
@@ -16,11 +15,11 @@
 
 #include "guest_init.h"
 #include "hull/core/ids.h"
+#include "hull/core/log.h"
 #include "hull/core/oci_spec.h"
+#include "hull/core/syscall.h"
 #include "network.h"
 #include "sandbox.h"
-#include "hull/core/log.h"
-#include "hull/core/syscall.h"
 
 namespace hull::agent {
 
@@ -52,7 +51,8 @@ std::string CgroupMode() {
 }
 
 grpc::Status ToGrpc(const Error& error) {
-  return grpc::Status(static_cast<grpc::StatusCode>(static_cast<int>(error.code())), error.ToString());
+  return grpc::Status(static_cast<grpc::StatusCode>(static_cast<int>(error.code())),
+                      error.ToString());
 }
 
 grpc::Status ToGrpc(const Status& status) {
@@ -89,7 +89,8 @@ void FillStats(const engine::CgroupStats& stats, v1::StatsContainerResponse* res
   }
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);
-  response->set_timestamp_ns(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec));
+  response->set_timestamp_ns(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull +
+                             static_cast<uint64_t>(ts.tv_nsec));
 }
 
 }  // namespace
@@ -98,7 +99,8 @@ class AgentServer::HealthService final : public v1::Health::Service {
  public:
   explicit HealthService(AgentState* state) : state_(state) {}
 
-  grpc::Status Check(grpc::ServerContext*, const v1::CheckRequest*, v1::CheckResponse* response) override {
+  grpc::Status Check(grpc::ServerContext*, const v1::CheckRequest*,
+                     v1::CheckResponse* response) override {
     NoteRequest(state_);
     response->set_status(v1::CheckResponse::SERVING);
     return grpc::Status::OK;
@@ -158,7 +160,8 @@ class AgentServer::AgentService final : public v1::Agent::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Shutdown(grpc::ServerContext*, const v1::ShutdownRequest* request, v1::ShutdownResponse*) override {
+  grpc::Status Shutdown(grpc::ServerContext*, const v1::ShutdownRequest* request,
+                        v1::ShutdownResponse*) override {
     NoteRequest(state_);
     if (!request->force() && !engine_->ContainerIds().empty()) {
       return ToGrpc(Error(ErrorCode::kFailedPrecondition,
@@ -176,11 +179,13 @@ class AgentServer::AgentService final : public v1::Agent::Service {
     std::lock_guard lock(sandbox_mu_);
     if (auto id = ValidateId("sandbox", request->sandbox_id()); !id) return ToGrpc(id.error());
     if (!sandbox_id_.empty()) {
-      return ToGrpc(Error(ErrorCode::kAlreadyExists, "sandbox `" + sandbox_id_ + "` already exists in this VM"));
+      return ToGrpc(Error(ErrorCode::kAlreadyExists,
+                          "sandbox `" + sandbox_id_ + "` already exists in this VM"));
     }
     if (!request->hostname().empty()) {
       if (request->hostname().size() > 64 || request->hostname().find('/') != std::string::npos) {
-        return ToGrpc(Error(ErrorCode::kInvalidArgument, "hostname `" + request->hostname() + "` is invalid"));
+        return ToGrpc(Error(ErrorCode::kInvalidArgument,
+                            "hostname `" + request->hostname() + "` is invalid"));
       }
       if (::sethostname(request->hostname().data(), request->hostname().size()) < 0) {
         return ToGrpc(Error::FromErrno(errno, "set the sandbox hostname"));
@@ -205,9 +210,11 @@ class AgentServer::AgentService final : public v1::Agent::Service {
     NoteRequest(state_);
     std::lock_guard lock(sandbox_mu_);
     if (request->sandbox_id() != sandbox_id_) {
-      return ToGrpc(Error(ErrorCode::kNotFound, "sandbox `" + request->sandbox_id() + "` does not exist"));
+      return ToGrpc(
+          Error(ErrorCode::kNotFound, "sandbox `" + request->sandbox_id() + "` does not exist"));
     }
-    for (const auto& id : engine_->ContainerIds()) (void)engine_->Remove(id, true, std::chrono::seconds(5));
+    for (const auto& id : engine_->ContainerIds())
+      (void)engine_->Remove(id, true, std::chrono::seconds(5));
     for (auto it = storages_.rbegin(); it != storages_.rend(); ++it) (void)UnmountStorage(*it);
     storages_.clear();
     sandbox_id_.clear();
@@ -227,13 +234,16 @@ class AgentServer::AgentService final : public v1::Agent::Service {
       return ToGrpc(std::move(path).error().Wrap(what));
     }
     for (const auto& storage : request->storages()) {
-      if (auto status = MountStorage(storage); !status) return ToGrpc(std::move(status).error().Wrap(what));
+      if (auto status = MountStorage(storage); !status)
+        return ToGrpc(std::move(status).error().Wrap(what));
     }
-    if (auto created = engine_->Create(request->container_id(), *spec, request->rootfs_path(), ToIo(request->io()));
+    if (auto created = engine_->Create(request->container_id(), *spec, request->rootfs_path(),
+                                       ToIo(request->io()));
         !created) {
       return ToGrpc(created.error());
     }
-    if (auto pid = engine_->Pid(request->container_id(), ""); pid) response->set_init_pid(static_cast<uint32_t>(*pid));
+    if (auto pid = engine_->Pid(request->container_id(), ""); pid)
+      response->set_init_pid(static_cast<uint32_t>(*pid));
     return grpc::Status::OK;
   }
 
@@ -246,7 +256,8 @@ class AgentServer::AgentService final : public v1::Agent::Service {
   grpc::Status RemoveContainer(grpc::ServerContext*, const v1::RemoveContainerRequest* request,
                                v1::RemoveContainerResponse*) override {
     NoteRequest(state_);
-    auto timeout = std::chrono::seconds(request->timeout_seconds() == 0 ? 10 : request->timeout_seconds());
+    auto timeout =
+        std::chrono::seconds(request->timeout_seconds() == 0 ? 10 : request->timeout_seconds());
     return ToGrpc(engine_->Remove(request->container_id(), request->force(), timeout));
   }
 
@@ -295,7 +306,8 @@ class AgentServer::AgentService final : public v1::Agent::Service {
     NoteRequest(state_);
     auto process = oci::ParseOciProcess(request->oci_process_json());
     if (!process) return ToGrpc(std::move(process).error().Wrap("exec: process"));
-    auto status = engine_->Exec(request->container_id(), request->exec_id(), *process, ToIo(request->io()));
+    auto status =
+        engine_->Exec(request->container_id(), request->exec_id(), *process, ToIo(request->io()));
     if (auto pid = engine_->Pid(request->container_id(), request->exec_id()); pid && *pid > 0) {
       response->set_pid(static_cast<uint32_t>(*pid));
     }
@@ -305,8 +317,8 @@ class AgentServer::AgentService final : public v1::Agent::Service {
   grpc::Status SignalProcess(grpc::ServerContext*, const v1::SignalProcessRequest* request,
                              v1::SignalProcessResponse*) override {
     NoteRequest(state_);
-    return ToGrpc(engine_->Signal(request->container_id(), request->exec_id(), static_cast<int>(request->signal()),
-                                  request->all()));
+    return ToGrpc(engine_->Signal(request->container_id(), request->exec_id(),
+                                  static_cast<int>(request->signal()), request->all()));
   }
 
   grpc::Status WaitProcess(grpc::ServerContext*, const v1::WaitProcessRequest* request,
@@ -327,7 +339,8 @@ class AgentServer::AgentService final : public v1::Agent::Service {
     return ToGrpc(engine_->RemoveExec(request->container_id(), request->exec_id()));
   }
 
-  grpc::Status ResizeTty(grpc::ServerContext*, const v1::ResizeTtyRequest* request, v1::ResizeTtyResponse*) override {
+  grpc::Status ResizeTty(grpc::ServerContext*, const v1::ResizeTtyRequest* request,
+                         v1::ResizeTtyResponse*) override {
     NoteRequest(state_);
     if (request->size().rows() > 65535 || request->size().columns() > 65535) {
       return ToGrpc(Error(ErrorCode::kInvalidArgument, "tty size out of range"));
@@ -352,9 +365,11 @@ class AgentServer::AgentService final : public v1::Agent::Service {
         exec_id = chunk.exec_id();
         first = false;
       }
-      if (chunk.data().size() > (1u << 20)) return ToGrpc(Error(ErrorCode::kInvalidArgument, "stdin chunk over 1 MiB"));
+      if (chunk.data().size() > (1u << 20))
+        return ToGrpc(Error(ErrorCode::kInvalidArgument, "stdin chunk over 1 MiB"));
       if (!chunk.data().empty()) {
-        if (auto status = engine_->WriteStdin(container_id, exec_id, chunk.data()); !status) return ToGrpc(status.error());
+        if (auto status = engine_->WriteStdin(container_id, exec_id, chunk.data()); !status)
+          return ToGrpc(status.error());
         written += chunk.data().size();
       }
       if (chunk.close()) {
@@ -362,7 +377,8 @@ class AgentServer::AgentService final : public v1::Agent::Service {
         break;
       }
     }
-    if (first) return ToGrpc(Error(ErrorCode::kInvalidArgument, "WriteStdin: the stream named no process"));
+    if (first)
+      return ToGrpc(Error(ErrorCode::kInvalidArgument, "WriteStdin: the stream named no process"));
     (void)closed;  // the end of the stream closes stdin either way
     response->set_bytes_written(written);
     return ToGrpc(engine_->CloseStdin(container_id, exec_id));
@@ -372,9 +388,11 @@ class AgentServer::AgentService final : public v1::Agent::Service {
                           grpc::ServerWriter<v1::OutputChunk>* writer) override {
     NoteRequest(state_);
     if (request->stream() != v1::STDOUT && request->stream() != v1::STDERR) {
-      return ToGrpc(Error(ErrorCode::kInvalidArgument, "ReadOutput: stream must be STDOUT or STDERR"));
+      return ToGrpc(
+          Error(ErrorCode::kInvalidArgument, "ReadOutput: stream must be STDOUT or STDERR"));
     }
-    auto stream = request->stream() == v1::STDOUT ? engine::OutputStream::kStdout : engine::OutputStream::kStderr;
+    auto stream = request->stream() == v1::STDOUT ? engine::OutputStream::kStdout
+                                                  : engine::OutputStream::kStderr;
     v1::OutputChunk chunk;
     // Write blocks while HTTP/2 flow control holds the client's window shut:
     // the pipe then fills and the process blocks, so nothing is dropped.
@@ -403,7 +421,8 @@ class AgentServer::AgentService final : public v1::Agent::Service {
     });
     std::unique_lock lock(oom_mu_);
     while (!context->IsCancelled() && !stopping_) {
-      oom_changed_.wait_for(lock, std::chrono::milliseconds(200), [&] { return !subscriber->pending.empty(); });
+      oom_changed_.wait_for(lock, std::chrono::milliseconds(200),
+                            [&] { return !subscriber->pending.empty(); });
       while (!subscriber->pending.empty()) {
         v1::OomEvent event = std::move(subscriber->pending.front());
         subscriber->pending.pop_front();
@@ -440,7 +459,8 @@ class AgentServer::AgentService final : public v1::Agent::Service {
     NoteRequest(state_);
     std::vector<GuestRoute> routes;
     for (const auto& route : request->routes()) {
-      routes.push_back({route.family() == AF_INET6, route.destination(), route.gateway(), route.device(), route.scope()});
+      routes.push_back({route.family() == AF_INET6, route.destination(), route.gateway(),
+                        route.device(), route.scope()});
     }
     if (auto added = AddRoutes(routes); !added) return ToGrpc(added.error());
     *response->mutable_routes() = request->routes();
@@ -466,7 +486,8 @@ class AgentServer::AgentService final : public v1::Agent::Service {
     }
     return grpc::Status::OK;
   }
-  grpc::Status ListRoutes(grpc::ServerContext*, const v1::ListRoutesRequest*, v1::ListRoutesResponse* response) override {
+  grpc::Status ListRoutes(grpc::ServerContext*, const v1::ListRoutesRequest*,
+                          v1::ListRoutesResponse* response) override {
     NoteRequest(state_);
     auto listed = agent::ListRoutes();
     if (!listed) return ToGrpc(listed.error());
@@ -509,7 +530,8 @@ class AgentServer::AgentService final : public v1::Agent::Service {
     event.set_container_id(id);
     timespec ts{};
     clock_gettime(CLOCK_REALTIME, &ts);
-    event.set_timestamp_ns(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec));
+    event.set_timestamp_ns(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull +
+                           static_cast<uint64_t>(ts.tv_nsec));
     std::lock_guard lock(oom_mu_);
     for (auto& subscriber : oom_subscribers_) {
       if (subscriber->pending.size() < 1024) subscriber->pending.push_back(event);
@@ -544,7 +566,8 @@ class AgentServer::AgentService final : public v1::Agent::Service {
   bool stopping_ = false;
 };
 
-AgentServer::AgentServer(AgentState* state, engine::EngineOptions engine_options, std::function<void()> on_shutdown)
+AgentServer::AgentServer(AgentState* state, engine::EngineOptions engine_options,
+                         std::function<void()> on_shutdown)
     : state_(state),
       engine_(std::make_unique<engine::Engine>(std::move(engine_options))),
       health_(std::make_unique<HealthService>(state)),

@@ -35,7 +35,8 @@ class AgentServer {
  public:
   // `on_shutdown` runs (on its own thread) after a Shutdown RPC has been
   // answered; in the guest it powers the VM off.
-  AgentServer(AgentState* state, engine::EngineOptions engine_options, std::function<void()> on_shutdown);
+  AgentServer(AgentState* state, engine::EngineOptions engine_options,
+              std::function<void()> on_shutdown);
   ~AgentServer();
 
   Status Start();

@@ -264,7 +264,8 @@ constexpr BaseMount kBaseMounts[] = {
     {"proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr},
     {"sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr},
     {"devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755"},
-    {"devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+    {"devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+     "newinstance,ptmxmode=0666,mode=0620,gid=5"},
     {"shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"},
     {"tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"},
     {"tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"},
@@ -326,7 +327,8 @@ Status SetLinkUp(const std::string& interface) {
     return MakeError(ErrorCode::kInvalidArgument, "interface name `" + interface + "` is too long");
   }
   std::memcpy(req.ifr_name, interface.c_str(), interface.size());
-  if (::ioctl(sock.get(), SIOCGIFFLAGS, &req) < 0) return ErrnoError("get flags of `" + interface + "`");
+  if (::ioctl(sock.get(), SIOCGIFFLAGS, &req) < 0)
+    return ErrnoError("get flags of `" + interface + "`");
   req.ifr_flags |= IFF_UP;
   if (::ioctl(sock.get(), SIOCSIFFLAGS, &req) < 0) return ErrnoError("set `" + interface + "` up");
   return Ok();

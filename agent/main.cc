@@ -200,7 +200,9 @@ int RunAsProcess(int argc, char** argv) {
     return 1;
   }
   std::thread serve([&] { server.Serve(*listener); });
-  std::thread reaper([&server] { RunReaper([&server](pid_t pid, int status) { server.engine().OnChildExit(pid, status); }); });
+  std::thread reaper([&server] {
+    RunReaper([&server](pid_t pid, int status) { server.engine().OnChildExit(pid, status); });
+  });
   reaper.detach();  // blocked in sigwaitinfo until the process exits
   {
     std::unique_lock lock(mu);

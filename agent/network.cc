@@ -63,14 +63,15 @@ Status Talk(const NetlinkMessage& message, const std::string& what, bool exist_o
   if (!sock) return ErrnoError(what + ": netlink socket");
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
-  if (::sendto(sock.get(), message.bytes().data(), message.bytes().size(), 0, reinterpret_cast<sockaddr*>(&kernel),
-               sizeof kernel) < 0) {
+  if (::sendto(sock.get(), message.bytes().data(), message.bytes().size(), 0,
+               reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) {
     return ErrnoError(what + ": netlink send");
   }
   char reply[8192];
   ssize_t n = RetryEintr([&] { return ::recv(sock.get(), reply, sizeof reply, 0); });
   if (n < 0) return ErrnoError(what + ": netlink receive");
-  for (auto* h = reinterpret_cast<nlmsghdr*>(reply); NLMSG_OK(h, static_cast<uint32_t>(n)); h = NLMSG_NEXT(h, n)) {
+  for (auto* h = reinterpret_cast<nlmsghdr*>(reply); NLMSG_OK(h, static_cast<uint32_t>(n));
+       h = NLMSG_NEXT(h, n)) {
     if (h->nlmsg_type != NLMSG_ERROR) continue;
     int error = -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(h))->error;
     if (error == 0 || (exist_ok && error == EEXIST)) return Ok();
@@ -95,8 +96,8 @@ Status Dump(uint16_t type, unsigned char family, const std::string& what, F each
   request.body.rtgen_family = family;
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
-  if (::sendto(sock.get(), &request, request.header.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel),
-               sizeof kernel) < 0) {
+  if (::sendto(sock.get(), &request, request.header.nlmsg_len, 0,
+               reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) {
     return ErrnoError(what + ": netlink send");
   }
   std::vector<char> reply(64 * 1024);
@@ -105,7 +106,8 @@ Status Dump(uint16_t type, unsigned char family, const std::string& what, F each
     if (n < 0) return ErrnoError(what + ": netlink receive");
     if (n == 0) return MakeError(ErrorCode::kInternal, what + ": netlink closed the dump");
     auto left = static_cast<uint32_t>(n);
-    for (auto* h = reinterpret_cast<nlmsghdr*>(reply.data()); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+    for (auto* h = reinterpret_cast<nlmsghdr*>(reply.data()); NLMSG_OK(h, left);
+         h = NLMSG_NEXT(h, left)) {
       if (h->nlmsg_type == NLMSG_DONE) return Ok();
       if (h->nlmsg_type == NLMSG_ERROR) {
         int error = -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(h))->error;
@@ -120,7 +122,8 @@ Status Dump(uint16_t type, unsigned char family, const std::string& what, F each
 std::vector<const rtattr*> Attributes(const nlmsghdr* h, size_t body_size, size_t max_type) {
   std::vector<const rtattr*> found(max_type + 1, nullptr);
   if (h->nlmsg_len < NLMSG_LENGTH(body_size)) return found;
-  auto* rta = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(NLMSG_DATA(h)) + NLMSG_ALIGN(body_size));
+  auto* rta = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(NLMSG_DATA(h)) +
+                                              NLMSG_ALIGN(body_size));
   auto left = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(NLMSG_ALIGN(body_size)));
   for (; RTA_OK(rta, left); rta = RTA_NEXT(rta, left)) {
     if (rta->rta_type <= max_type) found[rta->rta_type] = rta;
@@ -152,8 +155,8 @@ Result<ParsedAddress> ParseAddress(const std::string& text, bool ipv6, const std
   parsed.family = ipv6 ? AF_INET6 : AF_INET;
   parsed.size = ipv6 ? 16 : 4;
   if (::inet_pton(parsed.family, text.c_str(), parsed.bytes) != 1) {
-    return MakeError(ErrorCode::kInvalidArgument, what + ": `" + text + "` is not an IPv" + (ipv6 ? "6" : "4") +
-                                                      " address");
+    return MakeError(ErrorCode::kInvalidArgument,
+                     what + ": `" + text + "` is not an IPv" + (ipv6 ? "6" : "4") + " address");
   }
   return parsed;
 }
@@ -196,11 +199,13 @@ Result<std::string> FindInterfaceByMac(const std::string& mac) {
 }
 
 Result<std::string> ConfigureInterface(const GuestInterface& interface) {
-  HULL_TRY(std::string name, FindInterfaceByMac(interface.mac_address), "configure the pod's interface");
+  HULL_TRY(std::string name, FindInterfaceByMac(interface.mac_address),
+           "configure the pod's interface");
   const std::string what = "configure `" + name + "`";
   if (interface.mtu != 0) {
     if (interface.mtu < 68 || interface.mtu > 65535) {
-      return MakeError(ErrorCode::kInvalidArgument, what + ": MTU " + std::to_string(interface.mtu) + " is out of range");
+      return MakeError(ErrorCode::kInvalidArgument,
+                       what + ": MTU " + std::to_string(interface.mtu) + " is out of range");
     }
     ifreq req{};
     req.ifr_mtu = static_cast<int>(interface.mtu);
@@ -210,7 +215,8 @@ Result<std::string> ConfigureInterface(const GuestInterface& interface) {
   for (const GuestAddress& address : interface.addresses) {
     HULL_TRY(ParsedAddress parsed, ParseAddress(address.address, address.ipv6, what), "");
     if (address.prefix_length > (address.ipv6 ? 128u : 32u)) {
-      return MakeError(ErrorCode::kInvalidArgument, what + ": prefix length " + std::to_string(address.prefix_length));
+      return MakeError(ErrorCode::kInvalidArgument,
+                       what + ": prefix length " + std::to_string(address.prefix_length));
     }
     NetlinkMessage message(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
     ifaddrmsg body{};
@@ -237,10 +243,12 @@ Result<std::string> ConfigureInterface(const GuestInterface& interface) {
 Status AddRoutes(const std::vector<GuestRoute>& routes) {
   std::vector<const GuestRoute*> ordered;
   for (const auto& route : routes) ordered.push_back(&route);
-  std::stable_sort(ordered.begin(), ordered.end(),
-                   [](const GuestRoute* a, const GuestRoute* b) { return a->gateway.empty() && !b->gateway.empty(); });
+  std::stable_sort(ordered.begin(), ordered.end(), [](const GuestRoute* a, const GuestRoute* b) {
+    return a->gateway.empty() && !b->gateway.empty();
+  });
   for (const GuestRoute* route : ordered) {
-    const std::string what = "add route " + (route->destination.empty() ? "default" : route->destination) +
+    const std::string what = "add route " +
+                             (route->destination.empty() ? "default" : route->destination) +
                              (route->gateway.empty() ? "" : " via " + route->gateway);
     NetlinkMessage message(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE);
     rtmsg body{};
@@ -258,7 +266,8 @@ Status AddRoutes(const std::vector<GuestRoute>& routes) {
         prefix = static_cast<uint32_t>(std::strtoul(destination.c_str() + slash + 1, nullptr, 10));
         destination.resize(slash);
       }
-      if (prefix > (route->ipv6 ? 128u : 32u)) return MakeError(ErrorCode::kInvalidArgument, what + ": bad prefix");
+      if (prefix > (route->ipv6 ? 128u : 32u))
+        return MakeError(ErrorCode::kInvalidArgument, what + ": bad prefix");
     }
     body.rtm_dst_len = static_cast<unsigned char>(prefix);
     message.Append(body);
@@ -282,74 +291,95 @@ Status AddRoutes(const std::vector<GuestRoute>& routes) {
 Result<std::vector<ListedInterface>> ListInterfaces() {
   std::vector<ListedInterface> interfaces;
   std::vector<int> indexes;
-  HULL_CHECK_OK(Dump(RTM_GETLINK, AF_UNSPEC, "list interfaces", [&](const nlmsghdr* h) {
-    if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) return;
-    const auto* info = reinterpret_cast<const ifinfomsg*>(NLMSG_DATA(h));
-    auto attributes = Attributes(h, sizeof(ifinfomsg), IFLA_MAX);
-    ListedInterface interface;
-    if (const rtattr* name = attributes[IFLA_IFNAME]) {
-      interface.name.assign(static_cast<const char*>(RTA_DATA(name)), strnlen(static_cast<const char*>(RTA_DATA(name)), RTA_PAYLOAD(name)));
-    }
-    if (const rtattr* mac = attributes[IFLA_ADDRESS]; mac != nullptr && RTA_PAYLOAD(mac) == 6) {
-      const auto* b = static_cast<const unsigned char*>(RTA_DATA(mac));
-      char text[18];
-      std::snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
-      interface.mac_address = text;
-    }
-    if (const rtattr* mtu = attributes[IFLA_MTU]; mtu != nullptr && RTA_PAYLOAD(mtu) == sizeof(uint32_t)) {
-      std::memcpy(&interface.mtu, RTA_DATA(mtu), sizeof(uint32_t));
-    }
-    interface.up = (info->ifi_flags & IFF_UP) != 0;
-    interfaces.push_back(std::move(interface));
-    indexes.push_back(info->ifi_index);
-  }), "");
-  HULL_CHECK_OK(Dump(RTM_GETADDR, AF_UNSPEC, "list addresses", [&](const nlmsghdr* h) {
-    if (h->nlmsg_type != RTM_NEWADDR || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifaddrmsg))) return;
-    const auto* info = reinterpret_cast<const ifaddrmsg*>(NLMSG_DATA(h));
-    if (info->ifa_family != AF_INET && info->ifa_family != AF_INET6) return;
-    if (info->ifa_scope == RT_SCOPE_LINK) return;  // the kernel's own (fe80::/64)
-    auto attributes = Attributes(h, sizeof(ifaddrmsg), IFA_MAX);
-    // IPv4: IFA_LOCAL is the address (IFA_ADDRESS the peer on point-to-point).
-    const rtattr* local = info->ifa_family == AF_INET && attributes[IFA_LOCAL] ? attributes[IFA_LOCAL] : attributes[IFA_ADDRESS];
-    std::string text = AddressText(local, info->ifa_family);
-    auto at = std::find(indexes.begin(), indexes.end(), static_cast<int>(info->ifa_index));
-    if (text.empty() || at == indexes.end()) return;
-    interfaces[static_cast<size_t>(at - indexes.begin())].addresses.push_back(
-        {info->ifa_family == AF_INET6, text, info->ifa_prefixlen});
-  }), "");
+  HULL_CHECK_OK(
+      Dump(RTM_GETLINK, AF_UNSPEC, "list interfaces",
+           [&](const nlmsghdr* h) {
+             if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg)))
+               return;
+             const auto* info = reinterpret_cast<const ifinfomsg*>(NLMSG_DATA(h));
+             auto attributes = Attributes(h, sizeof(ifinfomsg), IFLA_MAX);
+             ListedInterface interface;
+             if (const rtattr* name = attributes[IFLA_IFNAME]) {
+               interface.name.assign(
+                   static_cast<const char*>(RTA_DATA(name)),
+                   strnlen(static_cast<const char*>(RTA_DATA(name)), RTA_PAYLOAD(name)));
+             }
+             if (const rtattr* mac = attributes[IFLA_ADDRESS];
+                 mac != nullptr && RTA_PAYLOAD(mac) == 6) {
+               const auto* b = static_cast<const unsigned char*>(RTA_DATA(mac));
+               char text[18];
+               std::snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2],
+                             b[3], b[4], b[5]);
+               interface.mac_address = text;
+             }
+             if (const rtattr* mtu = attributes[IFLA_MTU];
+                 mtu != nullptr && RTA_PAYLOAD(mtu) == sizeof(uint32_t)) {
+               std::memcpy(&interface.mtu, RTA_DATA(mtu), sizeof(uint32_t));
+             }
+             interface.up = (info->ifi_flags & IFF_UP) != 0;
+             interfaces.push_back(std::move(interface));
+             indexes.push_back(info->ifi_index);
+           }),
+      "");
+  HULL_CHECK_OK(
+      Dump(RTM_GETADDR, AF_UNSPEC, "list addresses",
+           [&](const nlmsghdr* h) {
+             if (h->nlmsg_type != RTM_NEWADDR || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifaddrmsg)))
+               return;
+             const auto* info = reinterpret_cast<const ifaddrmsg*>(NLMSG_DATA(h));
+             if (info->ifa_family != AF_INET && info->ifa_family != AF_INET6) return;
+             if (info->ifa_scope == RT_SCOPE_LINK) return;  // the kernel's own (fe80::/64)
+             auto attributes = Attributes(h, sizeof(ifaddrmsg), IFA_MAX);
+             // IPv4: IFA_LOCAL is the address (IFA_ADDRESS the peer on point-to-point).
+             const rtattr* local = info->ifa_family == AF_INET && attributes[IFA_LOCAL]
+                                       ? attributes[IFA_LOCAL]
+                                       : attributes[IFA_ADDRESS];
+             std::string text = AddressText(local, info->ifa_family);
+             auto at = std::find(indexes.begin(), indexes.end(), static_cast<int>(info->ifa_index));
+             if (text.empty() || at == indexes.end()) return;
+             interfaces[static_cast<size_t>(at - indexes.begin())].addresses.push_back(
+                 {info->ifa_family == AF_INET6, text, info->ifa_prefixlen});
+           }),
+      "");
   return interfaces;
 }
 
 Result<std::vector<GuestRoute>> ListRoutes() {
   std::vector<GuestRoute> routes;
-  HULL_CHECK_OK(Dump(RTM_GETROUTE, AF_UNSPEC, "list routes", [&](const nlmsghdr* h) {
-    if (h->nlmsg_type != RTM_NEWROUTE || h->nlmsg_len < NLMSG_LENGTH(sizeof(rtmsg))) return;
-    const auto* info = reinterpret_cast<const rtmsg*>(NLMSG_DATA(h));
-    if (info->rtm_family != AF_INET && info->rtm_family != AF_INET6) return;
-    if (info->rtm_type != RTN_UNICAST) return;
-    auto attributes = Attributes(h, sizeof(rtmsg), RTA_MAX);
-    uint32_t table = info->rtm_table;
-    if (const rtattr* t = attributes[RTA_TABLE]; t != nullptr && RTA_PAYLOAD(t) == sizeof(uint32_t)) {
-      std::memcpy(&table, RTA_DATA(t), sizeof(uint32_t));
-    }
-    if (table != RT_TABLE_MAIN) return;
-    GuestRoute route;
-    route.ipv6 = info->rtm_family == AF_INET6;
-    if (info->rtm_dst_len > 0) {
-      std::string dst = AddressText(attributes[RTA_DST], info->rtm_family);
-      if (dst.empty()) return;
-      route.destination = dst + "/" + std::to_string(info->rtm_dst_len);
-    }
-    route.gateway = AddressText(attributes[RTA_GATEWAY], info->rtm_family);
-    if (const rtattr* oif = attributes[RTA_OIF]; oif != nullptr && RTA_PAYLOAD(oif) == sizeof(int)) {
-      int index = 0;
-      std::memcpy(&index, RTA_DATA(oif), sizeof(int));
-      route.device = InterfaceName(index);
-    }
-    route.source = AddressText(attributes[RTA_PREFSRC], info->rtm_family);
-    route.scope = info->rtm_scope;
-    routes.push_back(std::move(route));
-  }), "");
+  HULL_CHECK_OK(
+      Dump(RTM_GETROUTE, AF_UNSPEC, "list routes",
+           [&](const nlmsghdr* h) {
+             if (h->nlmsg_type != RTM_NEWROUTE || h->nlmsg_len < NLMSG_LENGTH(sizeof(rtmsg)))
+               return;
+             const auto* info = reinterpret_cast<const rtmsg*>(NLMSG_DATA(h));
+             if (info->rtm_family != AF_INET && info->rtm_family != AF_INET6) return;
+             if (info->rtm_type != RTN_UNICAST) return;
+             auto attributes = Attributes(h, sizeof(rtmsg), RTA_MAX);
+             uint32_t table = info->rtm_table;
+             if (const rtattr* t = attributes[RTA_TABLE];
+                 t != nullptr && RTA_PAYLOAD(t) == sizeof(uint32_t)) {
+               std::memcpy(&table, RTA_DATA(t), sizeof(uint32_t));
+             }
+             if (table != RT_TABLE_MAIN) return;
+             GuestRoute route;
+             route.ipv6 = info->rtm_family == AF_INET6;
+             if (info->rtm_dst_len > 0) {
+               std::string dst = AddressText(attributes[RTA_DST], info->rtm_family);
+               if (dst.empty()) return;
+               route.destination = dst + "/" + std::to_string(info->rtm_dst_len);
+             }
+             route.gateway = AddressText(attributes[RTA_GATEWAY], info->rtm_family);
+             if (const rtattr* oif = attributes[RTA_OIF];
+                 oif != nullptr && RTA_PAYLOAD(oif) == sizeof(int)) {
+               int index = 0;
+               std::memcpy(&index, RTA_DATA(oif), sizeof(int));
+               route.device = InterfaceName(index);
+             }
+             route.source = AddressText(attributes[RTA_PREFSRC], info->rtm_family);
+             route.scope = info->rtm_scope;
+             routes.push_back(std::move(route));
+           }),
+      "");
   return routes;
 }
 

@@ -21,23 +21,29 @@ Result<AgentOptions> ParseKernelCmdline(std::string_view cmdline) {
   AgentOptions options;
   size_t pos = 0;
   while (pos < cmdline.size()) {
-    while (pos < cmdline.size() && (cmdline[pos] == ' ' || cmdline[pos] == '\n' || cmdline[pos] == '\t')) ++pos;
+    while (pos < cmdline.size() &&
+           (cmdline[pos] == ' ' || cmdline[pos] == '\n' || cmdline[pos] == '\t'))
+      ++pos;
     size_t end = pos;
-    while (end < cmdline.size() && cmdline[end] != ' ' && cmdline[end] != '\n' && cmdline[end] != '\t') ++end;
+    while (end < cmdline.size() && cmdline[end] != ' ' && cmdline[end] != '\n' &&
+           cmdline[end] != '\t')
+      ++end;
     std::string_view word = cmdline.substr(pos, end - pos);
     pos = end;
     if (!word.starts_with("hull.")) continue;
     size_t eq = word.find('=');
     std::string_view key = word.substr(0, eq);
-    std::string_view value = eq == std::string_view::npos ? std::string_view{} : word.substr(eq + 1);
+    std::string_view value =
+        eq == std::string_view::npos ? std::string_view{} : word.substr(eq + 1);
     if (key == "hull.transport") {
       HULL_TRY(options.transport, ParseTransport(value), "kernel argument `hull.transport`");
     } else if (key == "hull.vsock_port") {
       uint32_t port = 0;
       auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), port);
       if (ec != std::errc() || ptr != value.data() + value.size() || port == 0) {
-        return MakeError(ErrorCode::kInvalidArgument,
-                         "kernel argument `hull.vsock_port`: not a port number: `" + std::string(value) + "`");
+        return MakeError(
+            ErrorCode::kInvalidArgument,
+            "kernel argument `hull.vsock_port`: not a port number: `" + std::string(value) + "`");
       }
       options.vsock_port = port;
     } else if (key == "hull.log") {
@@ -46,7 +52,8 @@ Result<AgentOptions> ParseKernelCmdline(std::string_view cmdline) {
     } else if (key == "hull.debug") {
       HULL_TRY(options.debug, ParseBool(key, value), "kernel argument");
     } else {
-      return MakeError(ErrorCode::kInvalidArgument, "unknown kernel argument `" + std::string(key) + "`");
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "unknown kernel argument `" + std::string(key) + "`");
     }
   }
   if (options.debug && options.log_level == "info") options.log_level = "debug";

@@ -27,7 +27,8 @@ Status ValidateGuestPath(std::string_view field, const std::string& path, std::s
 }
 
 Status MountStorage(const v1::Storage& storage) {
-  HULL_CHECK_OK(ValidateGuestPath("storage.mount_point", storage.mount_point(), kStorageRoot), "mount storage");
+  HULL_CHECK_OK(ValidateGuestPath("storage.mount_point", storage.mount_point(), kStorageRoot),
+                "mount storage");
   unsigned long flags = 0;
   std::string data;
   for (const auto& option : storage.options()) {
@@ -40,7 +41,8 @@ Status MountStorage(const v1::Storage& storage) {
     } else if (option == "noexec") {
       flags |= MS_NOEXEC;
     } else if (option.find(',') != std::string::npos) {
-      return MakeError(ErrorCode::kInvalidArgument, "storage option `" + option + "` contains a comma");
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "storage option `" + option + "` contains a comma");
     } else {
       data += (data.empty() ? "" : ",") + option;
     }
@@ -50,7 +52,8 @@ Status MountStorage(const v1::Storage& storage) {
   if (storage.driver() == "virtiofs") {
     fstype = "virtiofs";
     if (source.empty() || source.size() > 36) {
-      return MakeError(ErrorCode::kInvalidArgument, "storage.source: bad virtio-fs tag `" + source + "`");
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "storage.source: bad virtio-fs tag `" + source + "`");
     }
   } else if (storage.driver() == "tmpfs") {
     fstype = "tmpfs";
@@ -59,17 +62,20 @@ Status MountStorage(const v1::Storage& storage) {
     HULL_CHECK_OK(ValidateGuestPath("storage.source", source, kStorageRoot), "mount storage");
     flags |= MS_BIND | MS_REC;
   } else {
-    return MakeError(ErrorCode::kInvalidArgument, "storage.driver: unknown driver `" + storage.driver() +
+    return MakeError(ErrorCode::kInvalidArgument, "storage.driver: unknown driver `" +
+                                                      storage.driver() +
                                                       "` (expected virtiofs, tmpfs or bind)");
   }
   HULL_CHECK_OK(MakeDirs(storage.mount_point(), 0755), "mount storage");
-  if (::mount(source.c_str(), storage.mount_point().c_str(), fstype.empty() ? nullptr : fstype.c_str(),
-              flags, data.empty() ? nullptr : data.c_str()) < 0) {
-    return ErrnoError("mount " + storage.driver() + " `" + source + "` on " + storage.mount_point());
+  if (::mount(source.c_str(), storage.mount_point().c_str(),
+              fstype.empty() ? nullptr : fstype.c_str(), flags,
+              data.empty() ? nullptr : data.c_str()) < 0) {
+    return ErrnoError("mount " + storage.driver() + " `" + source + "` on " +
+                      storage.mount_point());
   }
   if ((flags & MS_BIND) && (flags & MS_RDONLY)) {
-    if (::mount(nullptr, storage.mount_point().c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_REC,
-                nullptr) < 0) {
+    if (::mount(nullptr, storage.mount_point().c_str(), nullptr,
+                MS_REMOUNT | MS_BIND | MS_RDONLY | MS_REC, nullptr) < 0) {
       return ErrnoError("remount " + storage.mount_point() + " read-only");
     }
   }

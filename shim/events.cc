@@ -17,7 +17,8 @@ void SetTimestamp(google::protobuf::Timestamp* out, std::chrono::system_clock::t
   auto since_epoch = when.time_since_epoch();
   auto secs = std::chrono::duration_cast<seconds>(since_epoch);
   out->set_seconds(secs.count());
-  out->set_nanos(static_cast<int32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - secs).count()));
+  out->set_nanos(static_cast<int32_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - secs).count()));
 }
 
 std::string_view TopicFor(const google::protobuf::Message& event) {
@@ -35,7 +36,8 @@ std::string_view TopicFor(const google::protobuf::Message& event) {
   return "";
 }
 
-std::string ForwardRequestBytes(const std::string& ns, std::string_view topic, const google::protobuf::Message& event,
+std::string ForwardRequestBytes(const std::string& ns, std::string_view topic,
+                                const google::protobuf::Message& event,
                                 std::chrono::system_clock::time_point when) {
   forward::ForwardRequest request;
   auto* envelope = request.mutable_envelope();
@@ -65,7 +67,8 @@ EventPublisher::~EventPublisher() {
 
 void EventPublisher::Publish(const google::protobuf::Message& event) {
   std::string_view topic = TopicFor(event);
-  std::string request = ForwardRequestBytes(namespace_, topic, event, std::chrono::system_clock::now());
+  std::string request =
+      ForwardRequestBytes(namespace_, topic, event, std::chrono::system_clock::now());
   HULL_LOG_DEBUG("event {} ({})", topic, event.ShortDebugString());
   {
     std::lock_guard lock(mu_);
@@ -82,11 +85,12 @@ void EventPublisher::Flush(milliseconds timeout) {
 Status EventPublisher::Send(const Pending& pending) {
   if (!client_ || client_->closed()) {
     client_.reset();
-    HULL_TRY(client_, ttrpc::Client::Connect(address_), "connect to containerd's ttrpc socket `" + address_ + "`");
+    HULL_TRY(client_, ttrpc::Client::Connect(address_),
+             "connect to containerd's ttrpc socket `" + address_ + "`");
   }
   ttrpc::Metadata metadata{{std::string(ttrpc::kNamespaceKey), namespace_}};
-  auto reply = client_->Call("containerd.services.events.ttrpc.v1.Events", "Forward", pending.request, seconds(5),
-                             metadata);
+  auto reply = client_->Call("containerd.services.events.ttrpc.v1.Events", "Forward",
+                             pending.request, seconds(5), metadata);
   if (!reply) {
     if (reply.error().code() == ErrorCode::kUnavailable) client_.reset();
     return std::move(reply).error();
@@ -109,7 +113,8 @@ void EventPublisher::Run() {
       for (int attempt = 1; attempt <= 5; ++attempt) {
         auto sent = Send(pending);
         if (sent) break;
-        HULL_LOG_WARN("publish {} (attempt {}): {}", pending.topic, attempt, sent.error().ToString());
+        HULL_LOG_WARN("publish {} (attempt {}): {}", pending.topic, attempt,
+                      sent.error().ToString());
         if (attempt == 5) break;
         std::unique_lock wait_lock(mu_);
         if (changed_.wait_for(wait_lock, seconds(attempt), [&] { return stopping_; })) break;

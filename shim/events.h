@@ -26,7 +26,8 @@ void SetTimestamp(google::protobuf::Timestamp* out, std::chrono::system_clock::t
 std::string_view TopicFor(const google::protobuf::Message& event);
 
 // Serialises a containerd.services.events.ttrpc.v1.ForwardRequest.
-std::string ForwardRequestBytes(const std::string& ns, std::string_view topic, const google::protobuf::Message& event,
+std::string ForwardRequestBytes(const std::string& ns, std::string_view topic,
+                                const google::protobuf::Message& event,
                                 std::chrono::system_clock::time_point when);
 
 class EventPublisher {

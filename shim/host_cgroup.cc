@@ -31,11 +31,14 @@ Result<std::vector<std::string>> Hierarchies(const std::string& root) {
     std::istringstream fields(line);
     std::string source, target, type;
     fields >> source >> target >> type;
-    if (type == "cgroup" && target.starts_with(root + "/") && target.find('/', root.size() + 1) == std::string::npos) {
+    if (type == "cgroup" && target.starts_with(root + "/") &&
+        target.find('/', root.size() + 1) == std::string::npos) {
       found.push_back(target);
     }
   }
-  if (found.empty()) return MakeError(ErrorCode::kFailedPrecondition, "no cgroup hierarchy is mounted under " + root);
+  if (found.empty())
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "no cgroup hierarchy is mounted under " + root);
   return found;
 }
 
@@ -44,10 +47,13 @@ Result<std::vector<std::string>> Hierarchies(const std::string& root) {
 Result<HostCgroup> HostCgroup::Create(const std::string& path, const std::string& cgroup_root) {
   const std::string what = "host cgroup `" + path + "`";
   if (path.find(':') != std::string::npos) {
-    return MakeError(ErrorCode::kUnimplemented, what + ": systemd cgroup paths are not supported (use cgroupfs)");
+    return MakeError(ErrorCode::kUnimplemented,
+                     what + ": systemd cgroup paths are not supported (use cgroupfs)");
   }
-  if (path.empty() || path[0] != '/' || path.find("/..") != std::string::npos || path.find("/./") != std::string::npos) {
-    return MakeError(ErrorCode::kInvalidArgument, what + ": must be an absolute path without . or ..");
+  if (path.empty() || path[0] != '/' || path.find("/..") != std::string::npos ||
+      path.find("/./") != std::string::npos) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     what + ": must be an absolute path without . or ..");
   }
   HULL_TRY(auto hierarchies, Hierarchies(cgroup_root), what);
   HostCgroup cgroup;
@@ -63,7 +69,8 @@ Result<HostCgroup> HostCgroup::Create(const std::string& path, const std::string
       if (next > at) {
         std::string parent = dir;
         dir += "/" + path.substr(at, next - at);
-        if (::mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST) return ErrnoError("create " + dir).error.Wrap(what);
+        if (::mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST)
+          return ErrnoError("create " + dir).error.Wrap(what);
         if (cpuset) {
           for (const char* file : {"/cpuset.cpus", "/cpuset.mems"}) {
             auto own = ReadFile(dir + file, 4096);
@@ -87,7 +94,8 @@ Result<HostCgroup> HostCgroup::FromRecord(const std::string& file, const std::st
   for (std::string dir; std::getline(lines, dir);) {
     if (dir.empty()) continue;
     if (!dir.starts_with(cgroup_root + "/") || dir.find("/..") != std::string::npos) {
-      return MakeError(ErrorCode::kInvalidArgument, file + ": `" + dir + "` is not a cgroup below " + cgroup_root);
+      return MakeError(ErrorCode::kInvalidArgument,
+                       file + ": `" + dir + "` is not a cgroup below " + cgroup_root);
     }
     cgroup.dirs_.push_back(dir);
   }

@@ -24,7 +24,8 @@ class HostCgroup {
  public:
   // Creates the cgroup (and its parents) in every hierarchy mounted under
   // `cgroup_root` (v2: the one unified hierarchy). `path` is absolute.
-  static Result<HostCgroup> Create(const std::string& path, const std::string& cgroup_root = "/sys/fs/cgroup");
+  static Result<HostCgroup> Create(const std::string& path,
+                                   const std::string& cgroup_root = "/sys/fs/cgroup");
 
   HostCgroup(HostCgroup&& other) noexcept;
   HostCgroup& operator=(HostCgroup&& other) noexcept;
@@ -35,7 +36,8 @@ class HostCgroup {
 
   // The cgroup a crashed shim left, from the file Record wrote: `delete`
   // removes it. Only directories below `cgroup_root` are taken.
-  static Result<HostCgroup> FromRecord(const std::string& file, const std::string& cgroup_root = "/sys/fs/cgroup");
+  static Result<HostCgroup> FromRecord(const std::string& file,
+                                       const std::string& cgroup_root = "/sys/fs/cgroup");
   // Writes the directories to `file`, one per line.
   Status Record(const std::string& file) const;
 

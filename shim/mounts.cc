@@ -3,9 +3,9 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
-#include <map>
 #include <algorithm>
 #include <filesystem>
+#include <map>
 
 #include "hull/core/syscall.h"
 
@@ -20,18 +20,30 @@ struct FlagRule {
 
 const std::map<std::string, FlagRule>& FlagTable() {
   static const auto* table = new std::map<std::string, FlagRule>{
-      {"async", {true, MS_SYNCHRONOUS}},     {"atime", {true, MS_NOATIME}},
-      {"bind", {false, MS_BIND}},            {"defaults", {false, 0}},
-      {"dev", {true, MS_NODEV}},             {"diratime", {true, MS_NODIRATIME}},
-      {"dirsync", {false, MS_DIRSYNC}},      {"exec", {true, MS_NOEXEC}},
-      {"mand", {false, MS_MANDLOCK}},        {"noatime", {false, MS_NOATIME}},
-      {"nodev", {false, MS_NODEV}},          {"nodiratime", {false, MS_NODIRATIME}},
-      {"noexec", {false, MS_NOEXEC}},        {"nomand", {true, MS_MANDLOCK}},
-      {"norelatime", {true, MS_RELATIME}},   {"nostrictatime", {true, MS_STRICTATIME}},
-      {"nosuid", {false, MS_NOSUID}},        {"rbind", {false, MS_BIND | MS_REC}},
-      {"relatime", {false, MS_RELATIME}},    {"remount", {false, MS_REMOUNT}},
-      {"ro", {false, MS_RDONLY}},            {"rw", {true, MS_RDONLY}},
-      {"strictatime", {false, MS_STRICTATIME}}, {"suid", {true, MS_NOSUID}},
+      {"async", {true, MS_SYNCHRONOUS}},
+      {"atime", {true, MS_NOATIME}},
+      {"bind", {false, MS_BIND}},
+      {"defaults", {false, 0}},
+      {"dev", {true, MS_NODEV}},
+      {"diratime", {true, MS_NODIRATIME}},
+      {"dirsync", {false, MS_DIRSYNC}},
+      {"exec", {true, MS_NOEXEC}},
+      {"mand", {false, MS_MANDLOCK}},
+      {"noatime", {false, MS_NOATIME}},
+      {"nodev", {false, MS_NODEV}},
+      {"nodiratime", {false, MS_NODIRATIME}},
+      {"noexec", {false, MS_NOEXEC}},
+      {"nomand", {true, MS_MANDLOCK}},
+      {"norelatime", {true, MS_RELATIME}},
+      {"nostrictatime", {true, MS_STRICTATIME}},
+      {"nosuid", {false, MS_NOSUID}},
+      {"rbind", {false, MS_BIND | MS_REC}},
+      {"relatime", {false, MS_RELATIME}},
+      {"remount", {false, MS_REMOUNT}},
+      {"ro", {false, MS_RDONLY}},
+      {"rw", {true, MS_RDONLY}},
+      {"strictatime", {false, MS_STRICTATIME}},
+      {"suid", {true, MS_NOSUID}},
       {"sync", {false, MS_SYNCHRONOUS}},
   };
   return *table;
@@ -101,7 +113,8 @@ Status MountAll(const std::vector<HostMount>& mounts, const std::string& target)
       ++done;
     }
     if ((options.flags & kPropagation) != 0 &&
-        ::mount(nullptr, target.c_str(), nullptr, options.flags & (kPropagation | MS_REC), nullptr) < 0) {
+        ::mount(nullptr, target.c_str(), nullptr, options.flags & (kPropagation | MS_REC),
+                nullptr) < 0) {
       auto error = ErrnoError(what + ": set propagation");
       undo();
       return error;

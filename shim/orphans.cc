@@ -29,8 +29,11 @@ std::vector<pid_t> HelpersOf(const std::string& dir) {
     if (cmdline->find(dir + "/") == std::string::npos) continue;
     std::error_code ec;
     std::string exe =
-        std::filesystem::read_symlink("/proc/" + std::string(entry->d_name) + "/exe", ec).filename().string();
-    if (exe.starts_with("qemu-system") || exe.starts_with("virtiofsd")) pids.push_back(static_cast<pid_t>(pid));
+        std::filesystem::read_symlink("/proc/" + std::string(entry->d_name) + "/exe", ec)
+            .filename()
+            .string();
+    if (exe.starts_with("qemu-system") || exe.starts_with("virtiofsd"))
+      pids.push_back(static_cast<pid_t>(pid));
   }
   ::closedir(proc);
   return pids;
@@ -48,7 +51,8 @@ std::vector<std::string> RemoveOrphanedSandbox(const std::string& dir) {
   }
   // A pod's tap for libvirt, if the crash left it in the host's netns.
   if (auto tap = ReadFile(dir + "/" + kHostTapRecord, 64); tap && IsHostTapName(*tap)) {
-    if (auto removed = RemoveHostTap(*tap); !removed) problems.push_back(removed.error().ToString());
+    if (auto removed = RemoveHostTap(*tap); !removed)
+      problems.push_back(removed.error().ToString());
   }
   // The pod's host cgroup: removed once the killed QEMU has left it.
   if (auto cgroup = HostCgroup::FromRecord(dir + "/" + kHostCgroupRecord); cgroup) {

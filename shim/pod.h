@@ -59,6 +59,7 @@ struct PodVmSize {
 // (quota / period, rounded up). Either falls back to the configured default
 // when the pod has no such limit. A malformed annotation is an error naming
 // it.
-Result<PodVmSize> SizePodVm(const std::map<std::string, std::string>& annotations, uint64_t overhead_mib);
+Result<PodVmSize> SizePodVm(const std::map<std::string, std::string>& annotations,
+                            uint64_t overhead_mib);
 
 }  // namespace hull

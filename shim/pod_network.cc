@@ -59,8 +59,9 @@ Result<std::string> InNetns(const std::string& netns, std::vector<std::string> c
   std::string stderr_text = ReadBack(err.get(), 1 << 16);
   if (!status || !status->success()) {
     while (!stderr_text.empty() && stderr_text.back() == '\n') stderr_text.pop_back();
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     "`" + what + "` in " + where + " failed" + (stderr_text.empty() ? "" : ": " + stderr_text));
+    return MakeError(
+        ErrorCode::kFailedPrecondition,
+        "`" + what + "` in " + where + " failed" + (stderr_text.empty() ? "" : ": " + stderr_text));
   }
   return stdout_text;
 }
@@ -74,7 +75,8 @@ Result<UniqueFd> OpenNewTap(const std::string& name, bool persistent) {
   std::strncpy(req.ifr_name, name.c_str(), IFNAMSIZ - 1);
   req.ifr_flags = IFF_TAP | IFF_NO_PI;
   if (::ioctl(fd.get(), TUNSETIFF, &req) < 0) return ErrnoError("create tap " + name);
-  if (persistent && ::ioctl(fd.get(), TUNSETPERSIST, 1) < 0) return ErrnoError("make tap " + name + " persistent");
+  if (persistent && ::ioctl(fd.get(), TUNSETPERSIST, 1) < 0)
+    return ErrnoError("make tap " + name + " persistent");
   return fd;
 }
 
@@ -102,14 +104,17 @@ std::string StringField(const nlohmann::json& object, const char* key) {
 }
 uint32_t UintField(const nlohmann::json& object, const char* key) {
   auto it = object.find(key);
-  return it != object.end() && it->is_number_unsigned() && *it <= UINT32_MAX ? it->get<uint32_t>() : 0;
+  return it != object.end() && it->is_number_unsigned() && *it <= UINT32_MAX ? it->get<uint32_t>()
+                                                                             : 0;
 }
 
 }  // namespace
 
 Result<CniInterface> ParseCniInterface(const std::string& addr_json, const std::string& route_json,
                                        const std::string& route6_json) {
-  auto invalid = [](std::string message) { return MakeError(ErrorCode::kFailedPrecondition, std::move(message)); };
+  auto invalid = [](std::string message) {
+    return MakeError(ErrorCode::kFailedPrecondition, std::move(message));
+  };
   auto links = nlohmann::json::parse(addr_json, nullptr, false);
   if (!links.is_array()) return invalid("`ip -j addr` printed no JSON array");
   CniInterface found;
@@ -117,7 +122,9 @@ Result<CniInterface> ParseCniInterface(const std::string& addr_json, const std::
     if (!link.is_object()) continue;
     std::string name = StringField(link, "ifname");
     std::string type = StringField(link, "link_type");
-    if (name.empty() || name == "lo" || type == "loopback" || name == kPodTapName || IsHostTapName(name)) continue;
+    if (name.empty() || name == "lo" || type == "loopback" || name == kPodTapName ||
+        IsHostTapName(name))
+      continue;
     if (!link.contains("addr_info") || !link["addr_info"].is_array()) continue;
     CniInterface candidate;
     candidate.name = name;
@@ -136,15 +143,18 @@ Result<CniInterface> ParseCniInterface(const std::string& addr_json, const std::
       candidate.addresses.push_back(address);
     }
     if (candidate.addresses.empty()) continue;
-    if (candidate.mac_address.size() != 17) return invalid("interface `" + name + "` has no MAC address");
+    if (candidate.mac_address.size() != 17)
+      return invalid("interface `" + name + "` has no MAC address");
     found = std::move(candidate);
     break;
   }
-  if (found.name.empty()) return invalid("the pod's network namespace has no interface with an address (CNI's)");
+  if (found.name.empty())
+    return invalid("the pod's network namespace has no interface with an address (CNI's)");
   for (auto [json, family] : {std::pair{&route_json, AF_INET}, {&route6_json, AF_INET6}}) {
     auto routes = nlohmann::json::parse(*json, nullptr, false);
-    if (!routes.is_array()) return invalid(family == AF_INET ? "`ip -j -4 route` printed no JSON array"
-                                                             : "`ip -j -6 route` printed no JSON array");
+    if (!routes.is_array())
+      return invalid(family == AF_INET ? "`ip -j -4 route` printed no JSON array"
+                                       : "`ip -j -6 route` printed no JSON array");
     for (const auto& entry : routes) {
       if (!entry.is_object() || StringField(entry, "dev") != found.name) continue;
       // The guest's kernel adds the subnet routes of its addresses itself,
@@ -171,7 +181,8 @@ bool IsHostTapName(const std::string& name) {
 }
 
 Status RemoveHostTap(const std::string& name) {
-  if (!IsHostTapName(name)) return MakeError(ErrorCode::kInvalidArgument, "`" + name + "` is not a hull host tap");
+  if (!IsHostTapName(name))
+    return MakeError(ErrorCode::kInvalidArgument, "`" + name + "` is not a hull host tap");
   if (!PathExists("/sys/class/net/" + name)) return Ok();  // moved into the pod's netns, or gone
   HULL_CHECK_OK(InNetns("", {kIp, "link", "del", "dev", name}), "remove tap " + name);
   return Ok();
@@ -204,7 +215,8 @@ Result<PodNetwork> PodNetwork::Attach(const std::string& netns_path, TapHandover
 
 Status PodNetwork::MoveTapIntoNetns() {
   const std::string what = "move tap " + tap_name_ + " into " + netns_path_;
-  if (!persistent_ || in_netns_) return MakeError(ErrorCode::kFailedPrecondition, what + ": not a host tap");
+  if (!persistent_ || in_netns_)
+    return MakeError(ErrorCode::kFailedPrecondition, what + ": not a host tap");
   HULL_CHECK_OK(InNetns("", {kIp, "link", "set", "dev", tap_name_, "netns", netns_path_}), what);
   in_netns_ = true;
   HULL_CHECK_OK(JoinTapToVeth(), what);
@@ -218,11 +230,14 @@ Status PodNetwork::JoinTapToVeth() {
   // Ingress of each, redirected to the egress of the other: the tcfilter model.
   for (auto [from, to] : {std::pair{veth, tap_name_}, {tap_name_, veth}}) {
     HULL_CHECK_OK(InNetns(netns_path_, {kTc, "qdisc", "add", "dev", from, "ingress"}), "");
-    HULL_CHECK_OK(InNetns(netns_path_, {kTc, "filter", "add", "dev", from, "parent", "ffff:", "protocol", "all", "u32",
-                                        "match", "u8", "0", "0", "action", "mirred", "egress", "redirect", "dev", to}),
+    HULL_CHECK_OK(InNetns(netns_path_, {kTc,      "filter", "add",      "dev", from,
+                                        "parent", "ffff:",  "protocol", "all", "u32",
+                                        "match",  "u8",     "0",        "0",   "action",
+                                        "mirred", "egress", "redirect", "dev", to}),
                   "");
   }
-  HULL_LOG_INFO("pod network: {} ({}) <-> {} in {}", veth, interface_.mac_address, tap_name_, netns_path_);
+  HULL_LOG_INFO("pod network: {} ({}) <-> {} in {}", veth, interface_.mac_address, tap_name_,
+                netns_path_);
   return Ok();
 }
 
@@ -236,7 +251,8 @@ void PodNetwork::Detach() {
     if (persistent_) (void)InNetns(netns_path_, {kIp, "link", "del", "dev", tap_name_});
   }
   if (persistent_ && !in_netns_) {
-    if (auto removed = RemoveHostTap(tap_name_); !removed) HULL_LOG_WARN("{}", removed.error().ToString());
+    if (auto removed = RemoveHostTap(tap_name_); !removed)
+      HULL_LOG_WARN("{}", removed.error().ToString());
   }
   tap_.reset();
 }

@@ -23,7 +23,8 @@ Result<UniqueFd> OpenOutput(const std::string& uri) {
   if (uri.starts_with(kFileScheme)) {
     std::string path = uri.substr(kFileScheme.size());
     if (path.empty() || path[0] != '/') {
-      return MakeError(ErrorCode::kInvalidArgument, "log URI `" + uri + "`: the path must be absolute");
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "log URI `" + uri + "`: the path must be absolute");
     }
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
     if (!fd) return ErrnoError("open the log file `" + path + "`");
@@ -49,7 +50,8 @@ Result<std::unique_ptr<ProcessIo>> ProcessIo::Open(const StdioPaths& paths) {
   io->paths_ = paths;
   if (!paths.stdin.empty()) {
     if (paths.stdin.find("://") != std::string::npos) {
-      return MakeError(ErrorCode::kInvalidArgument, "stdin `" + paths.stdin + "` must be a FIFO path");
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "stdin `" + paths.stdin + "` must be a FIFO path");
     }
     io->stdin_fd_.reset(::open(paths.stdin.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
     if (!io->stdin_fd_) return ErrnoError("open the stdin FIFO `" + paths.stdin + "`");
@@ -86,20 +88,23 @@ v1::ProcessIo ProcessIo::AgentIo() const {
   return io;
 }
 
-void ProcessIo::Start(AgentClient& client, const std::string& container_id, const std::string& exec_id) {
+void ProcessIo::Start(AgentClient& client, const std::string& container_id,
+                      const std::string& exec_id) {
   if (stdout_fd_) {
-    stdout_thread_ = std::thread(&ProcessIo::PumpOutput, this, std::ref(client), container_id, exec_id,
-                                 static_cast<int>(v1::STDOUT), stdout_fd_);
+    stdout_thread_ = std::thread(&ProcessIo::PumpOutput, this, std::ref(client), container_id,
+                                 exec_id, static_cast<int>(v1::STDOUT), stdout_fd_);
   }
   if (stderr_fd_) {
-    stderr_thread_ = std::thread(&ProcessIo::PumpOutput, this, std::ref(client), container_id, exec_id,
-                                 static_cast<int>(v1::STDERR), stderr_fd_);
+    stderr_thread_ = std::thread(&ProcessIo::PumpOutput, this, std::ref(client), container_id,
+                                 exec_id, static_cast<int>(v1::STDERR), stderr_fd_);
   }
-  if (stdin_fd_) stdin_thread_ = std::thread(&ProcessIo::PumpStdin, this, std::ref(client), container_id, exec_id);
+  if (stdin_fd_)
+    stdin_thread_ =
+        std::thread(&ProcessIo::PumpStdin, this, std::ref(client), container_id, exec_id);
 }
 
-void ProcessIo::PumpOutput(AgentClient& client, std::string container_id, std::string exec_id, int stream,
-                           std::shared_ptr<UniqueFd> out) {
+void ProcessIo::PumpOutput(AgentClient& client, std::string container_id, std::string exec_id,
+                           int stream, std::shared_ptr<UniqueFd> out) {
   grpc::ClientContext context;
   v1::ReadOutputRequest request;
   request.set_container_id(container_id);

@@ -75,7 +75,7 @@ class ProcessIo {
   std::shared_ptr<UniqueFd> stdout_fd_, stderr_fd_;
   UniqueFd stop_stdin_;  // eventfd: wakes the stdin pump
   std::atomic<bool> abort_{false};
-  UniqueFd wake_output_;  // eventfd: wakes output pumps waiting for room
+  UniqueFd wake_output_;                     // eventfd: wakes output pumps waiting for room
   std::atomic<bool> drop_when_full_{false};  // Stop(): end the stdin pump without draining
   std::thread stdout_thread_, stderr_thread_, stdin_thread_;
   std::mutex mu_;

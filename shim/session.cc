@@ -20,8 +20,8 @@ using std::chrono::seconds;
 
 Result<std::unique_ptr<Session>> Session::Open(const Config& config, const std::string& id,
                                                const SessionOptions& options) {
-  HULL_TRY(VmConfig vm_config, VmConfigFromConfig(config, options.vm_id.empty() ? id : options.vm_id),
-           "open sandbox");
+  HULL_TRY(VmConfig vm_config,
+           VmConfigFromConfig(config, options.vm_id.empty() ? id : options.vm_id), "open sandbox");
   if (!options.vm_parent_dir.empty()) vm_config.run_dir = options.vm_parent_dir;
   if (options.vcpus != 0) vm_config.vcpus = options.vcpus;
   if (options.memory_mib != 0) vm_config.memory_mib = options.memory_mib;
@@ -29,7 +29,8 @@ Result<std::unique_ptr<Session>> Session::Open(const Config& config, const std::
   HULL_TRY(auto hypervisor, MakeHypervisor(config.hypervisor.backend), "open sandbox");
   std::optional<PodNetwork> network;
   if (!options.netns_path.empty()) {
-    HULL_TRY(PodNetwork attached, PodNetwork::Attach(options.netns_path, hypervisor->tap_handover()), "open sandbox");
+    HULL_TRY(PodNetwork attached,
+             PodNetwork::Attach(options.netns_path, hypervisor->tap_handover()), "open sandbox");
     network.emplace(std::move(attached));
     vm_config.network.netns_path = options.netns_path;
     vm_config.network.tap_fd = network->tap_fd();
@@ -38,7 +39,8 @@ Result<std::unique_ptr<Session>> Session::Open(const Config& config, const std::
       vm_config.network.tap_name = network->tap_name();
       // For `delete` after a crash of this process before the move below.
       if (!options.vm_parent_dir.empty()) {
-        HULL_CHECK_OK(WriteFile(options.vm_parent_dir + "/" + kHostTapRecord, network->tap_name()), "open sandbox");
+        HULL_CHECK_OK(WriteFile(options.vm_parent_dir + "/" + kHostTapRecord, network->tap_name()),
+                      "open sandbox");
       }
     }
   }
@@ -51,10 +53,12 @@ Result<std::unique_ptr<Session>> Session::Open(const Config& config, const std::
       vm_config.host_cgroup_dirs = host_cgroup->dirs();
       // For `delete` after a crash of this process.
       if (!options.vm_parent_dir.empty()) {
-        HULL_CHECK_OK(host_cgroup->Record(options.vm_parent_dir + "/" + kHostCgroupRecord), "open sandbox");
+        HULL_CHECK_OK(host_cgroup->Record(options.vm_parent_dir + "/" + kHostCgroupRecord),
+                      "open sandbox");
       }
     } else {
-      HULL_LOG_WARN("sandbox {}: the VM stays outside the pod's host cgroup: {}", id, cgroup.error().ToString());
+      HULL_LOG_WARN("sandbox {}: the VM stays outside the pod's host cgroup: {}", id,
+                    cgroup.error().ToString());
     }
   }
   HULL_TRY(auto vm, hypervisor->Launch(vm_config), "open sandbox");
@@ -69,12 +73,14 @@ Result<std::unique_ptr<Session>> Session::Open(const Config& config, const std::
   if (host_cgroup) session->host_cgroup_ = std::move(host_cgroup);
   auto deadline = session->vm_->launched_at() + seconds(config.agent.boot_timeout_seconds);
   Vm* raw_vm = session->vm_.get();
-  auto client = AgentClient::Connect([raw_vm](Clock::time_point d) { return raw_vm->ConnectAgent(d); }, deadline);
+  auto client = AgentClient::Connect(
+      [raw_vm](Clock::time_point d) { return raw_vm->ConnectAgent(d); }, deadline);
   if (!client) {
     // What the guest printed is the best clue to why it never answered.
     std::string console = ReadFile(raw_vm->console_log_path(), 16 << 20).value_or("");
     if (console.size() > 2000) console = console.substr(console.size() - 2000);
-    return Unexpected{std::move(client).error().Wrap("open sandbox (guest console ends with:\n" + console + ")")};
+    return Unexpected{
+        std::move(client).error().Wrap("open sandbox (guest console ends with:\n" + console + ")")};
   }
   session->client_ = std::move(*client);
   grpc::ClientContext context;
@@ -92,16 +98,16 @@ Result<std::unique_ptr<Session>> Session::Open(const Config& config, const std::
   return session;
 }
 
-
-Result<std::string> Session::SharePath(const std::string& container_id, const std::string& host_path,
-                                       bool read_only) {
+Result<std::string> Session::SharePath(const std::string& container_id,
+                                       const std::string& host_path, bool read_only) {
   std::lock_guard lock(mu_);
   const std::string what = "share `" + host_path + "` with container `" + container_id + "`";
   struct stat st {};
   if (::stat(host_path.c_str(), &st) < 0) return ErrnoError(what);
   std::string name = std::to_string(share_counter_[container_id]++);
   std::string relative = container_id + "/volumes/" + name;
-  HULL_CHECK_OK(ShareLocked(container_id, host_path, relative, S_ISDIR(st.st_mode), read_only), what);
+  HULL_CHECK_OK(ShareLocked(container_id, host_path, relative, S_ISDIR(st.st_mode), read_only),
+                what);
   return std::string(kGuestSharedDir) + "/" + relative;
 }
 
@@ -128,14 +134,15 @@ Status Session::ShareLocked(const std::string& container_id, const std::string& 
   return Ok();
 }
 
-Result<uint32_t> Session::CreateContainer(const std::string& id, const std::string& spec_json, const std::string& host_rootfs,
-                                const v1::ProcessIo& io) {
+Result<uint32_t> Session::CreateContainer(const std::string& id, const std::string& spec_json,
+                                          const std::string& host_rootfs, const v1::ProcessIo& io) {
   const std::string what = "create container `" + id + "`";
   {
     std::lock_guard lock(mu_);
     if (auto shared = ShareLocked(id, host_rootfs, id + "/rootfs", true, false); !shared) {
       UnshareLocked(id);
-      return std::move(shared).error().Wrap(what + ": share the root filesystem `" + host_rootfs + "`");
+      return std::move(shared).error().Wrap(what + ": share the root filesystem `" + host_rootfs +
+                                            "`");
     }
   }
   grpc::ClientContext context;
@@ -190,7 +197,9 @@ void Session::UnshareLocked(const std::string& id) {
       auto slash = mount->rfind('/');
       auto parent = OpenDirBeneath(shared_fd_.get(), mount->substr(0, slash), false);
       UniqueFd target;
-      if (parent) target.reset(::openat(parent->get(), mount->substr(slash + 1).c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+      if (parent)
+        target.reset(::openat(parent->get(), mount->substr(slash + 1).c_str(),
+                              O_PATH | O_NOFOLLOW | O_CLOEXEC));
       if (!target || ::umount2(FdPath(target.get()).c_str(), MNT_DETACH) < 0) {
         HULL_LOG_WARN("unmount {}/{}: {}", vm_->shared_dir(), *mount, strerror(errno));
         clean = false;
@@ -271,8 +280,8 @@ Status Session::ConfigureGuestNetwork() {
   v1::UpdateRoutesResponse routed;
   auto status = client_->agent().UpdateRoutes(&context, routes, &routed);
   if (!status.ok()) return Unexpected{ErrorFromGrpc(status, "UpdateRoutes")};
-  HULL_LOG_INFO("guest {}: {} with {} address(es), {} route(s)", vm_->id(), configured.name(), cni.addresses.size(),
-                cni.routes.size());
+  HULL_LOG_INFO("guest {}: {} with {} address(es), {} route(s)", vm_->id(), configured.name(),
+                cni.addresses.size(), cni.routes.size());
   return Ok();
 }
 

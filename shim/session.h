@@ -9,16 +9,16 @@
 
 #include <map>
 #include <memory>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "agent_client.h"
+#include "host_cgroup.h"
 #include "hull/core/config.h"
 #include "hull/core/error.h"
 #include "hull/hypervisor/hypervisor.h"
-#include "host_cgroup.h"
 #include "pod_network.h"
 
 namespace hull {
@@ -57,14 +57,15 @@ class Session {
   // Shares `host_path` (a directory or file) read-write or read-only for
   // container `container_id`; returns the path the guest sees it at. Undone
   // by RemoveContainer or Close.
-  Result<std::string> SharePath(const std::string& container_id, const std::string& host_path, bool read_only);
+  Result<std::string> SharePath(const std::string& container_id, const std::string& host_path,
+                                bool read_only);
 
   // Shares `host_rootfs` into the guest and creates container `id` from the
   // spec JSON; returns once the container is created (not started), with its
   // init's pid in the guest (only meaningful inside the guest). On failure,
   // what was shared for `id` is unshared.
-  Result<uint32_t> CreateContainer(const std::string& id, const std::string& spec_json, const std::string& host_rootfs,
-                         const agent::v1::ProcessIo& io);
+  Result<uint32_t> CreateContainer(const std::string& id, const std::string& spec_json,
+                                   const std::string& host_rootfs, const agent::v1::ProcessIo& io);
   // Removes the container from the guest (killing what still runs) and
   // unshares what was shared for it. Unknown ids are fine.
   Status RemoveContainer(const std::string& id);
@@ -80,8 +81,8 @@ class Session {
   Session(Config config, std::unique_ptr<Vm> vm) : config_(std::move(config)), vm_(std::move(vm)) {}
   // Binds `host_path` at `relative` (beneath the shared dir) for
   // `container_id`; mu_ held.
-  Status ShareLocked(const std::string& container_id, const std::string& host_path, const std::string& relative,
-                     bool directory, bool read_only);
+  Status ShareLocked(const std::string& container_id, const std::string& host_path,
+                     const std::string& relative, bool directory, bool read_only);
   // Gives the guest's NIC the pod interface's addresses, MTU and routes.
   Status ConfigureGuestNetwork();
   // Unmounts and removes what was shared for `id`; mu_ held.

@@ -39,7 +39,8 @@ Result<UniqueFd> OpenDirBeneath(int root_fd, const std::string& relative, bool c
 std::string FdPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 Status BindOnto(const std::string& source, int target_fd, bool read_only) {
-  UniqueFd tree(::open_tree(AT_FDCWD, source.c_str(), OPEN_TREE_CLONE | AT_RECURSIVE | OPEN_TREE_CLOEXEC));
+  UniqueFd tree(
+      ::open_tree(AT_FDCWD, source.c_str(), OPEN_TREE_CLONE | AT_RECURSIVE | OPEN_TREE_CLOEXEC));
   if (tree) {
     if (read_only) {
       mount_attr attr{};
@@ -48,7 +49,8 @@ Status BindOnto(const std::string& source, int target_fd, bool read_only) {
         return ErrnoError("make the bind of `" + source + "` read-only");
       }
     }
-    if (::move_mount(tree.get(), "", target_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) {
+    if (::move_mount(tree.get(), "", target_fd, "",
+                     MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) {
       return ErrnoError("bind mount `" + source + "`");
     }
     return Ok();
@@ -59,13 +61,13 @@ Status BindOnto(const std::string& source, int target_fd, bool read_only) {
   if (::mount(source.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) < 0) {
     return ErrnoError("bind mount `" + source + "`");
   }
-  if (read_only && ::mount(nullptr, target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) < 0) {
+  if (read_only &&
+      ::mount(nullptr, target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) < 0) {
     auto error = ErrnoError("make the bind of `" + source + "` read-only");
     (void)::umount2(target.c_str(), MNT_DETACH);
     return error;
   }
   return Ok();
 }
-
 
 }  // namespace hull

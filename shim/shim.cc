@@ -1,5 +1,6 @@
 #include "shim.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <google/protobuf/any.pb.h>
 #include <signal.h>
@@ -12,7 +13,6 @@
 
 #include <condition_variable>
 #include <cstdio>
-#include <dirent.h>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -60,13 +60,15 @@ struct SandboxPaths {
   std::string socket;
 };
 
-Result<SandboxPaths> ResolveSandbox(const Config& config, const std::string& bundle, const std::string& id) {
+Result<SandboxPaths> ResolveSandbox(const Config& config, const std::string& bundle,
+                                    const std::string& id) {
   SandboxPaths paths;
   HULL_TRY(paths.sandbox_id, SandboxIdForBundle(bundle, id), "");
   paths.state_dir = config.run_dir + "/" + paths.sandbox_id;
   paths.socket = paths.state_dir + "/" + kShimSocketName;
   if (paths.socket.size() > kSocketPathLimit) {
-    return MakeError(ErrorCode::kInvalidArgument, "the shim socket path `" + paths.socket + "` is longer than " +
+    return MakeError(ErrorCode::kInvalidArgument, "the shim socket path `" + paths.socket +
+                                                      "` is longer than " +
                                                       std::to_string(kSocketPathLimit) +
                                                       " bytes: choose a shorter runtime.run_dir");
   }
@@ -75,7 +77,8 @@ Result<SandboxPaths> ResolveSandbox(const Config& config, const std::string& bun
 
 Status WriteBundleFiles(const std::string& bundle, const SandboxPaths& paths) {
   // containerd reads `address` verbatim: no newline.
-  HULL_CHECK_OK(WriteFile(bundle + "/address", "unix://" + paths.socket, 0644), "write the bundle's address file");
+  HULL_CHECK_OK(WriteFile(bundle + "/address", "unix://" + paths.socket, 0644),
+                "write the bundle's address file");
   HULL_CHECK_OK(WriteFile(bundle + "/" + kBundleSandboxFile, paths.state_dir, 0644),
                 "write the bundle's sandbox file");
   return Ok();
@@ -85,10 +88,12 @@ Status WriteBundleFiles(const std::string& bundle, const SandboxPaths& paths) {
 
 Result<std::string> SandboxIdForBundle(const std::string& bundle, const std::string& container_id) {
   HULL_CHECK_OK(ValidateId("container", container_id), "");
-  HULL_TRY(std::string text, ReadFile(bundle + "/config.json", 16 << 20), "read the bundle's config.json");
+  HULL_TRY(std::string text, ReadFile(bundle + "/config.json", 16 << 20),
+           "read the bundle's config.json");
   HULL_TRY(oci::Spec spec, oci::ParseOciSpec(text), bundle + "/config.json");
   std::string sandbox_id = container_id;
-  if (auto it = spec.annotations.find(kSandboxIdAnnotation); it != spec.annotations.end()) sandbox_id = it->second;
+  if (auto it = spec.annotations.find(kSandboxIdAnnotation); it != spec.annotations.end())
+    sandbox_id = it->second;
   HULL_CHECK_OK(ValidateId("sandbox", sandbox_id), "");
   return sandbox_id;
 }
@@ -100,16 +105,19 @@ Result<std::string> ConfigPathFromOptions(std::string_view any_bytes) {
     return MakeError(ErrorCode::kInvalidArgument, "runtime options: not a protobuf Any");
   }
   std::string_view type = any.type_url();
-  if (type.ends_with(kOptionsTypeUrl) && (type.size() == std::strlen(kOptionsTypeUrl) ||
-                                          type[type.size() - std::strlen(kOptionsTypeUrl) - 1] == '/')) {
+  if (type.ends_with(kOptionsTypeUrl) &&
+      (type.size() == std::strlen(kOptionsTypeUrl) ||
+       type[type.size() - std::strlen(kOptionsTypeUrl) - 1] == '/')) {
     ::runtimeoptions::v1::Options options;
     if (!options.ParseFromString(any.value())) {
-      return MakeError(ErrorCode::kInvalidArgument, "runtime options: runtimeoptions.v1.Options does not parse");
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "runtime options: runtimeoptions.v1.Options does not parse");
     }
     return options.config_path();
   }
   return MakeError(ErrorCode::kInvalidArgument,
-                   "runtime options of type `" + any.type_url() + "`: hull takes runtimeoptions.v1.Options (ConfigPath)");
+                   "runtime options of type `" + any.type_url() +
+                       "`: hull takes runtimeoptions.v1.Options (ConfigPath)");
 }
 
 // --- start ---------------------------------------------------------------------------
@@ -126,13 +134,16 @@ int RunStart(const ShimFlags& flags_in) {
   if (!config) return Fail(config.error());
   auto paths = ResolveSandbox(*config, bundle, flags.id);
   if (!paths) return Fail(paths.error());
-  if (auto made = MakeDirs(config->run_dir, 0711); !made) return Fail(made.error().Wrap("runtime.run_dir"));
+  if (auto made = MakeDirs(config->run_dir, 0711); !made)
+    return Fail(made.error().Wrap("runtime.run_dir"));
   if (::mkdir(paths->state_dir.c_str(), 0700) < 0 && errno != EEXIST) {
     return Fail(Error::FromErrno(errno, "create the sandbox directory `" + paths->state_dir + "`"));
   }
   // Two starts for one pod take turns.
-  UniqueFd lock(::open((paths->state_dir + "/start.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!lock || ::flock(lock.get(), LOCK_EX) < 0) return Fail(Error::FromErrno(errno, "lock the sandbox directory"));
+  UniqueFd lock(
+      ::open((paths->state_dir + "/start.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock || ::flock(lock.get(), LOCK_EX) < 0)
+    return Fail(Error::FromErrno(errno, "lock the sandbox directory"));
 
   std::string address = "unix://" + paths->socket;
   // The pod's shim is already up: share it.
@@ -167,8 +178,8 @@ int RunStart(const ShimFlags& flags_in) {
     // The server must not hold containerd's pipe (it waits for EOF on it),
     // and must outlive containerd: a session of its own.
     ::setsid();
-    if (::dup2(listener->get(), kListenerFd) < 0 || ::dup2(null_fd.get(), 0) < 0 || ::dup2(null_fd.get(), 1) < 0 ||
-        ::dup2(null_fd.get(), 2) < 0) {
+    if (::dup2(listener->get(), kListenerFd) < 0 || ::dup2(null_fd.get(), 0) < 0 ||
+        ::dup2(null_fd.get(), 1) < 0 || ::dup2(null_fd.get(), 2) < 0) {
       int err = errno;
       [[maybe_unused]] auto n = ::write(report_write.get(), &err, sizeof err);
       ::_exit(127);
@@ -180,7 +191,8 @@ int RunStart(const ShimFlags& flags_in) {
   }
   report_write.reset();
   int child_errno = 0;
-  ssize_t n = RetryEintr([&] { return ::read(report_read.get(), &child_errno, sizeof child_errno); });
+  ssize_t n =
+      RetryEintr([&] { return ::read(report_read.get(), &child_errno, sizeof child_errno); });
   if (n > 0) {
     ::waitpid(pid, nullptr, 0);
     ::unlink(paths->socket.c_str());
@@ -202,12 +214,15 @@ int RunDelete(const ShimFlags& flags) {
     std::fprintf(stderr, "%s\n", unmounted.error().ToString().c_str());
   }
   auto state_dir = ReadFile(bundle + "/" + kBundleSandboxFile, 4096);
-  if (state_dir && !state_dir->empty() && (*state_dir)[0] == '/' && state_dir->find("/../") == std::string::npos &&
-      ValidateId("sandbox", std::filesystem::path(*state_dir).filename().string()) && PathExists(*state_dir)) {
+  if (state_dir && !state_dir->empty() && (*state_dir)[0] == '/' &&
+      state_dir->find("/../") == std::string::npos &&
+      ValidateId("sandbox", std::filesystem::path(*state_dir).filename().string()) &&
+      PathExists(*state_dir)) {
     const std::string& dir = *state_dir;
     if (auto alive = ConnectUnix(dir + "/" + kShimSocketName); !alive) {
       // The shim is gone: its VM, virtiofsd and mounts are orphans.
-      for (const auto& problem : RemoveOrphanedSandbox(dir)) std::fprintf(stderr, "%s\n", problem.c_str());
+      for (const auto& problem : RemoveOrphanedSandbox(dir))
+        std::fprintf(stderr, "%s\n", problem.c_str());
     }
   }
   ::containerd::task::v2::DeleteResponse response;
@@ -255,7 +270,8 @@ int RunServe(const ShimFlags& flags) {
     HULL_LOG_ERROR("{}", paths.error().ToString());
     return 1;
   }
-  HULL_LOG_INFO("shim for sandbox {} serving on {} (pid {})", paths->sandbox_id, paths->socket, ::getpid());
+  HULL_LOG_INFO("shim for sandbox {} serving on {} (pid {})", paths->sandbox_id, paths->socket,
+                ::getpid());
 
   const char* ttrpc_address = std::getenv("TTRPC_ADDRESS");
   int exit_code = 0;
@@ -307,7 +323,8 @@ int RunServe(const ShimFlags& flags) {
       serving.join();
       pthread_kill(signal_thread.native_handle(), SIGUSR1);
       signal_thread.join();
-      if (service.container_count() > 0) HULL_LOG_WARN("stopping with {} containers left", service.container_count());
+      if (service.container_count() > 0)
+        HULL_LOG_WARN("stopping with {} containers left", service.container_count());
     }
     events.Flush(std::chrono::seconds(5));
   }

@@ -23,7 +23,7 @@ struct ShimFlags {
   std::string socket;          // unused by hull, accepted
   std::string config_path;     // -hull-config: hull's own, passed from start to serve
   bool debug = false;
-  bool version = false;        // -v: print the version and exit
+  bool version = false;  // -v: print the version and exit
   ShimAction action = ShimAction::kServe;
 };
 

@@ -28,7 +28,8 @@ using std::chrono::seconds;
 namespace {
 
 constexpr char kProcessTypeUrl[] = "types.containerd.io/opencontainers/runtime-spec/1/Process";
-constexpr char kResourcesTypeUrl[] = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
+constexpr char kResourcesTypeUrl[] =
+    "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
 constexpr char kSandboxIdAnnotation[] = "io.kubernetes.cri.sandbox-id";
 // At most this many pids are taken from the guest for one container.
 constexpr int kMaxPids = 1 << 16;
@@ -38,7 +39,9 @@ void SetZeroTime(google::protobuf::Timestamp* out) { out->set_seconds(-621355968
 
 uint32_t ShimPid() { return static_cast<uint32_t>(::getpid()); }
 
-Error FromGrpc(const grpc::Status& status, std::string_view rpc) { return ErrorFromGrpc(status, rpc); }
+Error FromGrpc(const grpc::Status& status, std::string_view rpc) {
+  return ErrorFromGrpc(status, rpc);
+}
 
 std::chrono::system_clock::time_point AgentDeadline(seconds timeout = seconds(30)) {
   return std::chrono::system_clock::now() + timeout;
@@ -46,8 +49,11 @@ std::chrono::system_clock::time_point AgentDeadline(seconds timeout = seconds(30
 
 }  // namespace
 
-TaskService::TaskService(TaskServiceOptions options, EventPublisher& events, std::function<void()> request_shutdown)
-    : options_(std::move(options)), events_(events), request_shutdown_(std::move(request_shutdown)) {
+TaskService::TaskService(TaskServiceOptions options, EventPublisher& events,
+                         std::function<void()> request_shutdown)
+    : options_(std::move(options)),
+      events_(events),
+      request_shutdown_(std::move(request_shutdown)) {
   vm_thread_ = std::thread([this] {
     std::unique_lock lock(vm_thread_mu_);
     while (true) {
@@ -120,7 +126,8 @@ size_t TaskService::container_count() {
 uint32_t TaskService::SandboxGuestPid() {
   std::lock_guard lock(mu_);
   for (const auto& [id, container] : containers_) {
-    if (container->pod_role == PodRole::kSandbox && container->guest_pid != 0) return container->guest_pid;
+    if (container->pod_role == PodRole::kSandbox && container->guest_pid != 0)
+      return container->guest_pid;
   }
   return 0;
 }
@@ -141,21 +148,24 @@ TaskService::FindProcess(const std::string& id, const std::string& exec_id) {
   std::lock_guard lock(mu_);
   auto it = container->execs.find(exec_id);
   if (it == container->execs.end()) {
-    return MakeError(ErrorCode::kNotFound, "process `" + exec_id + "` of container `" + id + "` does not exist");
+    return MakeError(ErrorCode::kNotFound,
+                     "process `" + exec_id + "` of container `" + id + "` does not exist");
   }
   return std::make_pair(container, it->second);
 }
 
 // --- the VM ----------------------------------------------------------------------
 
-Result<std::shared_ptr<Session>> TaskService::EnsureSession(const PodVmSize& size, const std::string& netns_path,
+Result<std::shared_ptr<Session>> TaskService::EnsureSession(const PodVmSize& size,
+                                                            const std::string& netns_path,
                                                             const std::string& host_cgroup) {
   std::lock_guard lock(vm_mu_);
   if (session_) {
     if (session_->vm().running()) return session_;
     auto exit = session_->vm().exit();
-    return MakeError(ErrorCode::kUnavailable,
-                     "the sandbox VM is gone (" + (exit ? exit->reason : std::string("stopped")) + ")");
+    return MakeError(
+        ErrorCode::kUnavailable,
+        "the sandbox VM is gone (" + (exit ? exit->reason : std::string("stopped")) + ")");
   }
   SessionOptions session_options;
   session_options.vm_parent_dir = options_.state_dir;
@@ -165,7 +175,8 @@ Result<std::shared_ptr<Session>> TaskService::EnsureSession(const PodVmSize& siz
   session_options.netns_path = netns_path;
   session_options.host_cgroup_path = host_cgroup;
   Result<std::unique_ptr<Session>> opened = MakeError(ErrorCode::kInternal, "not run");
-  RunOnVmThread([&] { opened = Session::Open(options_.config, options_.sandbox_id, session_options); });
+  RunOnVmThread(
+      [&] { opened = Session::Open(options_.config, options_.sandbox_id, session_options); });
   if (!opened) return std::move(opened).error().Wrap("boot the sandbox VM");
   session_ = std::shared_ptr<Session>(std::move(*opened));
   HULL_LOG_INFO("sandbox {}: VM up (pid {})", options_.sandbox_id, session_->vm().pid());
@@ -215,7 +226,8 @@ void TaskService::CloseSessionIfIdle() {
 
 // --- waiters ---------------------------------------------------------------------
 
-void TaskService::StartWaiter(const std::shared_ptr<Session>& session, const std::shared_ptr<Container>& container,
+void TaskService::StartWaiter(const std::shared_ptr<Session>& session,
+                              const std::shared_ptr<Container>& container,
                               const std::shared_ptr<Process>& process) {
   process->waiter = std::thread([this, session, container, process] {
     grpc::ClientContext context;
@@ -231,8 +243,8 @@ void TaskService::StartWaiter(const std::shared_ptr<Session>& session, const std
       int32_t code = response.exit_status();
       exit_status = code >= 0 && code <= 255 ? static_cast<uint32_t>(code) : 255;
     } else {
-      HULL_LOG_WARN("container {} {}: wait: {} (reporting exit status 255)", container->id, process->exec_id,
-                    status.error_message());
+      HULL_LOG_WARN("container {} {}: wait: {} (reporting exit status 255)", container->id,
+                    process->exec_id, status.error_message());
     }
     // Everything the process wrote reaches the FIFOs before anyone hears of its exit.
     if (process->io) process->io->WaitOutput();
@@ -261,16 +273,20 @@ void TaskService::StartWaiter(const std::shared_ptr<Session>& session, const std
 Status TaskService::CreateInGuest(const std::shared_ptr<Container>& container,
                                   const task::CreateTaskRequest& request) {
   const std::string& id = container->id;
-  HULL_TRY(std::string spec_text, ReadFile(container->bundle + "/config.json", 16 << 20), "read the bundle");
+  HULL_TRY(std::string spec_text, ReadFile(container->bundle + "/config.json", 16 << 20),
+           "read the bundle");
   HULL_TRY(oci::Spec spec, oci::ParseOciSpec(spec_text), container->bundle + "/config.json");
-  if (!spec.process) return MakeError(ErrorCode::kInvalidArgument, "config.json: the spec has no process");
+  if (!spec.process)
+    return MakeError(ErrorCode::kInvalidArgument, "config.json: the spec has no process");
   if (auto it = spec.annotations.find(kSandboxIdAnnotation);
       it != spec.annotations.end() && it->second != options_.sandbox_id) {
-    return MakeError(ErrorCode::kInvalidArgument, "the container belongs to sandbox `" + it->second +
-                                                      "`, this shim serves `" + options_.sandbox_id + "`");
+    return MakeError(ErrorCode::kInvalidArgument, "the container belongs to sandbox `" +
+                                                      it->second + "`, this shim serves `" +
+                                                      options_.sandbox_id + "`");
   }
   if (!request.checkpoint().empty()) {
-    return MakeError(ErrorCode::kUnimplemented, "restoring from a checkpoint is not supported by hull");
+    return MakeError(ErrorCode::kUnimplemented,
+                     "restoring from a checkpoint is not supported by hull");
   }
   spec.process->terminal = request.terminal();
 
@@ -282,17 +298,20 @@ Status TaskService::CreateInGuest(const std::shared_ptr<Container>& container,
     HULL_CHECK_OK(MakeDirs(host_rootfs, 0711), "create the rootfs mount point");
     std::vector<HostMount> mounts;
     for (const auto& mount : request.rootfs()) {
-      mounts.push_back({mount.type(), mount.source(), {mount.options().begin(), mount.options().end()}});
+      mounts.push_back(
+          {mount.type(), mount.source(), {mount.options().begin(), mount.options().end()}});
     }
     HULL_CHECK_OK(MountAll(mounts, host_rootfs), "mount the root filesystem");
     container->mounted_rootfs = host_rootfs;
   } else {
     std::filesystem::path root = spec.root.path;
-    if (root.empty()) return MakeError(ErrorCode::kInvalidArgument, "config.json: root.path is empty");
+    if (root.empty())
+      return MakeError(ErrorCode::kInvalidArgument, "config.json: root.path is empty");
     if (root.is_relative()) root = std::filesystem::path(container->bundle) / root;
     host_rootfs = root.string();
     if (!std::filesystem::is_directory(host_rootfs)) {
-      return MakeError(ErrorCode::kNotFound, "root filesystem `" + host_rootfs + "` is not a directory");
+      return MakeError(ErrorCode::kNotFound,
+                       "root filesystem `" + host_rootfs + "` is not a directory");
     }
   }
 
@@ -301,7 +320,8 @@ Status TaskService::CreateInGuest(const std::shared_ptr<Container>& container,
   std::string netns_path;   // the CNI netns CRI made for the pod
   std::string host_cgroup;  // kubelet's cgroup for the pod, on the host
   if (PodRoleOf(spec) == PodRole::kSandbox) {
-    HULL_TRY(size, SizePodVm(spec.annotations, options_.config.hypervisor.pod_memory_overhead_mib), "config.json");
+    HULL_TRY(size, SizePodVm(spec.annotations, options_.config.hypervisor.pod_memory_overhead_mib),
+             "config.json");
     if (spec.linux) {
       for (const auto& ns : spec.linux->namespaces) {
         if (ns.type == "network") netns_path = ns.path;
@@ -321,10 +341,12 @@ Status TaskService::CreateInGuest(const std::shared_ptr<Container>& container,
              "bind mount `" + mount.source + "` on `" + mount.destination + "`");
   }
   // A pod's containers join its sandbox's namespaces: in the guest, not on the host.
-  PodNamespaceContext pod{.task_pid = static_cast<pid_t>(ShimPid()), .sandbox_guest_pid = SandboxGuestPid()};
+  PodNamespaceContext pod{.task_pid = static_cast<pid_t>(ShimPid()),
+                          .sandbox_guest_pid = SandboxGuestPid()};
   HULL_CHECK_OK(AdaptPodNamespaces(spec, pod), "config.json");
   auto agent_io = io->AgentIo();
-  HULL_TRY(uint32_t guest_pid, session->CreateContainer(id, oci::SerializeOciSpec(spec), host_rootfs, agent_io), "");
+  HULL_TRY(uint32_t guest_pid,
+           session->CreateContainer(id, oci::SerializeOciSpec(spec), host_rootfs, agent_io), "");
   {
     std::lock_guard lock(mu_);
     container->pod_role = PodRoleOf(spec);
@@ -336,7 +358,8 @@ Status TaskService::CreateInGuest(const std::shared_ptr<Container>& container,
   return Ok();
 }
 
-Result<task::CreateTaskResponse> TaskService::Create(const Context&, const task::CreateTaskRequest& request) {
+Result<task::CreateTaskResponse> TaskService::Create(const Context&,
+                                                     const task::CreateTaskRequest& request) {
   const std::string& id = request.id();
   const std::string what = "create container `" + id + "`";
   HULL_CHECK_OK(ValidateId("container", id), what);
@@ -347,10 +370,12 @@ Result<task::CreateTaskResponse> TaskService::Create(const Context&, const task:
   container->id = id;
   container->bundle = request.bundle();
   container->init = std::make_shared<Process>();
-  container->init->stdio = {request.stdin(), request.stdout(), request.stderr(), request.terminal()};
+  container->init->stdio = {request.stdin(), request.stdout(), request.stderr(),
+                            request.terminal()};
   {
     std::lock_guard lock(mu_);
-    if (containers_.count(id) != 0) return MakeError(ErrorCode::kAlreadyExists, what + ": it already exists");
+    if (containers_.count(id) != 0)
+      return MakeError(ErrorCode::kAlreadyExists, what + ": it already exists");
     containers_[id] = container;
   }
   if (auto created = CreateInGuest(container, request); !created) {
@@ -393,8 +418,9 @@ Result<task::CreateTaskResponse> TaskService::Create(const Context&, const task:
 // --- Start ---------------------------------------------------------------------------
 
 Result<task::StartResponse> TaskService::Start(const Context&, const task::StartRequest& request) {
-  const std::string what = "start " + (request.exec_id().empty() ? "container `" + request.id() + "`"
-                                                                   : "process `" + request.exec_id() + "`");
+  const std::string what =
+      "start " + (request.exec_id().empty() ? "container `" + request.id() + "`"
+                                            : "process `" + request.exec_id() + "`");
   HULL_TRY(auto found, FindProcess(request.id(), request.exec_id()), what);
   auto [container, process] = found;
   HULL_TRY(auto session, EnsureSession(), what);
@@ -506,12 +532,14 @@ Result<task::StateResponse> TaskService::State(const Context&, const task::State
   return response;
 }
 
-Result<task::WaitResponse> TaskService::Wait(const Context& context, const task::WaitRequest& request) {
+Result<task::WaitResponse> TaskService::Wait(const Context& context,
+                                             const task::WaitRequest& request) {
   HULL_TRY(auto found, FindProcess(request.id(), request.exec_id()), "wait");
   auto process = found.second;
   std::unique_lock lock(mu_);
   while (process->state != ProcessState::kStopped) {
-    if (context.Cancelled()) return MakeError(ErrorCode::kCancelled, "wait: the call was cancelled");
+    if (context.Cancelled())
+      return MakeError(ErrorCode::kCancelled, "wait: the call was cancelled");
     exited_.wait_for(lock, std::chrono::milliseconds(500));
   }
   task::WaitResponse response;
@@ -520,7 +548,8 @@ Result<task::WaitResponse> TaskService::Wait(const Context& context, const task:
   return response;
 }
 
-Result<task::ConnectResponse> TaskService::Connect(const Context&, const task::ConnectRequest& request) {
+Result<task::ConnectResponse> TaskService::Connect(const Context&,
+                                                   const task::ConnectRequest& request) {
   task::ConnectResponse response;
   response.set_shim_pid(ShimPid());
   std::lock_guard lock(mu_);
@@ -533,16 +562,19 @@ Result<task::ConnectResponse> TaskService::Connect(const Context&, const task::C
 // --- Kill, Delete --------------------------------------------------------------------
 
 Result<Empty> TaskService::Kill(const Context&, const task::KillRequest& request) {
-  const std::string what = "kill " + (request.exec_id().empty() ? "container `" + request.id() + "`"
-                                                                  : "process `" + request.exec_id() + "`");
+  const std::string what =
+      "kill " + (request.exec_id().empty() ? "container `" + request.id() + "`"
+                                           : "process `" + request.exec_id() + "`");
   HULL_TRY(auto found, FindProcess(request.id(), request.exec_id()), what);
   auto [container, process] = found;
   if (request.signal() == 0 || request.signal() > 64) {
-    return MakeError(ErrorCode::kInvalidArgument, what + ": signal " + std::to_string(request.signal()) + " is invalid");
+    return MakeError(ErrorCode::kInvalidArgument,
+                     what + ": signal " + std::to_string(request.signal()) + " is invalid");
   }
   {
     std::lock_guard lock(mu_);
-    if (process->state == ProcessState::kStopped) return MakeError(ErrorCode::kNotFound, "process already finished");
+    if (process->state == ProcessState::kStopped)
+      return MakeError(ErrorCode::kNotFound, "process already finished");
     if (process->state == ProcessState::kCreated && !process->exec_id.empty()) {
       return MakeError(ErrorCode::kFailedPrecondition, what + ": the process was not started");
     }
@@ -550,7 +582,9 @@ Result<Empty> TaskService::Kill(const Context&, const task::KillRequest& request
   auto session = EnsureSession();
   // With the VM gone every process is gone: containerd's exit handling
   // tolerates only NOT_FOUND here.
-  if (!session) return MakeError(ErrorCode::kNotFound, "process already finished (" + session.error().ToString() + ")");
+  if (!session)
+    return MakeError(ErrorCode::kNotFound,
+                     "process already finished (" + session.error().ToString() + ")");
   grpc::ClientContext context;
   context.set_deadline(AgentDeadline());
   v1::SignalProcessRequest signal;
@@ -596,13 +630,16 @@ void TaskService::ForgetExecInGuest(const std::string& container_id, const std::
   auto status = session->client().agent().RemoveProcess(&context, request, &response);
   // NOT_FOUND: it never ran there (a failed ExecProcess).
   if (!status.ok() && status.error_code() != grpc::StatusCode::NOT_FOUND) {
-    HULL_LOG_WARN("container {}: remove exec {} in the guest: {}", container_id, exec_id, status.error_message());
+    HULL_LOG_WARN("container {}: remove exec {} in the guest: {}", container_id, exec_id,
+                  status.error_message());
   }
 }
 
-Result<task::DeleteResponse> TaskService::Delete(const Context&, const task::DeleteRequest& request) {
-  const std::string what = "delete " + (request.exec_id().empty() ? "container `" + request.id() + "`"
-                                                                    : "process `" + request.exec_id() + "`");
+Result<task::DeleteResponse> TaskService::Delete(const Context&,
+                                                 const task::DeleteRequest& request) {
+  const std::string what =
+      "delete " + (request.exec_id().empty() ? "container `" + request.id() + "`"
+                                             : "process `" + request.exec_id() + "`");
   HULL_TRY(auto found, FindProcess(request.id(), request.exec_id()), what);
   auto [container, process] = found;
   {
@@ -666,8 +703,8 @@ Result<task::DeleteResponse> TaskService::Delete(const Context&, const task::Del
     response.set_pid(ShimPid());
     response.set_exit_status(process->exit_status);
     SetTimestamp(response.mutable_exited_at(), process->state == ProcessState::kStopped
-                                                    ? process->exited_at
-                                                    : std::chrono::system_clock::now());
+                                                   ? process->exited_at
+                                                   : std::chrono::system_clock::now());
   }
   event.set_pid(response.pid());
   event.set_exit_status(response.exit_status());
@@ -685,10 +722,12 @@ Result<Empty> TaskService::Exec(const Context&, const task::ExecProcessRequest& 
   HULL_CHECK_OK(ValidateId("exec", request.exec_id()), what);
   HULL_TRY(auto container, FindContainer(request.id()), what);
   if (request.spec().type_url() != kProcessTypeUrl) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     what + ": the spec is `" + request.spec().type_url() + "`, expected " + kProcessTypeUrl);
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        what + ": the spec is `" + request.spec().type_url() + "`, expected " + kProcessTypeUrl);
   }
-  HULL_TRY(oci::Process process_spec, oci::ParseOciProcess(request.spec().value()), what + ": process spec");
+  HULL_TRY(oci::Process process_spec, oci::ParseOciProcess(request.spec().value()),
+           what + ": process spec");
   process_spec.terminal = request.terminal();
   auto process = std::make_shared<Process>();
   process->exec_id = request.exec_id();
@@ -700,14 +739,16 @@ Result<Empty> TaskService::Exec(const Context&, const task::ExecProcessRequest& 
       return MakeError(ErrorCode::kFailedPrecondition, what + ": the container is not running");
     }
     if (container->execs.count(request.exec_id()) != 0) {
-      return MakeError(ErrorCode::kAlreadyExists, what + ": id " + request.exec_id() + " already exists");
+      return MakeError(ErrorCode::kAlreadyExists,
+                       what + ": id " + request.exec_id() + " already exists");
     }
   }
   HULL_TRY(process->io, ProcessIo::Open(process->stdio), what);
   {
     std::lock_guard lock(mu_);
     if (!container->execs.emplace(request.exec_id(), process).second) {
-      return MakeError(ErrorCode::kAlreadyExists, what + ": id " + request.exec_id() + " already exists");
+      return MakeError(ErrorCode::kAlreadyExists,
+                       what + ": id " + request.exec_id() + " already exists");
     }
   }
   events::TaskExecAdded event;
@@ -804,7 +845,8 @@ Result<Empty> TaskService::Resume(const Context&, const task::ResumeRequest& req
   resume.set_container_id(request.id());
   v1::ResumeContainerResponse response;
   auto status = session->client().agent().ResumeContainer(&context, resume, &response);
-  if (!status.ok()) return FromGrpc(status, "ResumeContainer").Wrap("resume `" + request.id() + "`");
+  if (!status.ok())
+    return FromGrpc(status, "ResumeContainer").Wrap("resume `" + request.id() + "`");
   {
     std::lock_guard lock(mu_);
     container->paused = false;
@@ -816,17 +858,19 @@ Result<Empty> TaskService::Resume(const Context&, const task::ResumeRequest& req
 }
 
 Result<Empty> TaskService::Checkpoint(const Context&, const task::CheckpointTaskRequest& request) {
-  return MakeError(ErrorCode::kUnimplemented,
-                   "checkpoint `" + request.id() +
-                       "`: not supported: hull runs each sandbox in a VM and does not offer VM checkpoints");
+  return MakeError(
+      ErrorCode::kUnimplemented,
+      "checkpoint `" + request.id() +
+          "`: not supported: hull runs each sandbox in a VM and does not offer VM checkpoints");
 }
 
 Result<Empty> TaskService::Update(const Context&, const task::UpdateTaskRequest& request) {
   const std::string what = "update `" + request.id() + "`";
   HULL_TRY(auto container, FindContainer(request.id()), what);
   if (request.resources().type_url() != kResourcesTypeUrl) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     what + ": resources are `" + request.resources().type_url() + "`, expected " + kResourcesTypeUrl);
+    return MakeError(ErrorCode::kInvalidArgument, what + ": resources are `" +
+                                                      request.resources().type_url() +
+                                                      "`, expected " + kResourcesTypeUrl);
   }
   HULL_TRY(auto session, EnsureSession(), what);
   grpc::ClientContext context;
@@ -915,13 +959,13 @@ Result<Empty> TaskService::Shutdown(const Context&, const task::ShutdownRequest&
 }
 
 void TaskService::Register(ttrpc::Server& server) {
-#define HULL_TASK_METHOD(Name, Request, Response)                                                  \
-  ttrpc::RegisterMethod<Request, Response>(                                                        \
-      server, kTaskService, #Name,                                                                 \
-      [this](const ttrpc::CallContext& context, const Request& request) -> Result<Response> {      \
-        auto result = Name(context, request);                                                      \
-        if (!result) HULL_LOG_DEBUG(#Name " failed: {}", result.error().ToString());               \
-        return result;                                                                             \
+#define HULL_TASK_METHOD(Name, Request, Response)                                             \
+  ttrpc::RegisterMethod<Request, Response>(                                                   \
+      server, kTaskService, #Name,                                                            \
+      [this](const ttrpc::CallContext& context, const Request& request) -> Result<Response> { \
+        auto result = Name(context, request);                                                 \
+        if (!result) HULL_LOG_DEBUG(#Name " failed: {}", result.error().ToString());          \
+        return result;                                                                        \
       })
   HULL_TASK_METHOD(State, task::StateRequest, task::StateResponse);
   HULL_TASK_METHOD(Create, task::CreateTaskRequest, task::CreateTaskResponse);

@@ -12,6 +12,8 @@
 // Threading: every handler may run concurrently with any other.
 #pragma once
 
+#include <google/protobuf/empty.pb.h>
+
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -29,7 +31,6 @@
 #include "process_io.h"
 #include "session.h"
 #include "ttrpc/ttrpc.h"
-#include <google/protobuf/empty.pb.h>
 
 namespace hull::shim {
 
@@ -49,7 +50,8 @@ class TaskService {
  public:
   // `request_shutdown` is called (once) when a Shutdown RPC finds nothing
   // left to serve; the caller then stops the server.
-  TaskService(TaskServiceOptions options, EventPublisher& events, std::function<void()> request_shutdown);
+  TaskService(TaskServiceOptions options, EventPublisher& events,
+              std::function<void()> request_shutdown);
   // Removes what is left (containers, VM, mounts) without waiting for RPCs.
   ~TaskService();
   TaskService(const TaskService&) = delete;
@@ -108,21 +110,24 @@ class TaskService {
   Result<std::shared_ptr<Container>> FindContainer(const std::string& id);
   // The pod's sandbox container's init pid in the guest; 0 if none.
   uint32_t SandboxGuestPid();
-  Result<std::pair<std::shared_ptr<Container>, std::shared_ptr<Process>>> FindProcess(const std::string& id,
-                                                                                    const std::string& exec_id);
+  Result<std::pair<std::shared_ptr<Container>, std::shared_ptr<Process>>> FindProcess(
+      const std::string& id, const std::string& exec_id);
   // Boots the sandbox VM if it is not running. vm_mu_ serialises it.
   // `size`, `netns_path` and `host_cgroup`: a pod sandbox's VM size, CNI
   // netns and host cgroup (only used when this boots the VM).
-  Result<std::shared_ptr<Session>> EnsureSession(const PodVmSize& size = {}, const std::string& netns_path = "",
+  Result<std::shared_ptr<Session>> EnsureSession(const PodVmSize& size = {},
+                                                 const std::string& netns_path = "",
                                                  const std::string& host_cgroup = "");
   // Stops the VM once no container is left.
   void CloseSessionIfIdle();
   void ForgetExecInGuest(const std::string& container_id, const std::string& exec_id);
   // `session` null: the VM is gone, and the exit is reported at once.
-  void StartWaiter(const std::shared_ptr<Session>& session, const std::shared_ptr<Container>& container,
+  void StartWaiter(const std::shared_ptr<Session>& session,
+                   const std::shared_ptr<Container>& container,
                    const std::shared_ptr<Process>& process);
   void WatchOom(std::shared_ptr<Session> session);
-  Status CreateInGuest(const std::shared_ptr<Container>& container, const task::CreateTaskRequest& request);
+  Status CreateInGuest(const std::shared_ptr<Container>& container,
+                       const task::CreateTaskRequest& request);
   // Runs `fn` on the VM thread: the hypervisor's children die with the thread
   // that forked them, so they must come from one that lives as long as the shim.
   void RunOnVmThread(std::function<void()> fn);

@@ -1,16 +1,16 @@
 #include "engine/engine.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <poll.h>
 #include <pty.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <termios.h>
 #include <time.h>
-#include <linux/openat2.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -28,10 +28,14 @@ using std::chrono::milliseconds;
 
 std::string_view ContainerStateName(ContainerState state) {
   switch (state) {
-    case ContainerState::kCreated: return "created";
-    case ContainerState::kRunning: return "running";
-    case ContainerState::kPaused: return "paused";
-    case ContainerState::kStopped: return "stopped";
+    case ContainerState::kCreated:
+      return "created";
+    case ContainerState::kRunning:
+      return "running";
+    case ContainerState::kPaused:
+      return "paused";
+    case ContainerState::kStopped:
+      return "stopped";
   }
   return "unknown";
 }
@@ -52,8 +56,8 @@ struct Engine::Process {
   std::optional<ExitStatus> exit;
   Clock::time_point exited_at;
   uint64_t exited_at_ns = 0;
-  std::unique_ptr<LaunchPlan> plan;       // kept until the process runs
-  std::unique_ptr<LaunchedChild> child;   // the create/start handshake
+  std::unique_ptr<LaunchPlan> plan;      // kept until the process runs
+  std::unique_ptr<LaunchedChild> child;  // the create/start handshake
 
   int OutputFd(OutputStream stream) const {
     if (terminal) return stream == OutputStream::kStdout ? pty_master.get() : -1;
@@ -92,9 +96,10 @@ struct NamespaceKind {
 };
 
 constexpr NamespaceKind kNamespaces[] = {
-    {"pid", CLONE_NEWPID, "pid"},       {"network", CLONE_NEWNET, "net"}, {"mount", CLONE_NEWNS, "mnt"},
-    {"ipc", CLONE_NEWIPC, "ipc"},       {"uts", CLONE_NEWUTS, "uts"},     {"cgroup", CLONE_NEWCGROUP, "cgroup"},
-    {"time", CLONE_NEWTIME, "time"},    {"user", CLONE_NEWUSER, "user"},
+    {"pid", CLONE_NEWPID, "pid"},    {"network", CLONE_NEWNET, "net"},
+    {"mount", CLONE_NEWNS, "mnt"},   {"ipc", CLONE_NEWIPC, "ipc"},
+    {"uts", CLONE_NEWUTS, "uts"},    {"cgroup", CLONE_NEWCGROUP, "cgroup"},
+    {"time", CLONE_NEWTIME, "time"}, {"user", CLONE_NEWUSER, "user"},
 };
 
 const NamespaceKind* FindNamespace(std::string_view type) {
@@ -121,7 +126,8 @@ std::string HomeFor(const std::string& rootfs, uint32_t uid) {
   open_how how{};
   how.flags = O_RDONLY | O_CLOEXEC;
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  UniqueFd passwd(static_cast<int>(::syscall(SYS_openat2, root.get(), "etc/passwd", &how, sizeof how)));
+  UniqueFd passwd(
+      static_cast<int>(::syscall(SYS_openat2, root.get(), "etc/passwd", &how, sizeof how)));
   if (!passwd) return "/";
   auto text = ReadAll(passwd.get(), 1 << 20);
   if (!text) return "/";
@@ -133,7 +139,8 @@ std::string HomeFor(const std::string& rootfs, uint32_t uid) {
     std::istringstream parts(line);
     std::string field;
     while (std::getline(parts, field, ':')) fields.push_back(field);
-    if (fields.size() >= 6 && fields[2] == std::to_string(uid)) return fields[5].empty() ? "/" : fields[5];
+    if (fields.size() >= 6 && fields[2] == std::to_string(uid))
+      return fields[5].empty() ? "/" : fields[5];
   }
   return "/";
 }
@@ -191,18 +198,21 @@ Result<std::shared_ptr<Engine::Container>> Engine::Find(const std::string& id) {
   HULL_CHECK_OK(ValidateId("container", id), "find container");
   std::lock_guard lock(mu_);
   auto it = containers_.find(id);
-  if (it == containers_.end()) return MakeError(ErrorCode::kNotFound, "container `" + id + "` does not exist");
+  if (it == containers_.end())
+    return MakeError(ErrorCode::kNotFound, "container `" + id + "` does not exist");
   return it->second;
 }
 
-Result<std::shared_ptr<Engine::Process>> Engine::FindProcess(const std::string& id, const std::string& exec_id) {
+Result<std::shared_ptr<Engine::Process>> Engine::FindProcess(const std::string& id,
+                                                             const std::string& exec_id) {
   HULL_CHECK_OK(CheckExecId(exec_id), "find process");
   HULL_TRY(auto container, Find(id), "find process");
   std::lock_guard lock(mu_);
   if (exec_id.empty()) return container->init;
   auto it = container->execs.find(exec_id);
   if (it == container->execs.end()) {
-    return MakeError(ErrorCode::kNotFound, "exec `" + exec_id + "` does not exist in container `" + id + "`");
+    return MakeError(ErrorCode::kNotFound,
+                     "exec `" + exec_id + "` does not exist in container `" + id + "`");
   }
   return it->second;
 }
@@ -212,12 +222,14 @@ Result<std::shared_ptr<Engine::Process>> Engine::FindProcess(const std::string& 
 // it as runc's exec terminals are named. Fails when the container has no
 // devpts of its own; the caller then takes one from the agent's.
 Result<std::pair<UniqueFd, UniqueFd>> OpenContainerPty(pid_t init_pid) {
-  UniqueFd root(::open(("/proc/" + std::to_string(init_pid) + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd root(::open(("/proc/" + std::to_string(init_pid) + "/root").c_str(),
+                       O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root) return ErrnoError("open the container's root");
   open_how how{};
   how.flags = O_RDWR | O_NOCTTY | O_CLOEXEC;
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  UniqueFd master(static_cast<int>(::syscall(SYS_openat2, root.get(), "dev/pts/ptmx", &how, sizeof how)));
+  UniqueFd master(
+      static_cast<int>(::syscall(SYS_openat2, root.get(), "dev/pts/ptmx", &how, sizeof how)));
   if (!master) return ErrnoError("open the container's /dev/pts/ptmx");
   int unlock = 0;
   if (::ioctl(master.get(), TIOCSPTLCK, &unlock) < 0) return ErrnoError("unlock the pty");
@@ -226,8 +238,9 @@ Result<std::pair<UniqueFd, UniqueFd>> OpenContainerPty(pid_t init_pid) {
   return std::make_pair(std::move(master), std::move(slave));
 }
 
-Result<std::shared_ptr<Engine::Process>> Engine::MakeProcess(const std::string& exec_id, const IoRequest& io,
-                                                             ChildStdio* stdio, std::vector<UniqueFd>* child_ends,
+Result<std::shared_ptr<Engine::Process>> Engine::MakeProcess(const std::string& exec_id,
+                                                             const IoRequest& io, ChildStdio* stdio,
+                                                             std::vector<UniqueFd>* child_ends,
                                                              pid_t pty_from_pid) {
   auto process = std::make_shared<Process>();
   process->exec_id = exec_id;
@@ -235,8 +248,9 @@ Result<std::shared_ptr<Engine::Process>> Engine::MakeProcess(const std::string& 
   if (io.terminal) {
     int master = -1, slave = -1;
     winsize size{io.rows, io.columns, 0, 0};
-    if (auto pty = pty_from_pid > 0 ? OpenContainerPty(pty_from_pid) : Result<std::pair<UniqueFd, UniqueFd>>(
-                                                                            MakeError(ErrorCode::kNotFound, ""));
+    if (auto pty = pty_from_pid > 0
+                       ? OpenContainerPty(pty_from_pid)
+                       : Result<std::pair<UniqueFd, UniqueFd>>(MakeError(ErrorCode::kNotFound, ""));
         pty) {
       master = pty->first.release();
       slave = pty->second.release();
@@ -271,16 +285,20 @@ Result<std::shared_ptr<Engine::Process>> Engine::MakeProcess(const std::string& 
   return process;
 }
 
-Status Engine::Create(const std::string& id, const oci::Spec& spec, const std::string& rootfs, const IoRequest& io) {
+Status Engine::Create(const std::string& id, const oci::Spec& spec, const std::string& rootfs,
+                      const IoRequest& io) {
   const std::string what = "create container `" + id + "`";
   HULL_CHECK_OK(ValidateId("container", id), what);
   {
     std::lock_guard lock(mu_);
-    if (containers_.count(id) != 0) return MakeError(ErrorCode::kAlreadyExists, what + ": it already exists");
+    if (containers_.count(id) != 0)
+      return MakeError(ErrorCode::kAlreadyExists, what + ": it already exists");
   }
-  if (!spec.process) return MakeError(ErrorCode::kInvalidArgument, what + ": the spec has no process");
+  if (!spec.process)
+    return MakeError(ErrorCode::kInvalidArgument, what + ": the spec has no process");
   const std::optional<oci::Seccomp> seccomp = spec.linux ? spec.linux->seccomp : std::nullopt;
-  HULL_TRY(LaunchPlan plan, PlanProcess(WithHome(*spec.process, rootfs), seccomp, "container `" + id + "`"), what);
+  HULL_TRY(LaunchPlan plan,
+           PlanProcess(WithHome(*spec.process, rootfs), seccomp, "container `" + id + "`"), what);
 
   bool has_mount_ns = false, has_uts_ns = false;
   int enter_pid_ns = -1;
@@ -288,7 +306,9 @@ Status Engine::Create(const std::string& id, const oci::Spec& spec, const std::s
   if (spec.linux) {
     for (const auto& ns : spec.linux->namespaces) {
       const NamespaceKind* kind = FindNamespace(ns.type);
-      if (kind == nullptr) return MakeError(ErrorCode::kInvalidArgument, what + ": unknown namespace `" + ns.type + "`");
+      if (kind == nullptr)
+        return MakeError(ErrorCode::kInvalidArgument,
+                         what + ": unknown namespace `" + ns.type + "`");
       if (kind->flag == CLONE_NEWUSER) {
         return MakeError(ErrorCode::kUnimplemented, what + ": user namespaces are not supported");
       }
@@ -313,7 +333,8 @@ Status Engine::Create(const std::string& id, const oci::Spec& spec, const std::s
     }
   }
   if (!has_mount_ns) {
-    return MakeError(ErrorCode::kInvalidArgument, what + ": linux.namespaces must include a mount namespace");
+    return MakeError(ErrorCode::kInvalidArgument,
+                     what + ": linux.namespaces must include a mount namespace");
   }
   if (has_uts_ns && !spec.hostname.empty()) plan.hostname = spec.hostname;
   if (has_uts_ns && !spec.domainname.empty()) plan.domainname = spec.domainname;
@@ -337,15 +358,18 @@ Status Engine::Create(const std::string& id, const oci::Spec& spec, const std::s
   std::optional<std::string> console;
   if (io.terminal) {
     char name[64];
-    if (::ptsname_r(process->pty_master.get(), name, sizeof name) != 0) return ErrnoError(what + ": ptsname");
+    if (::ptsname_r(process->pty_master.get(), name, sizeof name) != 0)
+      return ErrnoError(what + ": ptsname");
     console = name;
   }
   HULL_TRY(RootfsPlan rootfs_plan, PlanRootfs(spec, rootfs, console), what);
   plan.rootfs = std::make_unique<RootfsPlan>(std::move(rootfs_plan));
 
-  HULL_TRY(Cgroup cgroup, Cgroup::Create(options_.cgroup_root, options_.cgroup_parent + "/" + id), what);
+  HULL_TRY(Cgroup cgroup, Cgroup::Create(options_.cgroup_root, options_.cgroup_parent + "/" + id),
+           what);
   ScopeExit destroy_cgroup([&] { (void)cgroup.Destroy(milliseconds(2000)); });
-  if (spec.linux && spec.linux->resources) HULL_CHECK_OK(cgroup.Apply(*spec.linux->resources), what);
+  if (spec.linux && spec.linux->resources)
+    HULL_CHECK_OK(cgroup.Apply(*spec.linux->resources), what);
 
   auto container = std::make_shared<Container>();
   container->id = id;
@@ -353,7 +377,8 @@ Status Engine::Create(const std::string& id, const oci::Spec& spec, const std::s
   container->init = process;
   container->rootfs = rootfs;
 
-  HULL_TRY(LaunchedChild child, CloneChild(plan, stdio, /*wait_for_start=*/true, enter_pid_ns), what);
+  HULL_TRY(LaunchedChild child, CloneChild(plan, stdio, /*wait_for_start=*/true, enter_pid_ns),
+           what);
   child_ends.clear();  // the child has its copies
   process->pid = child.pid;
   {
@@ -378,7 +403,8 @@ Status Engine::Create(const std::string& id, const oci::Spec& spec, const std::s
     std::lock_guard lock(mu_);
     containers_[id] = container;
   }
-  if (auto watched = oom_watcher_ ? oom_watcher_->Watch(id, *container->cgroup) : Status(Ok()); !watched) {
+  if (auto watched = oom_watcher_ ? oom_watcher_->Watch(id, *container->cgroup) : Status(Ok());
+      !watched) {
     HULL_LOG_WARN("container {}: OOM events unavailable: {}", id, watched.error().ToString());
   }
   HULL_LOG_INFO("container {} created, init pid {}", id, process->pid);
@@ -392,11 +418,13 @@ Status Engine::Start(const std::string& id) {
   {
     std::lock_guard lock(mu_);
     if (container->state != ContainerState::kCreated) {
-      return MakeError(ErrorCode::kFailedPrecondition,
-                       what + ": it is " + std::string(ContainerStateName(container->state)) + ", not created");
+      return MakeError(
+          ErrorCode::kFailedPrecondition,
+          what + ": it is " + std::string(ContainerStateName(container->state)) + ", not created");
     }
     init = container->init;
-    if (!init->child) return MakeError(ErrorCode::kFailedPrecondition, what + ": it is being started");
+    if (!init->child)
+      return MakeError(ErrorCode::kFailedPrecondition, what + ": it is being started");
   }
   auto child = std::move(init->child);
   auto plan = std::move(init->plan);
@@ -413,8 +441,8 @@ Status Engine::Start(const std::string& id) {
   return Ok();
 }
 
-Status Engine::Exec(const std::string& id, const std::string& exec_id, const oci::Process& process_spec,
-                    const IoRequest& io) {
+Status Engine::Exec(const std::string& id, const std::string& exec_id,
+                    const oci::Process& process_spec, const IoRequest& io) {
   const std::string what = "exec `" + exec_id + "` in container `" + id + "`";
   HULL_CHECK_OK(ValidateId("exec", exec_id), what);
   HULL_TRY(auto container, Find(id), what);
@@ -422,17 +450,20 @@ Status Engine::Exec(const std::string& id, const std::string& exec_id, const oci
   {
     std::lock_guard lock(mu_);
     if (container->state != ContainerState::kRunning) {
-      return MakeError(ErrorCode::kFailedPrecondition,
-                       what + ": the container is " + std::string(ContainerStateName(container->state)));
+      return MakeError(
+          ErrorCode::kFailedPrecondition,
+          what + ": the container is " + std::string(ContainerStateName(container->state)));
     }
     if (container->execs.count(exec_id) != 0) {
       return MakeError(ErrorCode::kAlreadyExists, what + ": the exec id is taken");
     }
     init_pid = container->init->pid;
   }
-  const std::optional<oci::Seccomp> seccomp = container->spec.linux ? container->spec.linux->seccomp : std::nullopt;
+  const std::optional<oci::Seccomp> seccomp =
+      container->spec.linux ? container->spec.linux->seccomp : std::nullopt;
   HULL_TRY(LaunchPlan plan,
-           PlanProcess(WithHome(process_spec, container->rootfs), seccomp, "exec `" + exec_id + "` in `" + id + "`"),
+           PlanProcess(WithHome(process_spec, container->rootfs), seccomp,
+                       "exec `" + exec_id + "` in `" + id + "`"),
            what);
   UniqueFd pid_ns;
   // Join every namespace of the init process; the mount namespace last so
@@ -443,7 +474,8 @@ Status Engine::Exec(const std::string& id, const std::string& exec_id, const oci
     if (!fd) return ErrnoError(what + ": open " + path);
     plan.join_namespaces.emplace_back(std::move(fd), 0);
   }
-  pid_ns.reset(::open(("/proc/" + std::to_string(init_pid) + "/ns/pid").c_str(), O_RDONLY | O_CLOEXEC));
+  pid_ns.reset(
+      ::open(("/proc/" + std::to_string(init_pid) + "/ns/pid").c_str(), O_RDONLY | O_CLOEXEC));
   if (!pid_ns) return ErrnoError(what + ": open the pid namespace");
 
   ChildStdio stdio;
@@ -485,13 +517,15 @@ Status Engine::Exec(const std::string& id, const std::string& exec_id, const oci
 
 Status Engine::Signal(const std::string& id, const std::string& exec_id, int signal, bool all) {
   const std::string what = "signal " + std::to_string(signal) + " to container `" + id + "`";
-  if (signal <= 0 || signal >= NSIG) return MakeError(ErrorCode::kInvalidArgument, what + ": no such signal");
+  if (signal <= 0 || signal >= NSIG)
+    return MakeError(ErrorCode::kInvalidArgument, what + ": no such signal");
   HULL_TRY(auto container, Find(id), what);
   if (all && exec_id.empty()) {
     if (!container->cgroup) return MakeError(ErrorCode::kFailedPrecondition, what + ": no cgroup");
     HULL_TRY(auto pids, container->cgroup->Pids(), what);
     for (pid_t pid : pids) ::kill(pid, signal);
-    if (signal == SIGKILL && container->state == ContainerState::kPaused) (void)container->cgroup->Thaw(milliseconds(2000));
+    if (signal == SIGKILL && container->state == ContainerState::kPaused)
+      (void)container->cgroup->Thaw(milliseconds(2000));
     return Ok();
   }
   HULL_TRY(auto process, FindProcess(id, exec_id), what);
@@ -506,7 +540,8 @@ Status Engine::Signal(const std::string& id, const std::string& exec_id, int sig
 }
 
 Result<WaitResult> Engine::Wait(const std::string& id, const std::string& exec_id) {
-  const std::string what = "wait for " + (exec_id.empty() ? "container `" + id + "`" : "exec `" + exec_id + "`");
+  const std::string what =
+      "wait for " + (exec_id.empty() ? "container `" + id + "`" : "exec `" + exec_id + "`");
   HULL_TRY(auto process, FindProcess(id, exec_id), what);
   HULL_TRY(auto container, Find(id), what);
   std::unique_lock lock(mu_);
@@ -517,7 +552,8 @@ Result<WaitResult> Engine::Wait(const std::string& id, const std::string& exec_i
         if (process->drained[s]) continue;
         // Nobody reads this stream: drained once the pipe is empty.
         int fd = process->OutputFd(s == 0 ? OutputStream::kStdout : OutputStream::kStderr);
-        if (!process->reading[s] && PipeEmpty(fd) && Clock::now() - process->exited_at > options_.drain_quiet) {
+        if (!process->reading[s] && PipeEmpty(fd) &&
+            Clock::now() - process->exited_at > options_.drain_quiet) {
           process->drained[s] = true;
           continue;
         }
@@ -536,7 +572,8 @@ Result<WaitResult> Engine::Wait(const std::string& id, const std::string& exec_i
   // The OOM watcher may not have seen memory.events yet; the kernel counts
   // the kill before it delivers SIGKILL, so the file itself is the truth.
   if (killed && !result.oom_killed && container->cgroup) {
-    if (auto stats = container->cgroup->Stats(); stats && stats->memory.oom_kill > 0) result.oom_killed = true;
+    if (auto stats = container->cgroup->Stats(); stats && stats->memory.oom_kill > 0)
+      result.oom_killed = true;
   }
   return result;
 }
@@ -544,12 +581,14 @@ Result<WaitResult> Engine::Wait(const std::string& id, const std::string& exec_i
 Status Engine::RemoveExec(const std::string& id, const std::string& exec_id) {
   const std::string what = "remove exec `" + exec_id + "` of container `" + id + "`";
   if (exec_id.empty()) {
-    return MakeError(ErrorCode::kInvalidArgument, what + ": the init process goes with its container");
+    return MakeError(ErrorCode::kInvalidArgument,
+                     what + ": the init process goes with its container");
   }
   HULL_TRY(auto process, FindProcess(id, exec_id), what);
   HULL_TRY(auto container, Find(id), what);
   std::lock_guard lock(mu_);
-  if (!process->exit) return MakeError(ErrorCode::kFailedPrecondition, what + ": it has not exited");
+  if (!process->exit)
+    return MakeError(ErrorCode::kFailedPrecondition, what + ": it has not exited");
   auto it = container->execs.find(exec_id);
   if (it != container->execs.end() && it->second == process) container->execs.erase(it);
   changed_.notify_all();
@@ -584,11 +623,12 @@ Status Engine::Remove(const std::string& id, bool force, milliseconds timeout) {
   HULL_TRY(auto container, Find(id), what);
   {
     std::lock_guard lock(mu_);
-    bool live = container->state == ContainerState::kRunning || container->state == ContainerState::kPaused;
+    bool live =
+        container->state == ContainerState::kRunning || container->state == ContainerState::kPaused;
     if (live && !force) {
-      return MakeError(ErrorCode::kFailedPrecondition, what + ": it is " +
-                                                           std::string(ContainerStateName(container->state)) +
-                                                           " (stop it first, or force)");
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       what + ": it is " + std::string(ContainerStateName(container->state)) +
+                           " (stop it first, or force)");
     }
   }
   if (container->cgroup) {
@@ -598,7 +638,9 @@ Status Engine::Remove(const std::string& id, bool force, milliseconds timeout) {
   if (container->init->pid > 0) ::kill(container->init->pid, SIGKILL);
   {
     std::unique_lock lock(mu_);
-    changed_.wait_for(lock, timeout, [&] { return container->init->exit.has_value() || container->init->pid <= 0; });
+    changed_.wait_for(lock, timeout, [&] {
+      return container->init->exit.has_value() || container->init->pid <= 0;
+    });
     // The container's other processes stay in the pid table: they were
     // killed with it but may be reaped after init (nothing orders their
     // exits without a pid namespace of its own), and a WaitProcess for one
@@ -614,14 +656,16 @@ Status Engine::Remove(const std::string& id, bool force, milliseconds timeout) {
 
 Status Engine::Update(const std::string& id, const oci::Resources& resources) {
   HULL_TRY(auto container, Find(id), "update container `" + id + "`");
-  if (!container->cgroup) return MakeError(ErrorCode::kFailedPrecondition, "container `" + id + "` has no cgroup");
+  if (!container->cgroup)
+    return MakeError(ErrorCode::kFailedPrecondition, "container `" + id + "` has no cgroup");
   HULL_CHECK_OK(container->cgroup->Apply(resources), "update container `" + id + "`");
   return Ok();
 }
 
 Result<CgroupStats> Engine::Stats(const std::string& id) {
   HULL_TRY(auto container, Find(id), "stats of container `" + id + "`");
-  if (!container->cgroup) return MakeError(ErrorCode::kFailedPrecondition, "container `" + id + "` has no cgroup");
+  if (!container->cgroup)
+    return MakeError(ErrorCode::kFailedPrecondition, "container `" + id + "` has no cgroup");
   return container->cgroup->Stats();
 }
 
@@ -674,15 +718,19 @@ Result<pid_t> Engine::Pid(const std::string& id, const std::string& exec_id) {
   return process->pid;
 }
 
-Status Engine::WriteStdin(const std::string& id, const std::string& exec_id, std::string_view data) {
+Status Engine::WriteStdin(const std::string& id, const std::string& exec_id,
+                          std::string_view data) {
   HULL_TRY(auto process, FindProcess(id, exec_id), "write stdin");
   int fd = process->terminal ? process->pty_master.get() : process->stdin_write.get();
-  if (fd < 0) return MakeError(ErrorCode::kFailedPrecondition, process->description + ": stdin is closed or was not opened");
+  if (fd < 0)
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     process->description + ": stdin is closed or was not opened");
   // A blocking write: a process that does not read its stdin slows the writer.
   auto written = WriteAll(fd, data);
   if (!written) {
     if (written.error().sys_errno() == EPIPE) {
-      return MakeError(ErrorCode::kFailedPrecondition, process->description + ": stdin reader has gone");
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       process->description + ": stdin reader has gone");
     }
     return std::move(written).error().Wrap(process->description + ": write stdin");
   }
@@ -700,9 +748,11 @@ Status Engine::CloseStdin(const std::string& id, const std::string& exec_id) {
   return Ok();
 }
 
-Status Engine::ResizeTty(const std::string& id, const std::string& exec_id, uint16_t rows, uint16_t columns) {
+Status Engine::ResizeTty(const std::string& id, const std::string& exec_id, uint16_t rows,
+                         uint16_t columns) {
   HULL_TRY(auto process, FindProcess(id, exec_id), "resize tty");
-  if (!process->terminal) return MakeError(ErrorCode::kFailedPrecondition, process->description + " has no terminal");
+  if (!process->terminal)
+    return MakeError(ErrorCode::kFailedPrecondition, process->description + " has no terminal");
   winsize size{rows, columns, 0, 0};
   if (::ioctl(process->pty_master.get(), TIOCSWINSZ, &size) < 0) return ErrnoError("resize tty");
   return Ok();
@@ -715,9 +765,11 @@ Status Engine::ReadOutput(const std::string& id, const std::string& exec_id, Out
   int fd;
   {
     std::lock_guard lock(mu_);
-    if (process->drained[s]) return Ok();  // not captured, a terminal's stderr, or already at its end
+    if (process->drained[s])
+      return Ok();  // not captured, a terminal's stderr, or already at its end
     if (process->reading[s]) {
-      return MakeError(ErrorCode::kFailedPrecondition, process->description + ": the stream already has a reader");
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       process->description + ": the stream already has a reader");
     }
     process->reading[s] = true;
     fd = process->OutputFd(stream);
@@ -741,7 +793,8 @@ Status Engine::ReadOutput(const std::string& id, const std::string& exec_id, Out
       std::lock_guard lock(mu_);
       bool exited = process->exit.has_value();
       auto quiet = options_.drain_quiet;
-      if (exited && PipeEmpty(fd) && Clock::now() - last_data > quiet && Clock::now() - process->exited_at > quiet) {
+      if (exited && PipeEmpty(fd) && Clock::now() - last_data > quiet &&
+          Clock::now() - process->exited_at > quiet) {
         process->reading[s] = false;
         process->drained[s] = true;
         changed_.notify_all();

@@ -62,12 +62,14 @@ class Engine {
 
   // runc create: namespaces, cgroup, rootfs and security set up; the init
   // process waits before execve until Start.
-  Status Create(const std::string& id, const oci::Spec& spec, const std::string& rootfs, const IoRequest& io);
+  Status Create(const std::string& id, const oci::Spec& spec, const std::string& rootfs,
+                const IoRequest& io);
   // runc start: the init process execs. Fails (and the init exits 127/126)
   // when the command cannot be executed.
   Status Start(const std::string& id);
   // runc exec: a new process in a running container's namespaces and cgroup.
-  Status Exec(const std::string& id, const std::string& exec_id, const oci::Process& process, const IoRequest& io);
+  Status Exec(const std::string& id, const std::string& exec_id, const oci::Process& process,
+              const IoRequest& io);
   Status Signal(const std::string& id, const std::string& exec_id, int signal, bool all);
   // Blocks until the process exited and its captured output was drained.
   Result<WaitResult> Wait(const std::string& id, const std::string& exec_id);
@@ -87,7 +89,8 @@ class Engine {
   // --- IO ---
   Status WriteStdin(const std::string& id, const std::string& exec_id, std::string_view data);
   Status CloseStdin(const std::string& id, const std::string& exec_id);
-  Status ResizeTty(const std::string& id, const std::string& exec_id, uint16_t rows, uint16_t columns);
+  Status ResizeTty(const std::string& id, const std::string& exec_id, uint16_t rows,
+                   uint16_t columns);
   // Streams a process's output to `sink` as it is read, until EOF or until
   // the process has exited and the stream stayed quiet (see drain_quiet).
   // `sink` returning false (the reader went away) ends the stream early.
@@ -107,8 +110,9 @@ class Engine {
   Result<std::shared_ptr<Container>> Find(const std::string& id);
   Result<std::shared_ptr<Process>> FindProcess(const std::string& id, const std::string& exec_id);
   // `pty_from_pid`: a terminal comes from that process's /dev/pts when it can.
-  Result<std::shared_ptr<Process>> MakeProcess(const std::string& exec_id, const IoRequest& io, ChildStdio* stdio,
-                                               std::vector<UniqueFd>* child_ends, pid_t pty_from_pid = 0);
+  Result<std::shared_ptr<Process>> MakeProcess(const std::string& exec_id, const IoRequest& io,
+                                               ChildStdio* stdio, std::vector<UniqueFd>* child_ends,
+                                               pid_t pty_from_pid = 0);
   void OnOom(const std::string& id);
 
   EngineOptions options_;

@@ -22,7 +22,8 @@ namespace {
 
 constexpr char kDefaultPath[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-std::vector<std::string> ExecCandidates(const std::string& name, const std::vector<std::string>& env) {
+std::vector<std::string> ExecCandidates(const std::string& name,
+                                        const std::vector<std::string>& env) {
   if (name.find('/') != std::string::npos) return {name};
   std::string path = kDefaultPath;
   for (const auto& entry : env) {
@@ -75,8 +76,8 @@ bool WriteProcFile(const char* path, const char* value) {
   return ok;
 }
 
-[[noreturn]] void ChildMain(LaunchPlan& plan, const ChildStdio& stdio, int go_read, int report_write,
-                            int start_read) {
+[[noreturn]] void ChildMain(LaunchPlan& plan, const ChildStdio& stdio, int go_read,
+                            int report_write, int start_read) {
   // Signals: the agent blocks SIGCHLD and ignores SIGPIPE; neither may leak
   // into the container (ignored dispositions survive execve).
   sigset_t none;
@@ -97,10 +98,12 @@ bool WriteProcFile(const char* path, const char* value) {
   int out = stdio.stdout_fd >= 0 ? stdio.stdout_fd : null_fd;
   int err = stdio.stderr_fd >= 0 ? stdio.stderr_fd : null_fd;
   if (stdio.pty_slave >= 0) in = out = err = stdio.pty_slave;
-  if ((in >= 0 && ::dup2(in, 0) < 0) || (out >= 0 && ::dup2(out, 1) < 0) || (err >= 0 && ::dup2(err, 2) < 0)) {
+  if ((in >= 0 && ::dup2(in, 0) < 0) || (out >= 0 && ::dup2(out, 1) < 0) ||
+      (err >= 0 && ::dup2(err, 2) < 0)) {
     Fail(report_write, kStepStdio, errno);
   }
-  if (stdio.pty_slave >= 0 && ::ioctl(0, TIOCSCTTY, 0) < 0) Fail(report_write, kStepTerminal, errno);
+  if (stdio.pty_slave >= 0 && ::ioctl(0, TIOCSCTTY, 0) < 0)
+    Fail(report_write, kStepTerminal, errno);
 
   for (auto& [fd, type] : plan.join_namespaces) {
     if (::setns(fd.get(), type) < 0) Fail(report_write, kStepJoinNamespaces, errno);
@@ -136,7 +139,8 @@ bool WriteProcFile(const char* path, const char* value) {
       Fail(report_write, kStepRootfs, rc, &failure);
     }
   }
-  if (plan.oom_score_adj && !WriteProcFile("/proc/self/oom_score_adj", plan.oom_score_adj->c_str())) {
+  if (plan.oom_score_adj &&
+      !WriteProcFile("/proc/self/oom_score_adj", plan.oom_score_adj->c_str())) {
     Fail(report_write, kStepOomScoreAdj, errno);
   }
   if (::chdir(plan.cwd.c_str()) < 0) Fail(report_write, kStepCwd, errno);
@@ -171,30 +175,46 @@ bool WriteProcFile(const char* path, const char* value) {
 
 const char* StepName(int step) {
   switch (step) {
-    case kStepSignals: return "reset signals";
-    case kStepSetsid: return "setsid";
-    case kStepStdio: return "set up stdio";
-    case kStepTerminal: return "set the controlling terminal";
-    case kStepJoinNamespaces: return "join namespaces";
-    case kStepCgroupNamespace: return "create the cgroup namespace";
-    case kStepHostname: return "set the hostname";
-    case kStepRootfs: return "set up the root filesystem";
-    case kStepSysctl: return "write sysctls";
-    case kStepOomScoreAdj: return "set oom_score_adj";
-    case kStepCwd: return "change to the working directory";
-    case kStepSecurity: return "apply capabilities, user, rlimits and seccomp";
-    case kStepWaitStart: return "wait for start";
-    default: return "exec";
+    case kStepSignals:
+      return "reset signals";
+    case kStepSetsid:
+      return "setsid";
+    case kStepStdio:
+      return "set up stdio";
+    case kStepTerminal:
+      return "set the controlling terminal";
+    case kStepJoinNamespaces:
+      return "join namespaces";
+    case kStepCgroupNamespace:
+      return "create the cgroup namespace";
+    case kStepHostname:
+      return "set the hostname";
+    case kStepRootfs:
+      return "set up the root filesystem";
+    case kStepSysctl:
+      return "write sysctls";
+    case kStepOomScoreAdj:
+      return "set oom_score_adj";
+    case kStepCwd:
+      return "change to the working directory";
+    case kStepSecurity:
+      return "apply capabilities, user, rlimits and seccomp";
+    case kStepWaitStart:
+      return "wait for start";
+    default:
+      return "exec";
   }
 }
 
 }  // namespace
 
-Result<LaunchPlan> PlanProcess(const oci::Process& process, const std::optional<oci::Seccomp>& seccomp,
+Result<LaunchPlan> PlanProcess(const oci::Process& process,
+                               const std::optional<oci::Seccomp>& seccomp,
                                std::string description) {
   LaunchPlan plan;
   plan.description = std::move(description);
-  if (process.args.empty()) return MakeError(ErrorCode::kInvalidArgument, "process.args: must not be empty");
+  if (process.args.empty())
+    return MakeError(ErrorCode::kInvalidArgument, "process.args: must not be empty");
   plan.args = process.args;
   plan.env = process.env;
   plan.cwd = process.cwd.empty() ? "/" : process.cwd;
@@ -212,12 +232,15 @@ Result<LaunchPlan> PlanProcess(const oci::Process& process, const std::optional<
 
 Error DescribeLaunchFailure(const LaunchPlan& plan, const LaunchReport& report) {
   if (report.step == kStepExecNotFound) {
-    std::string what = plan.exec_name.find('/') != std::string::npos ? "no such file or directory"
-                                                                     : "executable file not found in $PATH";
-    return Error(ErrorCode::kNotFound, "exec: \"" + plan.exec_name + "\": " + what).Wrap(plan.description);
+    std::string what = plan.exec_name.find('/') != std::string::npos
+                           ? "no such file or directory"
+                           : "executable file not found in $PATH";
+    return Error(ErrorCode::kNotFound, "exec: \"" + plan.exec_name + "\": " + what)
+        .Wrap(plan.description);
   }
   if (report.step == kStepExecDenied) {
-    return Error(ErrorCode::kPermissionDenied, "exec: \"" + plan.exec_name + "\": permission denied")
+    return Error(ErrorCode::kPermissionDenied,
+                 "exec: \"" + plan.exec_name + "\": permission denied")
         .Wrap(plan.description);
   }
   if (report.step == kStepExec) {
@@ -247,7 +270,8 @@ Result<LaunchedChild> CloneChild(LaunchPlan& plan, const ChildStdio& stdio, bool
   int clone_errno = 0;
   auto do_clone = [&] {
     // A raw clone behaves like fork; the child runs only ChildMain's syscalls.
-    pid = static_cast<pid_t>(::syscall(SYS_clone, plan.clone_flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr));
+    pid = static_cast<pid_t>(
+        ::syscall(SYS_clone, plan.clone_flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr));
     if (pid == 0) ChildMain(plan, stdio, go_read.get(), report_write.get(), start_read.get());
     clone_errno = errno;
   };

@@ -56,10 +56,11 @@ struct ChildStdio {
 // Everything the child needs, prepared in the parent. Strings are owned here;
 // the child only reads the prepared pointers.
 struct LaunchPlan {
-  std::string description;             // "container `web`" / "exec `e1` in `web`", for errors
-  int clone_flags = 0;                 // CLONE_NEW* created at clone time
-  bool new_cgroup_namespace = false;   // unshared after the cgroup join
-  std::vector<std::pair<UniqueFd, int>> join_namespaces;  // (ns fd, CLONE_NEW*) to setns in the child
+  std::string description;            // "container `web`" / "exec `e1` in `web`", for errors
+  int clone_flags = 0;                // CLONE_NEW* created at clone time
+  bool new_cgroup_namespace = false;  // unshared after the cgroup join
+  std::vector<std::pair<UniqueFd, int>>
+      join_namespaces;  // (ns fd, CLONE_NEW*) to setns in the child
   std::optional<std::string> hostname;
   std::optional<std::string> domainname;
   std::unique_ptr<RootfsPlan> rootfs;  // null for exec (the container's mount namespace is joined)
@@ -67,7 +68,7 @@ struct LaunchPlan {
   std::optional<std::string> oom_score_adj;
   std::string cwd;
   std::unique_ptr<SecurityPlan> security;
-  std::string exec_name;                // args[0], for messages
+  std::string exec_name;                     // args[0], for messages
   std::vector<std::string> exec_candidates;  // paths to try, in order (PATH lookup)
   std::vector<std::string> args;
   std::vector<std::string> env;
@@ -78,8 +79,8 @@ struct LaunchPlan {
 
 // Builds the plan for a process of a container. `rootfs` is set for a
 // container's init (create), null for exec.
-Result<LaunchPlan> PlanProcess(const oci::Process& process, const std::optional<oci::Seccomp>& seccomp,
-                               std::string description);
+Result<LaunchPlan> PlanProcess(const oci::Process& process,
+                               const std::optional<oci::Seccomp>& seccomp, std::string description);
 
 // Turns a failure report into an error a user can act on, e.g.
 // `exec: "nope": executable file not found in $PATH`.
@@ -88,9 +89,9 @@ Error DescribeLaunchFailure(const LaunchPlan& plan, const LaunchReport& report);
 // A launched child. The caller adds it to its cgroup, then calls Proceed.
 struct LaunchedChild {
   pid_t pid = -1;
-  UniqueFd go_write;      // one byte: continue after the cgroup join
-  UniqueFd report_read;   // LaunchReport records; EOF after a successful exec
-  UniqueFd start_write;   // one byte: exec now (create/start split); invalid for exec
+  UniqueFd go_write;     // one byte: continue after the cgroup join
+  UniqueFd report_read;  // LaunchReport records; EOF after a successful exec
+  UniqueFd start_write;  // one byte: exec now (create/start split); invalid for exec
 };
 
 // Clones the child. With `wait_for_start` the child stops before execve

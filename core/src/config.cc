@@ -70,15 +70,16 @@ Setter SectionInt(std::string_view key, Section Config::*section, Int Section::*
     if (!node.is_integer()) return KeyError(key, "expected an integer");
     int64_t v = *node.value<int64_t>();
     if (v < min || v > max) {
-      return KeyError(key, "must be between " + std::to_string(min) + " and " + std::to_string(max) +
-                               ", got " + std::to_string(v));
+      return KeyError(key, "must be between " + std::to_string(min) + " and " +
+                               std::to_string(max) + ", got " + std::to_string(v));
     }
     (config.*section).*field = static_cast<Int>(v);
     return Ok();
   };
 }
 
-Status OneOf(std::string_view key, const std::string& value, std::initializer_list<std::string_view> allowed) {
+Status OneOf(std::string_view key, const std::string& value,
+             std::initializer_list<std::string_view> allowed) {
   for (auto a : allowed) {
     if (value == a) return Ok();
   }
@@ -94,7 +95,8 @@ const std::map<std::string, Setter, std::less<>>& Setters() {
       {"runtime.run_dir", String("runtime.run_dir", &Config::run_dir)},
       {"runtime.log_level", String("runtime.log_level", &Config::log_level)},
       {"hypervisor.backend", SectionString("hypervisor.backend", &Config::hypervisor, &H::backend)},
-      {"hypervisor.libvirt_uri", SectionString("hypervisor.libvirt_uri", &Config::hypervisor, &H::libvirt_uri)},
+      {"hypervisor.libvirt_uri",
+       SectionString("hypervisor.libvirt_uri", &Config::hypervisor, &H::libvirt_uri)},
       {"hypervisor.path", SectionString("hypervisor.path", &Config::hypervisor, &H::path)},
       {"hypervisor.kernel", SectionString("hypervisor.kernel", &Config::hypervisor, &H::kernel)},
       {"hypervisor.initrd", SectionString("hypervisor.initrd", &Config::hypervisor, &H::initrd)},
@@ -104,18 +106,21 @@ const std::map<std::string, Setter, std::less<>>& Setters() {
       {"hypervisor.memory_mib",
        SectionInt("hypervisor.memory_mib", &Config::hypervisor, &H::memory_mib, 64, 1 << 20)},
       {"hypervisor.pod_memory_overhead_mib",
-       SectionInt("hypervisor.pod_memory_overhead_mib", &Config::hypervisor, &H::pod_memory_overhead_mib, 0, 1 << 16)},
+       SectionInt("hypervisor.pod_memory_overhead_mib", &Config::hypervisor,
+                  &H::pod_memory_overhead_mib, 0, 1 << 16)},
       {"hypervisor.seccomp_sandbox",
        SectionBool("hypervisor.seccomp_sandbox", &Config::hypervisor, &H::seccomp_sandbox)},
       {"hypervisor.free_page_reporting",
        SectionBool("hypervisor.free_page_reporting", &Config::hypervisor, &H::free_page_reporting)},
-      {"hypervisor.tcg_tb_size_mib",
-       SectionInt("hypervisor.tcg_tb_size_mib", &Config::hypervisor, &H::tcg_tb_size_mib, 0, 1 << 14)},
+      {"hypervisor.tcg_tb_size_mib", SectionInt("hypervisor.tcg_tb_size_mib", &Config::hypervisor,
+                                                &H::tcg_tb_size_mib, 0, 1 << 14)},
       {"hypervisor.kernel_params",
        SectionString("hypervisor.kernel_params", &Config::hypervisor, &H::kernel_params)},
       {"hypervisor.stop_grace_seconds",
-       SectionInt("hypervisor.stop_grace_seconds", &Config::hypervisor, &H::stop_grace_seconds, 0, 600)},
-      {"hypervisor.virtiofsd", SectionString("hypervisor.virtiofsd", &Config::hypervisor, &H::virtiofsd)},
+       SectionInt("hypervisor.stop_grace_seconds", &Config::hypervisor, &H::stop_grace_seconds, 0,
+                  600)},
+      {"hypervisor.virtiofsd",
+       SectionString("hypervisor.virtiofsd", &Config::hypervisor, &H::virtiofsd)},
       {"hypervisor.virtiofs_cache",
        SectionString("hypervisor.virtiofs_cache", &Config::hypervisor, &H::virtiofs_cache)},
       {"hypervisor.virtiofsd_sandbox",
@@ -132,18 +137,25 @@ const std::map<std::string, Setter, std::less<>>& Setters() {
 }
 
 Status Validate(const Config& config) {
-  HULL_CHECK_OK(OneOf("hypervisor.backend", config.hypervisor.backend, {"qemu", "libvirt"}), "config");
-  HULL_CHECK_OK(OneOf("hypervisor.accel", config.hypervisor.accel, {"auto", "kvm", "tcg"}), "config");
-  HULL_CHECK_OK(OneOf("hypervisor.virtiofs_cache", config.hypervisor.virtiofs_cache, {"auto", "always", "none"}),
+  HULL_CHECK_OK(OneOf("hypervisor.backend", config.hypervisor.backend, {"qemu", "libvirt"}),
                 "config");
-  HULL_CHECK_OK(OneOf("hypervisor.virtiofsd_sandbox", config.hypervisor.virtiofsd_sandbox, {"namespace", "chroot"}),
+  HULL_CHECK_OK(OneOf("hypervisor.accel", config.hypervisor.accel, {"auto", "kvm", "tcg"}),
                 "config");
-  HULL_CHECK_OK(OneOf("agent.transport", config.agent.transport, {"auto", "serial", "vsock"}), "config");
-  if (config.hypervisor.libvirt_uri.empty()) return KeyError("hypervisor.libvirt_uri", "must not be empty");
+  HULL_CHECK_OK(OneOf("hypervisor.virtiofs_cache", config.hypervisor.virtiofs_cache,
+                      {"auto", "always", "none"}),
+                "config");
+  HULL_CHECK_OK(OneOf("hypervisor.virtiofsd_sandbox", config.hypervisor.virtiofsd_sandbox,
+                      {"namespace", "chroot"}),
+                "config");
+  HULL_CHECK_OK(OneOf("agent.transport", config.agent.transport, {"auto", "serial", "vsock"}),
+                "config");
+  if (config.hypervisor.libvirt_uri.empty())
+    return KeyError("hypervisor.libvirt_uri", "must not be empty");
   // libvirt starts virtiofsd itself, from the settings its domain XML can
   // express: extra arguments have nowhere to go.
   if (config.hypervisor.backend == "libvirt" && !config.hypervisor.virtiofsd_args.empty()) {
-    return KeyError("hypervisor.virtiofsd_args", "is not supported with backend = \"libvirt\" (libvirt starts virtiofsd)");
+    return KeyError("hypervisor.virtiofsd_args",
+                    "is not supported with backend = \"libvirt\" (libvirt starts virtiofsd)");
   }
   if (auto level = ParseLogLevel(config.agent.log_level); !level) {
     return KeyError("agent.log_level", level.error().message());
@@ -162,7 +174,8 @@ Status Validate(const Config& config) {
   }
   for (const std::string& arg : config.hypervisor.virtiofsd_args) {
     if (arg.empty() || arg.find('\0') != std::string::npos) {
-      return KeyError("hypervisor.virtiofsd_args", "arguments must be non-empty strings without NUL");
+      return KeyError("hypervisor.virtiofsd_args",
+                      "arguments must be non-empty strings without NUL");
     }
   }
   return Ok();
@@ -180,16 +193,17 @@ Result<Config> ParseConfig(std::string_view toml_text, std::string_view source_n
   } catch (const toml::parse_error& err) {
     std::ostringstream where;
     where << err.source().begin;
-    return MakeError(ErrorCode::kInvalidArgument, std::string(source_name) + ": " +
-                                                      std::string(err.description()) + " at " + where.str());
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        std::string(source_name) + ": " + std::string(err.description()) + " at " + where.str());
   }
   const auto& setters = Setters();
   for (const auto& [section_key, section_node] : parsed) {
     std::string section(section_key.str());
     const toml::table* table = section_node.as_table();
     if (table == nullptr) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       std::string(source_name) + ": `" + section + "` must be a table ([" + section + "])");
+      return MakeError(ErrorCode::kInvalidArgument, std::string(source_name) + ": `" + section +
+                                                        "` must be a table ([" + section + "])");
     }
     for (const auto& [key, node] : *table) {
       std::string full = section + "." + std::string(key.str());
@@ -203,7 +217,8 @@ Result<Config> ParseConfig(std::string_view toml_text, std::string_view source_n
       }
     }
   }
-  if (auto valid = Validate(config); !valid) return std::move(valid).error().Wrap(std::string(source_name));
+  if (auto valid = Validate(config); !valid)
+    return std::move(valid).error().Wrap(std::string(source_name));
   return config;
 }
 

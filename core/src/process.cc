@@ -1,9 +1,8 @@
 #include "hull/core/process.h"
 
-#include <sched.h>
-
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
@@ -90,7 +89,8 @@ Result<Child> Child::Spawn(const SpawnOptions& options) {
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     if (!options.inherit_stdio) {
-      if (::dup2(null_in.get(), 0) < 0 || ::dup2(out_fd.get(), 1) < 0 || ::dup2(err_fd.get(), 2) < 0) {
+      if (::dup2(null_in.get(), 0) < 0 || ::dup2(out_fd.get(), 1) < 0 ||
+          ::dup2(err_fd.get(), 2) < 0) {
         fail(errno);
       }
     }
@@ -105,7 +105,8 @@ Result<Child> Child::Spawn(const SpawnOptions& options) {
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   Child child(pid, std::move(pidfd));
   int child_errno = 0;
-  ssize_t n = RetryEintr([&] { return ::read(report_read.get(), &child_errno, sizeof child_errno); });
+  ssize_t n =
+      RetryEintr([&] { return ::read(report_read.get(), &child_errno, sizeof child_errno); });
   if (n == sizeof child_errno) {
     (void)child.Wait();
     return ErrnoError("execute `" + options.argv[0] + "`", child_errno);
@@ -115,7 +116,9 @@ Result<Child> Child::Spawn(const SpawnOptions& options) {
 }
 
 Child::Child(Child&& other) noexcept
-    : pid_(std::exchange(other.pid_, -1)), pidfd_(std::move(other.pidfd_)), status_(other.status_) {}
+    : pid_(std::exchange(other.pid_, -1)),
+      pidfd_(std::move(other.pidfd_)),
+      status_(other.status_) {}
 
 Child& Child::operator=(Child&& other) noexcept {
   if (this != &other) {
@@ -163,7 +166,8 @@ Result<ExitStatus> Child::Wait() {
 }
 
 Status Child::Signal(int sig) {
-  if (status_) return MakeError(ErrorCode::kNotFound, "process " + std::to_string(pid_) + " already exited");
+  if (status_)
+    return MakeError(ErrorCode::kNotFound, "process " + std::to_string(pid_) + " already exited");
   if (pidfd_) {
     if (::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) < 0) {
       return ErrnoError("signal process " + std::to_string(pid_));

@@ -1,9 +1,5 @@
 #include "hull/core/syscall.h"
 
-#include <cstdlib>
-
-#include <sstream>
-
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -11,8 +7,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <sstream>
 
 namespace hull {
 
@@ -101,7 +99,8 @@ Status RemoveAt(int dirfd, const char* name, dev_t dev) {
     if (dir == nullptr) return ErrnoError("fdopendir");
     std::vector<std::string> entries;
     while (dirent* e = readdir(dir)) {
-      if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) entries.emplace_back(e->d_name);
+      if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+        entries.emplace_back(e->d_name);
     }
     closedir(dir);
     for (const auto& entry : entries) {
@@ -185,9 +184,10 @@ std::vector<std::string> MountPointsUnder(const std::string& dir) {
     if (!(fields >> skip >> skip >> skip >> skip >> escaped)) continue;
     std::string path;
     for (size_t i = 0; i < escaped.size(); ++i) {
-      if (escaped[i] == '\\' && i + 3 < escaped.size() && octal(escaped[i + 1]) && octal(escaped[i + 2]) &&
-          octal(escaped[i + 3])) {
-        path += static_cast<char>((escaped[i + 1] - '0') * 64 + (escaped[i + 2] - '0') * 8 + (escaped[i + 3] - '0'));
+      if (escaped[i] == '\\' && i + 3 < escaped.size() && octal(escaped[i + 1]) &&
+          octal(escaped[i + 2]) && octal(escaped[i + 3])) {
+        path += static_cast<char>((escaped[i + 1] - '0') * 64 + (escaped[i + 2] - '0') * 8 +
+                                  (escaped[i + 3] - '0'));
         i += 3;
       } else {
         path += escaped[i];

@@ -20,8 +20,10 @@ namespace hull {
 
 std::string_view TransportName(TransportKind kind) {
   switch (kind) {
-    case TransportKind::kSerial: return "serial";
-    case TransportKind::kVsock: return "vsock";
+    case TransportKind::kSerial:
+      return "serial";
+    case TransportKind::kVsock:
+      return "vsock";
   }
   return "unknown";
 }
@@ -64,7 +66,9 @@ Result<UniqueFd> ConnectUnix(const std::string& path) {
   HULL_TRY(sockaddr_un addr, UnixAddress(path), "connect");
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return ErrnoError("socket(AF_UNIX)");
-  if (RetryEintr([&] { return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); }) < 0) {
+  if (RetryEintr([&] {
+        return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+      }) < 0) {
     return ErrnoError("connect `" + path + "`");
   }
   HULL_CHECK_OK(SetNonBlocking(fd.get()), "connect `" + path + "`");
@@ -92,7 +96,9 @@ Result<UniqueFd> ConnectVsock(uint32_t cid, uint32_t port) {
   addr.svm_family = AF_VSOCK;
   addr.svm_cid = cid;
   addr.svm_port = port;
-  if (RetryEintr([&] { return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); }) < 0) {
+  if (RetryEintr([&] {
+        return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+      }) < 0) {
     return ErrnoError("connect vsock " + std::to_string(cid) + ":" + std::to_string(port));
   }
   HULL_CHECK_OK(SetNonBlocking(fd.get()), "connect vsock");
@@ -100,7 +106,8 @@ Result<UniqueFd> ConnectVsock(uint32_t cid, uint32_t port) {
 }
 
 Result<UniqueFd> AcceptConnection(int listen_fd) {
-  UniqueFd fd(RetryEintr([&] { return ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK); }));
+  UniqueFd fd(RetryEintr(
+      [&] { return ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK); }));
   if (!fd) return ErrnoError("accept");
   return fd;
 }
@@ -118,7 +125,8 @@ Result<std::string> FindVirtioPort(std::string_view name, const std::string& sys
     auto port_name = ReadFile(sysfs_root + "/" + port + "/name", 4096);
     if (!port_name) continue;
     std::string_view trimmed = *port_name;
-    while (!trimmed.empty() && (trimmed.back() == '\n' || trimmed.back() == '\0')) trimmed.remove_suffix(1);
+    while (!trimmed.empty() && (trimmed.back() == '\n' || trimmed.back() == '\0'))
+      trimmed.remove_suffix(1);
     if (trimmed == name) return dev_root + "/" + port;
   }
   return MakeError(ErrorCode::kNotFound,
@@ -165,7 +173,8 @@ Result<BridgeEnd> BridgeFds(int first, int second, int stop_fd) {
     for (int d = 0; d < 2; ++d) {
       Direction& dir = dirs[d];
       if (read_slot[d] >= 0 && fds[read_slot[d]].revents != 0) {
-        ssize_t got = RetryEintr([&] { return ::read(dir.from, dir.buffer.data(), dir.buffer.size()); });
+        ssize_t got =
+            RetryEintr([&] { return ::read(dir.from, dir.buffer.data(), dir.buffer.size()); });
         if (got == 0) return dir.closed_end;
         if (got < 0) {
           if (errno == EAGAIN) continue;
@@ -218,7 +227,8 @@ class SocketListener final : public AgentListener {
 
 class SerialPortListener final : public AgentListener {
  public:
-  explicit SerialPortListener(std::string path) : path_(std::move(path)), wake_(::eventfd(0, EFD_CLOEXEC)) {}
+  explicit SerialPortListener(std::string path)
+      : path_(std::move(path)), wake_(::eventfd(0, EFD_CLOEXEC)) {}
 
   ~SerialPortListener() override {
     Interrupt();
@@ -235,7 +245,8 @@ class SerialPortListener final : public AgentListener {
       port_.reset();
     }
     if (!port_) {
-      port_.reset(RetryEintr([&] { return ::open(path_.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC); }));
+      port_.reset(
+          RetryEintr([&] { return ::open(path_.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC); }));
       if (!port_) return ErrnoError("open virtio-serial port `" + path_ + "`");
     }
     // The port reports POLLHUP while no host end is connected, and the driver

@@ -9,12 +9,23 @@ std::string XmlEscape(std::string_view text) {
   out.reserve(text.size());
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '\'': out += "&apos;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -67,7 +78,8 @@ std::string BuildDomainXml(const DomainPlan& plan) {
   // Nothing we did not ask for: libvirt adds a USB controller and a balloon
   // unless told not to. The balloon, if any, only reports free pages.
   line(2, "<controller type='usb' model='none'/>");
-  line(2, plan.free_page_reporting ? "<memballoon model='virtio' freePageReporting='on'/>" : "<memballoon model='none'/>");
+  line(2, plan.free_page_reporting ? "<memballoon model='virtio' freePageReporting='on'/>"
+                                   : "<memballoon model='none'/>");
   line(2, "<serial type='file'>");
   line(3, "<source path='" + e(plan.console_log) + "'/>");
   line(3, "<target port='0'/>");

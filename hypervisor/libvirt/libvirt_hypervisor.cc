@@ -1,10 +1,10 @@
 #include "libvirt/libvirt_hypervisor.h"
 
 #include <dirent.h>
-#include <signal.h>
 #include <libvirt/libvirt-qemu.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <signal.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -36,7 +36,8 @@ void EnsureEventLoop() {
   std::call_once(once, [] {
     virSetErrorFunc(nullptr, [](void*, virErrorPtr) {});
     if (virInitialize() < 0 || virEventRegisterDefaultImpl() < 0) {
-      HULL_LOG_WARN("libvirt: could not start its event loop; VM deaths are noticed by polling only");
+      HULL_LOG_WARN(
+          "libvirt: could not start its event loop; VM deaths are noticed by polling only");
       return;
     }
     std::thread([] {
@@ -50,21 +51,31 @@ void EnsureEventLoop() {
 // The calling thread's last libvirt error as a hull error, then cleared.
 Unexpected LibvirtError(const std::string& what) {
   virErrorPtr error = virGetLastError();
-  std::string message = error != nullptr && error->message != nullptr ? error->message : "unknown libvirt error";
+  std::string message =
+      error != nullptr && error->message != nullptr ? error->message : "unknown libvirt error";
   ErrorCode code = ErrorCode::kInternal;
   if (error != nullptr) {
     switch (error->code) {
-      case VIR_ERR_NO_DOMAIN: code = ErrorCode::kNotFound; break;
+      case VIR_ERR_NO_DOMAIN:
+        code = ErrorCode::kNotFound;
+        break;
       case VIR_ERR_NO_CONNECT:
       case VIR_ERR_SYSTEM_ERROR:
       case VIR_ERR_RPC:
       case VIR_ERR_AUTH_FAILED:
-      case VIR_ERR_AUTH_UNAVAILABLE: code = ErrorCode::kUnavailable; break;
-      case VIR_ERR_OPERATION_INVALID: code = ErrorCode::kFailedPrecondition; break;
+      case VIR_ERR_AUTH_UNAVAILABLE:
+        code = ErrorCode::kUnavailable;
+        break;
+      case VIR_ERR_OPERATION_INVALID:
+        code = ErrorCode::kFailedPrecondition;
+        break;
       case VIR_ERR_XML_ERROR:
       case VIR_ERR_CONFIG_UNSUPPORTED:
-      case VIR_ERR_INVALID_ARG: code = ErrorCode::kInvalidArgument; break;
-      default: break;
+      case VIR_ERR_INVALID_ARG:
+        code = ErrorCode::kInvalidArgument;
+        break;
+      default:
+        break;
     }
   }
   virResetLastError();
@@ -111,9 +122,10 @@ std::string NewUuid() {
   bytes[6] = (bytes[6] & 0x0f) | 0x40;
   bytes[8] = (bytes[8] & 0x3f) | 0x80;
   char text[37];
-  std::snprintf(text, sizeof text, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", bytes[0],
-                bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10],
-                bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]);
+  std::snprintf(text, sizeof text,
+                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", bytes[0],
+                bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8],
+                bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]);
   return text;
 }
 
@@ -178,8 +190,8 @@ struct Watch {
     // (hull never asks libvirt for an ACPI shutdown); QEMU's own reason, when
     // its event arrived first, tells a power-off from a reset or panic.
     const bool guest_reset = shutdown_reason == "guest-reset" || shutdown_reason == "guest-panic";
-    const bool powered_off =
-        shutdown_reason == "guest-shutdown" || (stopped_detail == VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN && !guest_reset);
+    const bool powered_off = shutdown_reason == "guest-shutdown" ||
+                             (stopped_detail == VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN && !guest_reset);
     if (powered_off) {
       end.reason = "the guest powered off";
     } else if (guest_reset || stopped_detail == VIR_DOMAIN_EVENT_STOPPED_CRASHED) {
@@ -188,8 +200,10 @@ struct Watch {
       end.reason = stop_requested ? "libvirt destroyed the domain on request"
                                   : "the domain was destroyed through libvirt by someone else";
     } else if (stopped_detail == VIR_DOMAIN_EVENT_STOPPED_FAILED) {
-      end.reason = "QEMU died without the guest powering off (killed, or it failed: see libvirt's log for hull-" +
-                   id + ")";
+      end.reason =
+          "QEMU died without the guest powering off (killed, or it failed: see libvirt's log for "
+          "hull-" +
+          id + ")";
     } else {
       end.reason = "the domain is gone";
     }
@@ -208,7 +222,9 @@ struct Watch {
   }
 };
 
-std::shared_ptr<Watch>& WatchOf(void* opaque) { return *static_cast<std::shared_ptr<Watch>*>(opaque); }
+std::shared_ptr<Watch>& WatchOf(void* opaque) {
+  return *static_cast<std::shared_ptr<Watch>*>(opaque);
+}
 void FreeWatch(void* opaque) { delete static_cast<std::shared_ptr<Watch>*>(opaque); }
 
 // Registered on the whole connection before the domain exists, so no event
@@ -238,7 +254,8 @@ void OnMonitorEvent(virConnectPtr, virDomainPtr domain, const char* event, long 
     }
   } else if (std::string_view(event) == "SHUTDOWN") {
     auto reason = data.find("reason");
-    if (reason != data.end() && reason->is_string()) watch.shutdown_reason = reason->get<std::string>();
+    if (reason != data.end() && reason->is_string())
+      watch.shutdown_reason = reason->get<std::string>();
   }
   watch.changed.notify_all();
 }
@@ -251,13 +268,16 @@ class Subscription {
     if (!conn) return Unexpected{std::move(conn).error()};
     Subscription subscription(std::move(*conn));
     subscription.lifecycle_id_ = virConnectDomainEventRegisterAny(
-        subscription.conn(), nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(OnLifecycle),
-        new std::shared_ptr<Watch>(watch), FreeWatch);
-    if (subscription.lifecycle_id_ < 0) return LibvirtError("subscribe to libvirt's lifecycle events");
+        subscription.conn(), nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+        VIR_DOMAIN_EVENT_CALLBACK(OnLifecycle), new std::shared_ptr<Watch>(watch), FreeWatch);
+    if (subscription.lifecycle_id_ < 0)
+      return LibvirtError("subscribe to libvirt's lifecycle events");
     subscription.monitor_id_ = virConnectDomainQemuMonitorEventRegister(
         subscription.conn(), nullptr, "^(VSERPORT_CHANGE|SHUTDOWN)$", OnMonitorEvent,
-        new std::shared_ptr<Watch>(watch), FreeWatch, VIR_CONNECT_DOMAIN_QEMU_MONITOR_EVENT_REGISTER_REGEX);
-    if (subscription.monitor_id_ < 0) return LibvirtError("subscribe to QEMU's events through libvirt");
+        new std::shared_ptr<Watch>(watch), FreeWatch,
+        VIR_CONNECT_DOMAIN_QEMU_MONITOR_EVENT_REGISTER_REGEX);
+    if (subscription.monitor_id_ < 0)
+      return LibvirtError("subscribe to QEMU's events through libvirt");
     return subscription;
   }
 
@@ -285,8 +305,9 @@ class Subscription {
 
 class LibvirtVm final : public Vm {
  public:
-  LibvirtVm(VmConfig config, std::string state_dir, std::string shared_dir, std::optional<SharedMount> mount,
-            std::shared_ptr<Watch> watch, Subscription subscription)
+  LibvirtVm(VmConfig config, std::string state_dir, std::string shared_dir,
+            std::optional<SharedMount> mount, std::shared_ptr<Watch> watch,
+            Subscription subscription)
       : config_(std::move(config)),
         state_dir_(std::move(state_dir)),
         shared_dir_(std::move(shared_dir)),
@@ -305,13 +326,15 @@ class LibvirtVm final : public Vm {
     // Autodestroy: libvirt destroys the domain when this connection closes,
     // so a VM does not outlive a process that dies without stopping it (as
     // PR_SET_PDEATHSIG does for the QEMU backend).
-    Domain domain(virDomainCreateXML(subscription_->conn(), xml.c_str(), VIR_DOMAIN_START_AUTODESTROY));
+    Domain domain(
+        virDomainCreateXML(subscription_->conn(), xml.c_str(), VIR_DOMAIN_START_AUTODESTROY));
     if (!domain) return LibvirtError("libvirt could not start domain hull-" + config_.id);
     if (config_.transport == TransportKind::kVsock) {
       char* live = virDomainGetXMLDesc(domain.get(), 0);
       std::optional<uint32_t> cid = live != nullptr ? VsockCidFromXml(live) : std::nullopt;
       std::free(live);
-      if (!cid) return MakeError(ErrorCode::kInternal, "libvirt did not report the domain's vsock CID");
+      if (!cid)
+        return MakeError(ErrorCode::kInternal, "libvirt did not report the domain's vsock CID");
       vsock_cid_ = *cid;
     }
     {
@@ -338,8 +361,8 @@ class LibvirtVm final : public Vm {
       if (!watch_->exit) return std::nullopt;
       return DeadError();
     };
-    return ConnectAgentWhenReady({config_.transport, state_dir_ + "/agent.sock", vsock_cid_}, watch_->mu,
-                                 watch_->changed, watch_->agent_port, dead, deadline);
+    return ConnectAgentWhenReady({config_.transport, state_dir_ + "/agent.sock", vsock_cid_},
+                                 watch_->mu, watch_->changed, watch_->agent_port, dead, deadline);
   }
 
   bool running() override {
@@ -397,7 +420,8 @@ class LibvirtVm final : public Vm {
 
  private:
   Unexpected DeadError() const {
-    return MakeError(ErrorCode::kUnavailable, "VM `" + config_.id + "` is not running: " + watch_->exit->reason);
+    return MakeError(ErrorCode::kUnavailable,
+                     "VM `" + config_.id + "` is not running: " + watch_->exit->reason);
   }
 
   // SIGTERM to QEMU first (libvirt waits for it), then SIGKILL. A transient
@@ -411,7 +435,8 @@ class LibvirtVm final : public Vm {
       virResetLastError();
       return true;
     }
-    HULL_LOG_WARN("VM {}: {}; killing it", config_.id, LibvirtError("graceful destroy").error.ToString());
+    HULL_LOG_WARN("VM {}: {}; killing it", config_.id,
+                  LibvirtError("graceful destroy").error.ToString());
     if (virDomainDestroy(domain_.get()) == 0 || LastErrorIsNoDomain()) {
       virResetLastError();
       return true;
@@ -427,7 +452,8 @@ class LibvirtVm final : public Vm {
   bool Reconnect() {
     auto subscription = Subscription::Open(config_.libvirt_uri, watch_);
     if (!subscription) {
-      HULL_LOG_DEBUG("VM {}: reconnect to libvirt: {}", config_.id, subscription.error().ToString());
+      HULL_LOG_DEBUG("VM {}: reconnect to libvirt: {}", config_.id,
+                     subscription.error().ToString());
       return false;
     }
     subscription_ = std::make_unique<Subscription>(std::move(*subscription));
@@ -458,7 +484,8 @@ class LibvirtVm final : public Vm {
         if (watch_->exit) break;
       }
       if (!subscription_ || !subscription_->alive()) {
-        if (!lost_connection_) HULL_LOG_WARN("VM {}: lost the libvirt connection; reconnecting", config_.id);
+        if (!lost_connection_)
+          HULL_LOG_WARN("VM {}: lost the libvirt connection; reconnecting", config_.id);
         lost_connection_ = true;
         if (!Reconnect()) continue;
         lost_connection_ = false;
@@ -511,19 +538,24 @@ class LibvirtHypervisor final : public Hypervisor {
   Result<std::unique_ptr<Vm>> Launch(const VmConfig& config) override {
     const std::string context = "launch VM `" + config.id + "` through libvirt";
     if (!config.virtiofsd_args.empty()) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       context + ": virtiofsd_args are not supported (libvirt starts virtiofsd itself)");
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          context + ": virtiofsd_args are not supported (libvirt starts virtiofsd itself)");
     }
     const auto& tap = config.network.tap_name;
     if (!config.network.netns_path.empty() &&
-        (tap.empty() || tap.size() >= 16 || tap.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-") != std::string::npos ||
+        (tap.empty() || tap.size() >= 16 ||
+         tap.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-") != std::string::npos ||
          config.network.tap_fd >= 0 || config.network.mac_address.size() != 17)) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       context + ": the pod network needs a MAC and a tap by name in the host's netns (tap_handover)");
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          context +
+              ": the pod network needs a MAC and a tap by name in the host's netns (tap_handover)");
     }
     if (!config.host_cgroup_dirs.empty()) {
       // libvirt puts its domains in cgroups of its own (its <resource> partition).
-      HULL_LOG_WARN("VM {}: libvirt places QEMU in its own cgroup, not in {}", config.id, config.host_cgroup_dirs.front());
+      HULL_LOG_WARN("VM {}: libvirt places QEMU in its own cgroup, not in {}", config.id,
+                    config.host_cgroup_dirs.front());
     }
     HULL_TRY(std::string state_dir, CreateVmStateDir(config), context);
     ScopeExit remove_dir([&] { (void)RemoveTree(state_dir); });
@@ -531,23 +563,26 @@ class LibvirtHypervisor final : public Hypervisor {
     std::string shared_dir = config.shared_dir;
     if (config.share_dir) {
       shared_dir = state_dir + "/shared";
-      if (::mkdir(shared_dir.c_str(), 0755) < 0) return ErrnoError("create " + shared_dir).error.Wrap(context);
+      if (::mkdir(shared_dir.c_str(), 0755) < 0)
+        return ErrnoError("create " + shared_dir).error.Wrap(context);
     }
     std::optional<SharedMount> mount;
     if (!shared_dir.empty()) {
       struct stat st {};
       if (::stat(shared_dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode)) {
-        return MakeError(ErrorCode::kFailedPrecondition, context + ": shared directory `" + shared_dir +
-                                                             "` is not a directory");
+        return MakeError(ErrorCode::kFailedPrecondition,
+                         context + ": shared directory `" + shared_dir + "` is not a directory");
       }
       if (!IsExecutable(config.virtiofsd_path)) {
-        return MakeError(ErrorCode::kFailedPrecondition,
-                         context + ": virtiofsd binary `" + config.virtiofsd_path + "` is missing or not executable");
+        return MakeError(ErrorCode::kFailedPrecondition, context + ": virtiofsd binary `" +
+                                                             config.virtiofsd_path +
+                                                             "` is missing or not executable");
       }
       // As for the virtiofsd hull starts itself (see SharedMount), but
       // libvirtd starts this one, maybe in a mount namespace of its own.
       if (config.virtiofsd_sandbox == VirtiofsdSandbox::kNamespace) {
-        HULL_TRY(SharedMount bound, SharedMount::Bind(shared_dir, SharedMount::Propagation::kInherit), context);
+        HULL_TRY(SharedMount bound,
+                 SharedMount::Bind(shared_dir, SharedMount::Propagation::kInherit), context);
         mount.emplace(std::move(bound));
       }
     }
@@ -562,8 +597,8 @@ class LibvirtHypervisor final : public Hypervisor {
     plan.memory_mib = config.memory_mib;
     plan.kernel = config.kernel;
     plan.initrd = config.initrd;
-    plan.kernel_cmdline = BuildKernelCmdline({config.transport, config.agent_log_level, config.agent_debug,
-                                              config.extra_kernel_params});
+    plan.kernel_cmdline = BuildKernelCmdline(
+        {config.transport, config.agent_log_level, config.agent_debug, config.extra_kernel_params});
     plan.console_log = state_dir + "/console.log";
     plan.transport = config.transport;
     plan.agent_socket = state_dir + "/agent.sock";
@@ -597,7 +632,9 @@ class LibvirtHypervisor final : public Hypervisor {
 
 }  // namespace
 
-std::unique_ptr<Hypervisor> MakeLibvirtHypervisor() { return std::make_unique<LibvirtHypervisor>(); }
+std::unique_ptr<Hypervisor> MakeLibvirtHypervisor() {
+  return std::make_unique<LibvirtHypervisor>();
+}
 
 Result<std::string> ProbeLibvirt(const std::string& uri) {
   EnsureEventLoop();
@@ -605,8 +642,10 @@ Result<std::string> ProbeLibvirt(const std::string& uri) {
   if (!conn) return LibvirtError("connect to libvirt at `" + uri + "`");
   unsigned long library = 0;
   unsigned long hypervisor = 0;
-  if (virConnectGetLibVersion(conn.get(), &library) < 0) return LibvirtError("ask libvirt for its version");
-  if (virConnectGetVersion(conn.get(), &hypervisor) < 0) return LibvirtError("ask libvirt for QEMU's version");
+  if (virConnectGetLibVersion(conn.get(), &library) < 0)
+    return LibvirtError("ask libvirt for its version");
+  if (virConnectGetVersion(conn.get(), &hypervisor) < 0)
+    return LibvirtError("ask libvirt for QEMU's version");
   return "libvirt " + FormatVersion(library) + ", QEMU " + FormatVersion(hypervisor) + " at " + uri;
 }
 

@@ -39,8 +39,8 @@ std::vector<std::string> BuildQemuArgv(const QemuLaunchPlan& plan) {
   if (plan.transport == TransportKind::kSerial) {
     add({"-device", "virtio-serial-pci,id=virtio-serial0"});
     add({"-chardev", "socket,id=agent,path=" + plan.agent_socket + ",server=on,wait=off"});
-    add({"-device", std::string("virtserialport,bus=virtio-serial0.0,chardev=agent,id=") + kAgentPortId +
-                        ",name=" + std::string(kAgentSerialPortName)});
+    add({"-device", std::string("virtserialport,bus=virtio-serial0.0,chardev=agent,id=") +
+                        kAgentPortId + ",name=" + std::string(kAgentSerialPortName)});
   } else {
     std::string vsock = "vhost-vsock-pci,id=vsock0,guest-cid=" + std::to_string(plan.vsock_cid);
     if (plan.vhost_fd) vsock += ",vhostfd=" + std::to_string(*plan.vhost_fd);
@@ -49,18 +49,21 @@ std::vector<std::string> BuildQemuArgv(const QemuLaunchPlan& plan) {
   // The shared directory: QEMU connects to virtiofsd, which already listens.
   // Guest RAM is shared (memfd above) so virtiofsd can map the virtqueues.
   if (!plan.virtiofs_socket.empty()) {
-    add({"-chardev", std::string("socket,id=") + kSharedFsChardevId + ",path=" + plan.virtiofs_socket});
-    add({"-device", std::string("vhost-user-fs-pci,id=") + kSharedFsDeviceId + ",chardev=" + kSharedFsChardevId +
-                        ",tag=" + plan.virtiofs_tag});
+    add({"-chardev",
+         std::string("socket,id=") + kSharedFsChardevId + ",path=" + plan.virtiofs_socket});
+    add({"-device", std::string("vhost-user-fs-pci,id=") + kSharedFsDeviceId +
+                        ",chardev=" + kSharedFsChardevId + ",tag=" + plan.virtiofs_tag});
   }
   // The pod's network: the tap hull created next to CNI's veth.
   if (plan.tap_fd >= 0) {
     add({"-netdev", "tap,id=pod-netdev,fd=" + std::to_string(plan.tap_fd)});
-    add({"-device", std::string("virtio-net-pci,netdev=pod-netdev,id=") + kPodNetDeviceId + ",mac=" + plan.mac_address});
+    add({"-device", std::string("virtio-net-pci,netdev=pod-netdev,id=") + kPodNetDeviceId +
+                        ",mac=" + plan.mac_address});
   }
   // The guest reports pages it freed; QEMU discards them (for the shared
   // memfd: a hole punched), so the host gets back what boot used once.
-  if (plan.free_page_reporting) add({"-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"});
+  if (plan.free_page_reporting)
+    add({"-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"});
   return argv;
 }
 

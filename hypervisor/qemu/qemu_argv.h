@@ -32,9 +32,9 @@ struct QemuLaunchPlan {
   std::string qmp_socket;
   std::string console_log;
   TransportKind transport = TransportKind::kSerial;
-  std::string agent_socket;      // serial: the unix socket QEMU listens on
-  uint32_t vsock_cid = 0;        // vsock: the guest's context id
-  std::optional<int> vhost_fd;   // vsock: an open /dev/vhost-vsock with the cid set
+  std::string agent_socket;     // serial: the unix socket QEMU listens on
+  uint32_t vsock_cid = 0;       // vsock: the guest's context id
+  std::optional<int> vhost_fd;  // vsock: an open /dev/vhost-vsock with the cid set
   bool seccomp_sandbox = true;
   bool free_page_reporting = true;  // a virtio-balloon with free page reporting
   uint32_t tcg_tb_size_mib = 0;     // TCG: tb-size, 0 = QEMU's default

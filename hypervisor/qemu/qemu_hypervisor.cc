@@ -1,12 +1,12 @@
 #include "qemu/qemu_hypervisor.h"
 
 #include <fcntl.h>
-#include <signal.h>
-#include <sys/stat.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -47,7 +47,8 @@ std::string Tail(const std::string& path, size_t max_bytes = 2000) {
 // one that another VM holds, so the probe and the reservation are one step.
 Result<std::pair<UniqueFd, uint32_t>> ReserveVsockCid() {
   UniqueFd fd(::open("/dev/vhost-vsock", O_RDWR | O_CLOEXEC));
-  if (!fd) return ErrnoError("open /dev/vhost-vsock (the vsock transport needs the vhost_vsock module)");
+  if (!fd)
+    return ErrnoError("open /dev/vhost-vsock (the vsock transport needs the vhost_vsock module)");
   for (int attempt = 0; attempt < 64; ++attempt) {
     uint32_t random = 0;
     if (::getrandom(&random, sizeof random, 0) != sizeof random) continue;
@@ -62,8 +63,8 @@ Result<std::pair<UniqueFd, uint32_t>> ReserveVsockCid() {
 
 class QemuVm final : public Vm {
  public:
-  QemuVm(VmConfig config, std::string state_dir, Child child, Clock::time_point launched_at, uint32_t cid,
-         std::optional<Virtiofsd> virtiofsd)
+  QemuVm(VmConfig config, std::string state_dir, Child child, Clock::time_point launched_at,
+         uint32_t cid, std::optional<Virtiofsd> virtiofsd)
       : config_(std::move(config)),
         state_dir_(std::move(state_dir)),
         shared_dir_(virtiofsd ? virtiofsd->options().shared_dir : ""),
@@ -88,7 +89,8 @@ class QemuVm final : public Vm {
         if (!log.empty()) why += ": " + log;
         // QEMU fails to start when virtiofsd dies under it: say why it died.
         if (virtiofsd_) {
-          if (auto status = virtiofsd_->Reap(); status) why += "; " + DescribeVirtiofsdExit(*status);
+          if (auto status = virtiofsd_->Reap(); status)
+            why += "; " + DescribeVirtiofsdExit(*status);
         }
         return MakeError(ErrorCode::kFailedPrecondition, why);
       }
@@ -117,8 +119,8 @@ class QemuVm final : public Vm {
       if (!exit_) return std::nullopt;
       return DeadError();
     };
-    return ConnectAgentWhenReady({config_.transport, agent_socket_path(), vsock_cid_}, mu_, changed_, agent_port_, dead,
-                                 deadline);
+    return ConnectAgentWhenReady({config_.transport, agent_socket_path(), vsock_cid_}, mu_,
+                                 changed_, agent_port_, dead, deadline);
   }
 
   bool running() override {
@@ -195,7 +197,8 @@ class QemuVm final : public Vm {
   Result<nlohmann::json> ExecuteQmp(std::string_view command, const nlohmann::json& arguments,
                                     milliseconds timeout) {
     std::shared_ptr<QmpClient> qmp = qmp_client();
-    if (!qmp) return MakeError(ErrorCode::kUnavailable, "VM `" + config_.id + "` has no QMP connection");
+    if (!qmp)
+      return MakeError(ErrorCode::kUnavailable, "VM `" + config_.id + "` has no QMP connection");
     return qmp->Execute(command, arguments, timeout);
   }
 
@@ -221,7 +224,8 @@ class QemuVm final : public Vm {
   std::string qemu_log_path() const { return state_dir_ + "/qemu.log"; }
 
   Unexpected DeadError() const {
-    return MakeError(ErrorCode::kUnavailable, "VM `" + config_.id + "` is not running: " + exit_->reason);
+    return MakeError(ErrorCode::kUnavailable,
+                     "VM `" + config_.id + "` is not running: " + exit_->reason);
   }
 
   void OnEvent(const QmpEvent& event) {
@@ -229,13 +233,14 @@ class QemuVm final : public Vm {
     if (event.name == "VSERPORT_CHANGE" && event.data.is_object()) {
       auto id = event.data.find("id");
       auto open = event.data.find("open");
-      if (id != event.data.end() && id->is_string() && *id == kAgentPortId && open != event.data.end() &&
-          open->is_boolean()) {
+      if (id != event.data.end() && id->is_string() && *id == kAgentPortId &&
+          open != event.data.end() && open->is_boolean()) {
         agent_port_.OnChange(open->get<bool>());
       }
     } else if (event.name == "SHUTDOWN" && event.data.is_object()) {
       auto reason = event.data.find("reason");
-      if (reason != event.data.end() && reason->is_string()) shutdown_reason_ = reason->get<std::string>();
+      if (reason != event.data.end() && reason->is_string())
+        shutdown_reason_ = reason->get<std::string>();
     }
     changed_.notify_all();
   }
@@ -243,7 +248,8 @@ class QemuVm final : public Vm {
   // Waits for QEMU to exit (or for Stop), then records why it did. Also
   // watches virtiofsd: one that dies under a running VM is reported.
   void Monitor() {
-    pollfd fds[2] = {{child_.pidfd(), POLLIN, 0}, {virtiofsd_ ? virtiofsd_->pidfd() : -1, POLLIN, 0}};
+    pollfd fds[2] = {{child_.pidfd(), POLLIN, 0},
+                     {virtiofsd_ ? virtiofsd_->pidfd() : -1, POLLIN, 0}};
     while (true) {
       if (RetryEintr([&] { return ::poll(fds, 2, -1); }) < 0) continue;
       if (fds[0].revents != 0) break;
@@ -293,7 +299,8 @@ class QemuVm final : public Vm {
       HULL_LOG_DEBUG("VM {}: {}", config_.id, why);
       return;
     }
-    HULL_LOG_WARN("VM {}: {} while the VM runs: the guest's shared directory no longer answers", config_.id, why);
+    HULL_LOG_WARN("VM {}: {} while the VM runs: the guest's shared directory no longer answers",
+                  config_.id, why);
     virtiofsd_exit_ = why;
   }
 
@@ -339,8 +346,8 @@ class QemuHypervisor final : public Hypervisor {
     plan.memory_mib = config.memory_mib;
     plan.kernel = config.kernel;
     plan.initrd = config.initrd;
-    plan.kernel_cmdline = BuildKernelCmdline({config.transport, config.agent_log_level,
-                                              config.agent_debug, config.extra_kernel_params});
+    plan.kernel_cmdline = BuildKernelCmdline(
+        {config.transport, config.agent_log_level, config.agent_debug, config.extra_kernel_params});
     plan.qmp_socket = state_dir + "/qmp.sock";
     plan.console_log = state_dir + "/console.log";
     plan.transport = config.transport;
@@ -387,7 +394,8 @@ class QemuHypervisor final : public Hypervisor {
     if (!config.network.netns_path.empty()) {
       if (config.network.tap_fd < 0 || config.network.mac_address.size() != 17 ||
           config.network.mac_address.find(',') != std::string::npos) {
-        return MakeError(ErrorCode::kInvalidArgument, "launch VM `" + config.id + "`: the pod network needs a tap fd and a MAC");
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "launch VM `" + config.id + "`: the pod network needs a tap fd and a MAC");
       }
       plan.tap_fd = config.network.tap_fd;
       plan.mac_address = config.network.mac_address;
@@ -410,10 +418,11 @@ class QemuHypervisor final : public Hypervisor {
     HULL_TRY(Child child, Child::Spawn(spawn), "launch VM `" + config.id + "`");
     vhost.reset();  // QEMU holds its own copy now
 
-    auto vm = std::make_unique<QemuVm>(config, state_dir, std::move(child), launched_at, plan.vsock_cid,
-                                       std::move(virtiofsd));
+    auto vm = std::make_unique<QemuVm>(config, state_dir, std::move(child), launched_at,
+                                       plan.vsock_cid, std::move(virtiofsd));
     remove_dir.Dismiss();  // the VM owns the directory from here on
-    HULL_CHECK_OK(vm->Attach(Clock::now() + std::chrono::seconds(10)), "launch VM `" + config.id + "`");
+    HULL_CHECK_OK(vm->Attach(Clock::now() + std::chrono::seconds(10)),
+                  "launch VM `" + config.id + "`");
     return std::unique_ptr<Vm>(std::move(vm));
   }
 };
@@ -426,7 +435,8 @@ Result<nlohmann::json> ExecuteQmp(Vm& vm, std::string_view command, const nlohma
                                   milliseconds timeout) {
   auto* qemu_vm = dynamic_cast<QemuVm*>(&vm);
   if (qemu_vm == nullptr) {
-    return MakeError(ErrorCode::kInvalidArgument, "VM `" + vm.id() + "` is not run by the QEMU backend");
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "VM `" + vm.id() + "` is not run by the QEMU backend");
   }
   return qemu_vm->ExecuteQmp(command, arguments, timeout);
 }

@@ -17,7 +17,8 @@ std::unique_ptr<Hypervisor> MakeQemuHypervisor();
 // reconfigure a VM behind its owner's back. Thread-safe.
 // Errors: kInvalidArgument if `vm` is not a QEMU VM; kUnavailable once the VM
 // is stopped; QEMU's own error otherwise (see QmpClient::Execute).
-Result<nlohmann::json> ExecuteQmp(Vm& vm, std::string_view command, const nlohmann::json& arguments = nullptr,
+Result<nlohmann::json> ExecuteQmp(Vm& vm, std::string_view command,
+                                  const nlohmann::json& arguments = nullptr,
                                   std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
 }  // namespace hull::qemu

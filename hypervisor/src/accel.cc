@@ -42,16 +42,19 @@ Result<AccelDecision> DecideAccel(std::string_view preference, const HostAccelFa
     return AccelDecision{Accel::kKvm, "kvm: requested by configuration"};
   }
   if (preference != "auto") {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "unknown accelerator `" + std::string(preference) + "` (expected auto, kvm or tcg)");
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        "unknown accelerator `" + std::string(preference) + "` (expected auto, kvm or tcg)");
   }
   if (!facts.kvm_device_opens) {
-    return AccelDecision{Accel::kTcg, "tcg: KVM unavailable (" + facts.kvm_error + "); using software emulation"};
+    return AccelDecision{
+        Accel::kTcg, "tcg: KVM unavailable (" + facts.kvm_error + "); using software emulation"};
   }
   if (!facts.cpu_has_virt_extensions) {
-    return AccelDecision{Accel::kTcg,
-                         "tcg: /dev/kvm opens but the CPU advertises neither vmx nor svm (a paravirtual "
-                         "nested KVM, slower than software emulation); using software emulation"};
+    return AccelDecision{
+        Accel::kTcg,
+        "tcg: /dev/kvm opens but the CPU advertises neither vmx nor svm (a paravirtual "
+        "nested KVM, slower than software emulation); using software emulation"};
   }
   return AccelDecision{Accel::kKvm, "kvm: /dev/kvm opens and the CPU has hardware virtualisation"};
 }

@@ -50,14 +50,16 @@ struct AgentEndpoint {
 // and `changed` is signalled when either changes; `dead()`, called with `mu`
 // held, is nullopt while the VM runs and the error to return once it does not.
 template <typename Dead>
-Result<UniqueFd> ConnectAgentWhenReady(const AgentEndpoint& endpoint, std::mutex& mu, std::condition_variable& changed,
-                                       AgentPortState& port, Dead dead, std::chrono::steady_clock::time_point deadline) {
+Result<UniqueFd> ConnectAgentWhenReady(const AgentEndpoint& endpoint, std::mutex& mu,
+                                       std::condition_variable& changed, AgentPortState& port,
+                                       Dead dead, std::chrono::steady_clock::time_point deadline) {
   using std::chrono::milliseconds;
   if (endpoint.transport == TransportKind::kSerial) {
     std::unique_lock lock(mu);
     auto ready = [&] { return port.ReadyForConnection() || dead().has_value(); };
     if (!changed.wait_until(lock, deadline, ready)) {
-      return MakeError(ErrorCode::kDeadlineExceeded, "the guest agent did not open its virtio-serial port in time");
+      return MakeError(ErrorCode::kDeadlineExceeded,
+                       "the guest agent did not open its virtio-serial port in time");
     }
     if (auto error = dead()) return *error;
     port.TakeOpen();

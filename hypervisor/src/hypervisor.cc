@@ -15,30 +15,40 @@ namespace hull {
 
 Status ValidateVmConfig(const VmConfig& config) {
   HULL_CHECK_OK(ValidateId("sandbox", config.id), "VM config");
-  auto bad = [](std::string message) { return MakeError(ErrorCode::kInvalidArgument, std::move(message)); };
+  auto bad = [](std::string message) {
+    return MakeError(ErrorCode::kInvalidArgument, std::move(message));
+  };
   if (!IsExecutable(config.hypervisor_path)) {
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     "hypervisor binary `" + config.hypervisor_path + "` is missing or not executable");
+    return MakeError(
+        ErrorCode::kFailedPrecondition,
+        "hypervisor binary `" + config.hypervisor_path + "` is missing or not executable");
   }
   if (config.kernel.empty() || !PathExists(config.kernel)) {
-    return MakeError(ErrorCode::kFailedPrecondition, "guest kernel `" + config.kernel + "` not found");
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "guest kernel `" + config.kernel + "` not found");
   }
   if (config.initrd.empty() || !PathExists(config.initrd)) {
-    return MakeError(ErrorCode::kFailedPrecondition, "guest initrd `" + config.initrd + "` not found");
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "guest initrd `" + config.initrd + "` not found");
   }
   if (config.vcpus < 1 || config.vcpus > 255) {
     return bad("vcpus must be between 1 and 255, got " + std::to_string(config.vcpus));
   }
   if (config.memory_mib < 64 || config.memory_mib > (1u << 20)) {
-    return bad("memory must be between 64 MiB and 1 TiB, got " + std::to_string(config.memory_mib) + " MiB");
+    return bad("memory must be between 64 MiB and 1 TiB, got " + std::to_string(config.memory_mib) +
+               " MiB");
   }
-  if (config.run_dir.empty() || config.run_dir[0] != '/') return bad("run dir must be an absolute path");
+  if (config.run_dir.empty() || config.run_dir[0] != '/')
+    return bad("run dir must be an absolute path");
   if (config.share_dir && !config.shared_dir.empty()) {
-    return bad("share_dir and shared_dir exclude each other (shared_dir is `" + config.shared_dir + "`)");
+    return bad("share_dir and shared_dir exclude each other (shared_dir is `" + config.shared_dir +
+               "`)");
   }
   // QEMU's option syntax would split socket paths at a comma.
-  if (config.run_dir.find(',') != std::string::npos) return bad("run dir `" + config.run_dir + "` contains a comma");
-  for (const std::string* field : {&config.machine, &config.extra_kernel_params, &config.agent_log_level}) {
+  if (config.run_dir.find(',') != std::string::npos)
+    return bad("run dir `" + config.run_dir + "` contains a comma");
+  for (const std::string* field :
+       {&config.machine, &config.extra_kernel_params, &config.agent_log_level}) {
     for (char c : *field) {
       if (c == '\n' || c == '\0' || c == ',') {
         if (c == ',' && field == &config.extra_kernel_params) continue;
@@ -49,14 +59,14 @@ Status ValidateVmConfig(const VmConfig& config) {
   return Ok();
 }
 
-
 Result<std::string> CreateVmStateDir(const VmConfig& config) {
   if (Status valid = ValidateVmConfig(config); !valid) return Unexpected{valid.error()};
   if (Status made = MakeDirs(config.run_dir, 0711); !made) return Unexpected{made.error()};
   std::string state_dir = config.run_dir + "/" + config.id;
   if (::mkdir(state_dir.c_str(), 0700) < 0) {
     if (errno == EEXIST) {
-      return MakeError(ErrorCode::kAlreadyExists, "state directory " + state_dir + " already exists");
+      return MakeError(ErrorCode::kAlreadyExists,
+                       "state directory " + state_dir + " already exists");
     }
     return ErrnoError("create " + state_dir);
   }
@@ -76,8 +86,9 @@ void RemoveVmStateDir(const std::string& id, const std::string& state_dir) {
 Result<std::unique_ptr<Hypervisor>> MakeHypervisor(std::string_view backend) {
   if (backend == "qemu") return qemu::MakeQemuHypervisor();
   if (backend == "libvirt") return libvirt::MakeLibvirtHypervisor();
-  return MakeError(ErrorCode::kInvalidArgument,
-                   "unknown hypervisor backend `" + std::string(backend) + "` (expected qemu or libvirt)");
+  return MakeError(
+      ErrorCode::kInvalidArgument,
+      "unknown hypervisor backend `" + std::string(backend) + "` (expected qemu or libvirt)");
 }
 
 std::string DefaultGuestDir() {
@@ -99,9 +110,11 @@ Result<VmConfig> VmConfigFromConfig(const Config& config, std::string id) {
   vm.libvirt_uri = config.hypervisor.libvirt_uri;
   std::string guest_dir = DefaultGuestDir();
   vm.kernel = config.hypervisor.kernel.empty() ? guest_dir + "/vmlinuz" : config.hypervisor.kernel;
-  vm.initrd = config.hypervisor.initrd.empty() ? guest_dir + "/initrd.img" : config.hypervisor.initrd;
+  vm.initrd =
+      config.hypervisor.initrd.empty() ? guest_dir + "/initrd.img" : config.hypervisor.initrd;
   vm.machine = config.hypervisor.machine;
-  HULL_TRY(AccelDecision accel, DecideAccel(config.hypervisor.accel, ProbeHostAccel()), "hypervisor.accel");
+  HULL_TRY(AccelDecision accel, DecideAccel(config.hypervisor.accel, ProbeHostAccel()),
+           "hypervisor.accel");
   vm.accel = accel.accel;
   vm.vcpus = config.hypervisor.vcpus;
   vm.memory_mib = config.hypervisor.memory_mib;
@@ -117,7 +130,8 @@ Result<VmConfig> VmConfigFromConfig(const Config& config, std::string id) {
   vm.agent_debug = config.agent.debug;
   vm.extra_kernel_params = config.hypervisor.kernel_params;
   vm.virtiofsd_path = config.hypervisor.virtiofsd;
-  HULL_TRY(vm.virtiofs_cache, ParseVirtiofsCache(config.hypervisor.virtiofs_cache), "hypervisor.virtiofs_cache");
+  HULL_TRY(vm.virtiofs_cache, ParseVirtiofsCache(config.hypervisor.virtiofs_cache),
+           "hypervisor.virtiofs_cache");
   HULL_TRY(vm.virtiofsd_sandbox, ParseVirtiofsdSandbox(config.hypervisor.virtiofsd_sandbox),
            "hypervisor.virtiofsd_sandbox");
   vm.virtiofsd_args = config.hypervisor.virtiofsd_args;

@@ -35,14 +35,17 @@ std::string Tail(const std::string& path, size_t max_bytes) {
   if (view.size() > max_bytes) {
     view = view.substr(view.size() - max_bytes);
     // Start at a line boundary when there is one.
-    if (auto newline = view.find('\n'); newline != std::string_view::npos) view = view.substr(newline + 1);
+    if (auto newline = view.find('\n'); newline != std::string_view::npos)
+      view = view.substr(newline + 1);
   }
   while (!view.empty() && (view.back() == '\n' || view.back() == '\r')) view.remove_suffix(1);
   return std::string(view);
 }
 
 Status ValidateOptions(const VirtiofsdOptions& options) {
-  auto invalid = [](std::string message) { return MakeError(ErrorCode::kInvalidArgument, std::move(message)); };
+  auto invalid = [](std::string message) {
+    return MakeError(ErrorCode::kInvalidArgument, std::move(message));
+  };
   if (!IsExecutable(options.binary)) {
     return MakeError(ErrorCode::kFailedPrecondition,
                      "virtiofsd binary `" + options.binary +
@@ -50,7 +53,8 @@ Status ValidateOptions(const VirtiofsdOptions& options) {
                          "[hypervisor] virtiofsd)");
   }
   const std::string& dir = options.shared_dir;
-  if (dir.empty() || dir[0] != '/') return invalid("shared directory `" + dir + "` is not an absolute path");
+  if (dir.empty() || dir[0] != '/')
+    return invalid("shared directory `" + dir + "` is not an absolute path");
   // virtiofsd reads it from "-o source=<dir>", where a comma ends the option.
   if (dir.find_first_of(",\\\n") != std::string::npos) {
     return invalid("shared directory `" + dir + "` contains a comma, backslash or newline");
@@ -58,7 +62,8 @@ Status ValidateOptions(const VirtiofsdOptions& options) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) < 0) return ErrnoError("shared directory `" + dir + "`");
   if (!S_ISDIR(st.st_mode)) {
-    return MakeError(ErrorCode::kFailedPrecondition, "shared directory `" + dir + "` is not a directory");
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "shared directory `" + dir + "` is not a directory");
   }
   if (options.socket_path.empty() || options.socket_path[0] != '/') {
     return invalid("virtiofsd socket path `" + options.socket_path + "` is not an absolute path");
@@ -66,7 +71,8 @@ Status ValidateOptions(const VirtiofsdOptions& options) {
   if (options.log_path.empty()) return invalid("virtiofsd log path is empty");
   for (const auto& arg : options.extra_args) {
     for (std::string_view managed : kManagedArgs) {
-      if (arg.starts_with(managed) || (managed == "source=" && arg.find(",source=") != std::string::npos)) {
+      if (arg.starts_with(managed) ||
+          (managed == "source=" && arg.find(",source=") != std::string::npos)) {
         return invalid("virtiofsd argument `" + arg + "` is managed by hull");
       }
     }
@@ -150,8 +156,9 @@ Result<VirtiofsCache> ParseVirtiofsCache(std::string_view name) {
   for (auto cache : {VirtiofsCache::kAuto, VirtiofsCache::kAlways, VirtiofsCache::kNone}) {
     if (name == VirtiofsCacheName(cache)) return cache;
   }
-  return MakeError(ErrorCode::kInvalidArgument,
-                   "unknown virtio-fs cache mode `" + std::string(name) + "` (expected auto, always or none)");
+  return MakeError(
+      ErrorCode::kInvalidArgument,
+      "unknown virtio-fs cache mode `" + std::string(name) + "` (expected auto, always or none)");
 }
 
 std::string_view VirtiofsdSandboxName(VirtiofsdSandbox sandbox) {
@@ -162,17 +169,16 @@ Result<VirtiofsdSandbox> ParseVirtiofsdSandbox(std::string_view name) {
   for (auto sandbox : {VirtiofsdSandbox::kNamespace, VirtiofsdSandbox::kChroot}) {
     if (name == VirtiofsdSandboxName(sandbox)) return sandbox;
   }
-  return MakeError(ErrorCode::kInvalidArgument,
-                   "unknown virtiofsd sandbox `" + std::string(name) + "` (expected namespace or chroot)");
+  return MakeError(ErrorCode::kInvalidArgument, "unknown virtiofsd sandbox `" + std::string(name) +
+                                                    "` (expected namespace or chroot)");
 }
 
 std::vector<std::string> BuildVirtiofsdArgv(const VirtiofsdOptions& options, int listen_fd) {
   std::vector<std::string> argv = {
-      options.binary,
-      "--fd=" + std::to_string(listen_fd),
-      "-o", "source=" + options.shared_dir,
-      "-o", "cache=" + std::string(VirtiofsCacheName(options.cache)),
-      "-o", "sandbox=" + std::string(VirtiofsdSandboxName(options.sandbox)),
+      options.binary, "--fd=" + std::to_string(listen_fd),
+      "-o",           "source=" + options.shared_dir,
+      "-o",           "cache=" + std::string(VirtiofsCacheName(options.cache)),
+      "-o",           "sandbox=" + std::string(VirtiofsdSandboxName(options.sandbox)),
   };
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
   return argv;
@@ -186,7 +192,8 @@ Result<SharedMount> SharedMount::Bind(const std::string& dir, Propagation propag
   SharedMount mount(dir);
   // kOwnPeerGroup: private first, so that on a host whose / is shared the
   // bind does not join /'s peer group and echo mounts back into /.
-  if ((propagation == Propagation::kOwnPeerGroup && ::mount(nullptr, path, nullptr, MS_PRIVATE | MS_REC, nullptr) < 0) ||
+  if ((propagation == Propagation::kOwnPeerGroup &&
+       ::mount(nullptr, path, nullptr, MS_PRIVATE | MS_REC, nullptr) < 0) ||
       ::mount(nullptr, path, nullptr, MS_SHARED | MS_REC, nullptr) < 0) {
     return ErrnoError("make shared directory `" + dir + "` a shared mount");
   }
@@ -244,7 +251,8 @@ Result<Virtiofsd> Virtiofsd::Start(const VirtiofsdOptions& options) {
   spawn.cgroup_procs = options.cgroup_procs;
   // Only what virtiofsd writes from now on counts as its announcement.
   struct stat log_before {};
-  const size_t log_start = ::stat(options.log_path.c_str(), &log_before) == 0 ? log_before.st_size : 0;
+  const size_t log_start =
+      ::stat(options.log_path.c_str(), &log_before) == 0 ? log_before.st_size : 0;
   HULL_TRY(Child child, Child::Spawn(spawn), context);
   const int listen_fd = listener.get();
   // virtiofsd holds the only copy now: if it dies, QEMU's connect is refused
@@ -261,25 +269,29 @@ Result<Virtiofsd> Virtiofsd::Start(const VirtiofsdOptions& options) {
   while (true) {
     auto exited = child.WaitFor(milliseconds(10));
     if (!exited) return std::move(exited).error().Wrap(context);
-    if (*exited) return MakeError(ErrorCode::kFailedPrecondition, describe_exit(**exited)).error.Wrap(context);
+    if (*exited)
+      return MakeError(ErrorCode::kFailedPrecondition, describe_exit(**exited)).error.Wrap(context);
     if (BlockedInAccept(child.pid(), listen_fd)) break;
     // Where /proc/<pid>/syscall is not readable, virtiofsd's own announcement
     // (printed at its default log level) says the same.
     if (auto log = ReadFile(options.log_path, 1 << 20);
-        log && log->find("Waiting for vhost-user socket connection", log_start) != std::string::npos) {
+        log &&
+        log->find("Waiting for vhost-user socket connection", log_start) != std::string::npos) {
       break;
     }
     if (Clock::now() > deadline) {
       ExitStatus status = child.Terminate(milliseconds(500));
       std::string why = "virtiofsd did not start listening within " +
-                        std::to_string(options.startup_timeout.count()) + " ms (then " + status.ToString() + ")";
+                        std::to_string(options.startup_timeout.count()) + " ms (then " +
+                        status.ToString() + ")";
       std::string log = Tail(options.log_path, 2000);
       if (!log.empty()) why += ": " + log;
       return MakeError(ErrorCode::kDeadlineExceeded, why).error.Wrap(context);
     }
   }
   remove_socket.Dismiss();
-  HULL_LOG_DEBUG("virtiofsd {} serves {} on {}", child.pid(), options.shared_dir, options.socket_path);
+  HULL_LOG_DEBUG("virtiofsd {} serves {} on {}", child.pid(), options.shared_dir,
+                 options.socket_path);
   return Virtiofsd(options, std::move(child), std::move(mount));
 }
 
@@ -313,7 +325,9 @@ std::optional<ExitStatus> Virtiofsd::Reap() {
   return *exited;
 }
 
-std::string Virtiofsd::LogTail(size_t max_bytes) const { return Tail(options_.log_path, max_bytes); }
+std::string Virtiofsd::LogTail(size_t max_bytes) const {
+  return Tail(options_.log_path, max_bytes);
+}
 
 ExitStatus Virtiofsd::Stop(milliseconds grace) {
   if (!active_) return stopped_status_.value_or(ExitStatus{});
@@ -324,7 +338,8 @@ ExitStatus Virtiofsd::Stop(milliseconds grace) {
   ExitStatus status = child_.Terminate(grace);
   auto deadline = Clock::now() + grace;
   for (const UniqueFd& worker : workers) {
-    auto left = std::max(milliseconds(0), std::chrono::duration_cast<milliseconds>(deadline - Clock::now()));
+    auto left = std::max(milliseconds(0),
+                         std::chrono::duration_cast<milliseconds>(deadline - Clock::now()));
     if (!PidfdExited(worker.get(), left)) {
       HULL_LOG_WARN("virtiofsd worker of {} ignored SIGTERM, killing it", child_.pid());
       ::syscall(SYS_pidfd_send_signal, worker.get(), SIGKILL, nullptr, 0);

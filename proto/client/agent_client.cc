@@ -32,7 +32,8 @@ AgentClient::AgentClient(std::shared_ptr<grpc::Channel> channel)
       health_(v1::Health::NewStub(channel_)),
       agent_(v1::Agent::NewStub(channel_)) {}
 
-Result<std::unique_ptr<AgentClient>> AgentClient::Connect(const Dialer& dial, Clock::time_point deadline) {
+Result<std::unique_ptr<AgentClient>> AgentClient::Connect(const Dialer& dial,
+                                                          Clock::time_point deadline) {
   Error last(ErrorCode::kDeadlineExceeded, "no attempt made");
   while (Clock::now() < deadline) {
     auto fd = dial(deadline);

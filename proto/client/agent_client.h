@@ -26,7 +26,8 @@ class AgentClient {
   // Dials and waits until the agent answers Health.Check with SERVING. A
   // connection that fails or stays silent is dropped and dialled again until
   // `deadline`.
-  static Result<std::unique_ptr<AgentClient>> Connect(const Dialer& dial, Clock::time_point deadline);
+  static Result<std::unique_ptr<AgentClient>> Connect(const Dialer& dial,
+                                                      Clock::time_point deadline);
 
   Result<agent::v1::CheckResponse> Check(std::chrono::milliseconds timeout);
   Result<agent::v1::VersionResponse> Version(std::chrono::milliseconds timeout);

@@ -28,7 +28,8 @@ class CriClient {
   // names the RPC. Usage:
   //   auto pod = cri.Call(&Stub::RunPodSandbox, request, "RunPodSandbox");
   template <typename Stub, typename Request, typename Response>
-  Result<Response> Call(grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+  Result<Response> Call(grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&,
+                                                     Response*),
                         const Request& request, std::string_view name,
                         std::chrono::milliseconds timeout = std::chrono::seconds(120)) {
     grpc::ClientContext context;

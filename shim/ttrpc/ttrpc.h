@@ -151,8 +151,9 @@ class Client {
   // One unary call. `timeout` is sent as timeout_nano and also bounds the
   // wait here (DEADLINE_EXCEEDED). A response status != OK comes back as an
   // Error with that code and message. A closed connection -> UNAVAILABLE.
-  Result<std::string> Call(std::string_view service, std::string_view method, std::string_view payload,
-                           std::chrono::milliseconds timeout, const Metadata& metadata = {});
+  Result<std::string> Call(std::string_view service, std::string_view method,
+                           std::string_view payload, std::chrono::milliseconds timeout,
+                           const Metadata& metadata = {});
 
   // Closes the connection; pending calls fail with UNAVAILABLE.
   void Close();
@@ -175,8 +176,9 @@ void RegisterMethod(Server& server, std::string service, std::string method,
                     Request request;
                     if (!request.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
                       // Go ttrpc answers a payload that does not unmarshal with Internal.
-                      return MakeError(ErrorCode::kInternal,
-                                       context.service + "/" + context.method + ": the request does not parse");
+                      return MakeError(
+                          ErrorCode::kInternal,
+                          context.service + "/" + context.method + ": the request does not parse");
                     }
                     auto response = handler(context, request);
                     if (!response) return std::move(response).error();

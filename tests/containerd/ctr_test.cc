@@ -2,6 +2,7 @@
 // twice, with runc (io.containerd.runc.v2, the baseline) and with hull
 // (io.containerd.hull.v2, one microVM per container). Whatever runc does here,
 // hull must do too, and neither may leave a process, mount or state file behind.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,12 +16,10 @@
 #include <sstream>
 #include <thread>
 
-#include <gtest/gtest.h>
-
 #include "bundle.h"
 #include "containerd_env.h"
-#include "libvirt_env.h"
 #include "hull/core/syscall.h"
+#include "libvirt_env.h"
 
 namespace hull::testing {
 namespace {
@@ -67,11 +66,13 @@ class CtrTest : public ::testing::TestWithParam<Runtime> {
       GTEST_SKIP() << "containerd is not installed (" << kContainerd << ", " << kCtr << ")";
     }
     if (!PathExists(HULL_TEST_IMAGE_ARCHIVE)) {
-      GTEST_SKIP() << "test image " << HULL_TEST_IMAGE_ARCHIVE << " not built (busybox-static missing at build time?)";
+      GTEST_SKIP() << "test image " << HULL_TEST_IMAGE_ARCHIVE
+                   << " not built (busybox-static missing at build time?)";
     }
     if (runtime().is_hull) {
       std::string shim = BinDir() + "/" + kHullShim;
-      if (!IsExecutable(shim)) GTEST_SKIP() << "containerd-shim-hull-v2 not built (looked for " << shim << ")";
+      if (!IsExecutable(shim))
+        GTEST_SKIP() << "containerd-shim-hull-v2 not built (looked for " << shim << ")";
       if (!IsExecutable(kQemu)) GTEST_SKIP() << "QEMU is not installed (" << kQemu << ")";
       if (!PathExists(BinDir() + "/../guest/initrd.img")) {
         GTEST_SKIP() << "guest image not built (" << BinDir() << "/../guest/initrd.img)";
@@ -96,7 +97,8 @@ class CtrTest : public ::testing::TestWithParam<Runtime> {
       EXPECT_EQ(leftovers, "") << runtime().name << " left this behind after the case";
     }
     if (HasFailure()) {
-      std::cerr << "--- containerd log (tail) of " << env_->dir() << " ---\n" << env_->LogTail(50) << "\n";
+      std::cerr << "--- containerd log (tail) of " << env_->dir() << " ---\n"
+                << env_->LogTail(50) << "\n";
     }
     env_.reset();
   }
@@ -105,8 +107,9 @@ class CtrTest : public ::testing::TestWithParam<Runtime> {
   std::string Id(const std::string& name) const { return env_->Id(name); }
 
   // ctr run --runtime <runtime> FLAGS IMAGE ID CMD...
-  CommandResult Run(const std::vector<std::string>& flags, const std::string& id, const std::vector<std::string>& cmd,
-                    const std::string& stdin_data = "", const std::string& image = kImage) {
+  CommandResult Run(const std::vector<std::string>& flags, const std::string& id,
+                    const std::vector<std::string>& cmd, const std::string& stdin_data = "",
+                    const std::string& image = kImage) {
     std::vector<std::string> args = {"run", "--runtime", runtime().type};
     args.insert(args.end(), flags.begin(), flags.end());
     args.push_back(image);
@@ -115,13 +118,15 @@ class CtrTest : public ::testing::TestWithParam<Runtime> {
     return env_->Ctr(args, stdin_data);
   }
 
-  CommandResult Exec(const std::string& id, const std::string& exec_id, const std::vector<std::string>& cmd) {
+  CommandResult Exec(const std::string& id, const std::string& exec_id,
+                     const std::vector<std::string>& cmd) {
     std::vector<std::string> args = {"task", "exec", "--exec-id", Id(exec_id), id};
     args.insert(args.end(), cmd.begin(), cmd.end());
     return env_->Ctr(args);
   }
 
-  bool WaitForStatus(const std::string& id, const std::string& status, milliseconds timeout = seconds(20)) {
+  bool WaitForStatus(const std::string& id, const std::string& status,
+                     milliseconds timeout = seconds(20)) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
       if (env_->TaskStatus(id) == status) return true;
@@ -150,7 +155,8 @@ class CtrTest : public ::testing::TestWithParam<Runtime> {
   void RemoveTask(const std::string& id) {
     CommandResult kill = env_->Ctr({"task", "kill", "-s", "SIGKILL", id});
     EXPECT_EQ(kill.code, 0) << "ctr task kill " << id << ": " << kill.Describe();
-    EXPECT_TRUE(WaitForStatus(id, "STOPPED")) << id << " is " << env_->TaskStatus(id) << " after SIGKILL";
+    EXPECT_TRUE(WaitForStatus(id, "STOPPED"))
+        << id << " is " << env_->TaskStatus(id) << " after SIGKILL";
     CommandResult rm = env_->Ctr({"task", "rm", id});
     EXPECT_EQ(rm.code, 0) << "ctr task rm " << id << ": " << rm.Describe();
     CommandResult crm = env_->Ctr({"containers", "rm", id});
@@ -213,7 +219,8 @@ TEST_P(CtrTest, ExecWithoutAndWithTty) {
   EXPECT_TRUE(Contains(missing.err, "no-such-program")) << missing.Describe();
 
   // ctr -t wants a terminal on its stdin: run it on a pty of our own.
-  CommandResult tty = env_->CtrOnPty({"task", "exec", "-t", "--exec-id", Id("tty"), id, "sh", "-c", "tty; exit 5"});
+  CommandResult tty =
+      env_->CtrOnPty({"task", "exec", "-t", "--exec-id", Id("tty"), id, "sh", "-c", "tty; exit 5"});
   EXPECT_EQ(tty.code, 5) << tty.Describe();
   EXPECT_TRUE(std::regex_search(tty.out, std::regex("/dev/pts/[0-9]+"))) << tty.Describe();
 
@@ -232,7 +239,9 @@ TEST_P(CtrTest, KillDeliversSigtermAndSigkill) {
     std::string id = Id(c.name);
     CommandResult run;
     std::thread runner([&] {
-      run = Run({"--rm"}, id, {"sh", "-c", "trap 'exit 42' TERM; touch /tmp/ready; while true; do sleep 0.1; done"});
+      run = Run(
+          {"--rm"}, id,
+          {"sh", "-c", "trap 'exit 42' TERM; touch /tmp/ready; while true; do sleep 0.1; done"});
     });
     WaitForFileInContainer(id, "/tmp/ready");
     std::vector<std::string> args = {"task", "kill"};
@@ -242,8 +251,9 @@ TEST_P(CtrTest, KillDeliversSigtermAndSigkill) {
     EXPECT_EQ(kill.code, 0) << kill.Describe();
     if (kill.code != 0) (void)env_->Ctr({"task", "kill", "-s", "SIGKILL", id});
     runner.join();
-    EXPECT_EQ(run.code, c.expected) << "ctr task kill " << (c.kill_flags.empty() ? "(SIGTERM)" : "-s SIGKILL")
-                                    << ": " << run.Describe();
+    EXPECT_EQ(run.code, c.expected)
+        << "ctr task kill " << (c.kill_flags.empty() ? "(SIGTERM)" : "-s SIGKILL") << ": "
+        << run.Describe();
   }
   ExpectNoContainers();
 }
@@ -270,8 +280,10 @@ TEST_P(CtrTest, MetricsShowMemoryAndCpu) {
   EXPECT_EQ(metrics.code, 0) << metrics.Describe();
   // cgroup v1 (this host's runc) prints memory.usage_in_bytes and
   // cpuacct.usage; cgroup v2 (hull's guest) memory.usage and cpu.usage_usec.
-  EXPECT_TRUE(std::regex_search(metrics.out, std::regex("(^|\n)memory\\.[a-z_.]+ +[0-9]+"))) << metrics.Describe();
-  EXPECT_TRUE(std::regex_search(metrics.out, std::regex("(^|\n)cpu[a-z]*\\.usage[a-z_]* +[0-9]+"))) << metrics.Describe();
+  EXPECT_TRUE(std::regex_search(metrics.out, std::regex("(^|\n)memory\\.[a-z_.]+ +[0-9]+")))
+      << metrics.Describe();
+  EXPECT_TRUE(std::regex_search(metrics.out, std::regex("(^|\n)cpu[a-z]*\\.usage[a-z_]* +[0-9]+")))
+      << metrics.Describe();
   EXPECT_TRUE(Contains(metrics.out, "pids.current")) << metrics.Describe();
   ASSERT_NO_FATAL_FAILURE(RemoveTask(id));
 }
@@ -293,7 +305,8 @@ TEST_P(CtrTest, PsListsThePids) {
     pids = 0;
     while (std::getline(lines, line)) pids += std::regex_search(line, std::regex("^[0-9]+ "));
   }
-  EXPECT_GE(pids, 2) << "sh and two sleeps, or two sleeps when sh execs the last one: " << ps.Describe();
+  EXPECT_GE(pids, 2) << "sh and two sleeps, or two sleeps when sh execs the last one: "
+                     << ps.Describe();
   ASSERT_NO_FATAL_FAILURE(RemoveTask(id));
 }
 
@@ -303,7 +316,8 @@ TEST_P(CtrTest, StdinIsPipedIntoRun) {
   CommandResult r = Run({"--rm"}, Id("stdin"), {"cat"}, data);
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out.size(), data.size());
-  EXPECT_TRUE(r.out == data) << "cat did not echo stdin intact; first 200 bytes: " << r.out.substr(0, 200);
+  EXPECT_TRUE(r.out == data) << "cat did not echo stdin intact; first 200 bytes: "
+                             << r.out.substr(0, 200);
   ExpectNoContainers();
 }
 
@@ -312,15 +326,17 @@ TEST_P(CtrTest, TenMebibytesOfOutputArriveIntact) {
   // duplication and reordering all show. (A shell-generated pattern would be
   // as good a check but takes 30 s to produce under TCG; this takes ~5.)
   constexpr size_t kSize = 10 << 20;
-  CommandResult r = Run({"--rm"}, Id("bulk"),
-                        {"sh", "-c",
-                         "head -c 10485760 /dev/urandom > /tmp/blob && sha256sum /tmp/blob >&2 && cat /tmp/blob"});
+  CommandResult r = Run(
+      {"--rm"}, Id("bulk"),
+      {"sh", "-c",
+       "head -c 10485760 /dev/urandom > /tmp/blob && sha256sum /tmp/blob >&2 && cat /tmp/blob"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out.size(), kSize) << "output lost or duplicated";
   ASSERT_GE(r.err.size(), 64u) << r.err;
   CommandResult host_sum = RunCommand({"/usr/bin/sha256sum"}, r.out, seconds(60));
   ASSERT_EQ(host_sum.code, 0) << host_sum.Describe();
-  EXPECT_EQ(host_sum.out.substr(0, 64), r.err.substr(0, 64)) << "the bytes that arrived are not the bytes written";
+  EXPECT_EQ(host_sum.out.substr(0, 64), r.err.substr(0, 64))
+      << "the bytes that arrived are not the bytes written";
   ExpectNoContainers();
 }
 
@@ -343,10 +359,12 @@ TEST_P(CtrTest, TwoContainersRunAtOnce) {
   EXPECT_GE(shims, runtime().is_hull ? 1 : 2) << "the process check does not see the shims";
   if (runtime().is_hull) {
     EXPECT_GE(vms, 2) << "the process check does not see both VMs";
-    EXPECT_GE(env_->LeftoverState().size(), 2u) << "nothing of either sandbox in " << env_->hull_run_dir();
+    EXPECT_GE(env_->LeftoverState().size(), 2u)
+        << "nothing of either sandbox in " << env_->hull_run_dir();
   }
   if (runtime().is_hull) {
-    EXPECT_NE(in_a.out, in_b.out) << "hull runs each container in a VM of its own: two kernels, two boot ids";
+    EXPECT_NE(in_a.out, in_b.out)
+        << "hull runs each container in a VM of its own: two kernels, two boot ids";
   } else {
     EXPECT_EQ(in_a.out, in_b.out) << "runc containers share the host kernel";
   }
@@ -360,15 +378,17 @@ TEST_P(CtrTest, BindMountsHonourReadOnlyAndReadWrite) {
   ASSERT_TRUE(MakeDirs(rw));
   ASSERT_TRUE(WriteFile(ro + "/in.txt", "from the host\n"));
   ASSERT_TRUE(WriteFile(rw + "/host.txt", "host file on rw\n"));
-  CommandResult r = Run({"--rm", "--mount", "type=bind,src=" + ro + ",dst=/ro,options=rbind:ro", "--mount",
-                         "type=bind,src=" + rw + ",dst=/rw,options=rbind:rw"},
-                        Id("bind"),
-                        {"sh", "-c",
-                         "cat /ro/in.txt; cat /rw/host.txt; "
-                         "if echo x > /ro/new; then echo ro-write-succeeded; else echo ro-write-refused; fi; "
-                         "echo from the container > /rw/out.txt && echo rw-write-ok"});
+  CommandResult r =
+      Run({"--rm", "--mount", "type=bind,src=" + ro + ",dst=/ro,options=rbind:ro", "--mount",
+           "type=bind,src=" + rw + ",dst=/rw,options=rbind:rw"},
+          Id("bind"),
+          {"sh", "-c",
+           "cat /ro/in.txt; cat /rw/host.txt; "
+           "if echo x > /ro/new; then echo ro-write-succeeded; else echo ro-write-refused; fi; "
+           "echo from the container > /rw/out.txt && echo rw-write-ok"});
   EXPECT_EQ(r.code, 0) << r.Describe();
-  EXPECT_EQ(r.out, "from the host\nhost file on rw\nro-write-refused\nrw-write-ok\n") << r.Describe();
+  EXPECT_EQ(r.out, "from the host\nhost file on rw\nro-write-refused\nrw-write-ok\n")
+      << r.Describe();
   EXPECT_FALSE(PathExists(ro + "/new"));
   EXPECT_EQ(ReadFile(rw + "/out.txt").value_or("(missing)"), "from the container\n")
       << "a write to a rw bind must land on the host";
@@ -379,13 +399,15 @@ TEST_P(CtrTest, RunWithRootfsDirectory) {
   std::string rootfs = env_->dir() + "/rootfs";
   auto made = MakeBusyboxRootfs(rootfs);
   ASSERT_TRUE(made) << made.error().ToString();
-  CommandResult r = Run({"--rm", "--rootfs"}, Id("rootfs"),
-                        // No image config, so no PATH in the environment: the
-                        // shell by path (busybox ash has a default PATH).
-                        {"/bin/sh", "-c", "echo rootfs-ok; ls /bin/busybox; echo written > /written"}, "", rootfs);
+  CommandResult r = Run(
+      {"--rm", "--rootfs"}, Id("rootfs"),
+      // No image config, so no PATH in the environment: the
+      // shell by path (busybox ash has a default PATH).
+      {"/bin/sh", "-c", "echo rootfs-ok; ls /bin/busybox; echo written > /written"}, "", rootfs);
   EXPECT_EQ(r.code, 0) << r.Describe();
   EXPECT_EQ(r.out, "rootfs-ok\n/bin/busybox\n") << r.Describe();
-  EXPECT_EQ(ReadFile(rootfs + "/written").value_or("(missing)"), "written\n") << "writes land in the rootfs dir";
+  EXPECT_EQ(ReadFile(rootfs + "/written").value_or("(missing)"), "written\n")
+      << "writes land in the rootfs dir";
   ExpectNoContainers();
 }
 
@@ -395,7 +417,8 @@ TEST_P(CtrTest, ContainerdRestartKeepsTheTask) {
   env_->Kill();
   auto restarted = env_->Restart();
   ASSERT_TRUE(restarted) << restarted.error().ToString();
-  EXPECT_TRUE(WaitForStatus(id, "RUNNING")) << "after the restart " << id << " is \"" << env_->TaskStatus(id) << "\"";
+  EXPECT_TRUE(WaitForStatus(id, "RUNNING"))
+      << "after the restart " << id << " is \"" << env_->TaskStatus(id) << "\"";
   CommandResult exec = Exec(id, "after-restart", {"echo", "reconnected"});
   EXPECT_EQ(exec.code, 0) << exec.Describe();
   EXPECT_EQ(exec.out, "reconnected\n");
@@ -408,7 +431,8 @@ TEST_P(CtrTest, BrokenCommandOrImageFailsClearly) {
   EXPECT_TRUE(Contains(missing_program.err, "no-such-program")) << missing_program.Describe();
   EXPECT_TRUE(Contains(Lower(missing_program.err), "no such file")) << missing_program.Describe();
 
-  CommandResult missing_image = Run({"--rm"}, Id("noimage"), {"true"}, "", "docker.io/hull-test/missing:latest");
+  CommandResult missing_image =
+      Run({"--rm"}, Id("noimage"), {"true"}, "", "docker.io/hull-test/missing:latest");
   EXPECT_NE(missing_image.code, 0) << missing_image.Describe();
   EXPECT_TRUE(Contains(missing_image.err, "not found")) << missing_image.Describe();
   ExpectNoContainers();
@@ -418,8 +442,9 @@ TEST_P(CtrTest, BadRuntimeConfigNamesTheKey) {
   if (!runtime().is_hull) GTEST_SKIP() << "hull only: the file is hull's config, runc reads none";
   std::string config = env_->dir() + "/bad-hull.toml";
   // run_dir keeps any state of the failed start inside this test's dir.
-  ASSERT_TRUE(WriteFile(config, "[runtime]\nrun_dir = \"" + env_->hull_run_dir() + "\"\n"
-                                "[hypervisor]\nvcpus = \"two\"\n"));
+  ASSERT_TRUE(WriteFile(config, "[runtime]\nrun_dir = \"" + env_->hull_run_dir() +
+                                    "\"\n"
+                                    "[hypervisor]\nvcpus = \"two\"\n"));
   CommandResult r = Run({"--rm", "--runtime-config-path", config}, Id("badcfg"), {"true"});
   EXPECT_NE(r.code, 0) << r.Describe();
   EXPECT_TRUE(Contains(r.err, "hypervisor.vcpus")) << r.Describe();
@@ -431,13 +456,18 @@ TEST_P(CtrTest, BadRuntimeConfigNamesTheKey) {
 // domain gone afterwards.
 TEST_P(CtrTest, LibvirtBackendByConfig) {
   if (!runtime().is_hull) GTEST_SKIP() << "hull only: the backend is hull's config";
-  if (!IsExecutable("/usr/sbin/libvirtd")) GTEST_SKIP() << "libvirtd is not installed (libvirt-daemon-system)";
-  auto libvirtd = testing::PrivateLibvirtd::Start(env_->dir() + "/libvirt", env_->hull_run_dir(), HULL_LIBVIRT_CACHE);
-  if (!libvirtd && libvirtd.error().code() == ErrorCode::kUnavailable) GTEST_SKIP() << libvirtd.error().ToString();
+  if (!IsExecutable("/usr/sbin/libvirtd"))
+    GTEST_SKIP() << "libvirtd is not installed (libvirt-daemon-system)";
+  auto libvirtd = testing::PrivateLibvirtd::Start(env_->dir() + "/libvirt", env_->hull_run_dir(),
+                                                  HULL_LIBVIRT_CACHE);
+  if (!libvirtd && libvirtd.error().code() == ErrorCode::kUnavailable)
+    GTEST_SKIP() << libvirtd.error().ToString();
   ASSERT_TRUE(libvirtd) << libvirtd.error().ToString();
   std::string config = env_->dir() + "/libvirt-hull.toml";
-  ASSERT_TRUE(WriteFile(config, "[runtime]\nrun_dir = \"" + env_->hull_run_dir() + "\"\n"
-                                "[hypervisor]\nbackend = \"libvirt\"\nlibvirt_uri = \"" + (*libvirtd)->uri() + "\"\n"));
+  ASSERT_TRUE(WriteFile(config, "[runtime]\nrun_dir = \"" + env_->hull_run_dir() +
+                                    "\"\n"
+                                    "[hypervisor]\nbackend = \"libvirt\"\nlibvirt_uri = \"" +
+                                    (*libvirtd)->uri() + "\"\n"));
   std::string id = Id("lv");
   CommandResult run = Run({"-d", "--runtime-config-path", config}, id, {"sh", "-c", "sleep 600"});
   ASSERT_EQ(run.code, 0) << run.Describe() << "\n" << (*libvirtd)->LogTail();
@@ -471,7 +501,8 @@ TEST_P(CtrTest, KilledShimIsCleanedUpByDelete) {
   // clean, not a runtime's leftover.
   std::error_code ec;
   for (const auto& dir : std::filesystem::directory_iterator("/run/containerd/fifo", ec)) {
-    if (PathExists(dir.path().string() + "/" + id + "-stdout")) std::filesystem::remove_all(dir.path(), ec);
+    if (PathExists(dir.path().string() + "/" + id + "-stdout"))
+      std::filesystem::remove_all(dir.path(), ec);
   }
 }
 
@@ -521,7 +552,8 @@ TEST_P(CtrTest, EventsArriveInOrder) {
     std::string name = entry.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
     std::string cmdline = ReadFile(entry.path().string() + "/cmdline", 1 << 16).value_or("");
-    if (cmdline.starts_with(kCtr) && Contains(cmdline, env_->dir()) && Contains(cmdline, std::string("events") + '\0')) {
+    if (cmdline.starts_with(kCtr) && Contains(cmdline, env_->dir()) &&
+        Contains(cmdline, std::string("events") + '\0')) {
       ::kill(std::stoi(name), SIGTERM);
     }
   }
@@ -534,12 +566,14 @@ TEST_P(CtrTest, EventsArriveInOrder) {
     std::string topic = line.substr(line.find(" /tasks/") + 1);
     topic = topic.substr(0, topic.find(' '));
     // The exec's own exit, told apart from init's by its id.
-    if ((topic == "/tasks/exit" || topic == "/tasks/delete") && Contains(line, Id("ev"))) topic += "(exec)";
+    if ((topic == "/tasks/exit" || topic == "/tasks/delete") && Contains(line, Id("ev")))
+      topic += "(exec)";
     topics.push_back(topic);
   }
-  std::vector<std::string> expected = {"/tasks/create",       "/tasks/start",  "/tasks/exec-added",
-                                       "/tasks/exec-started", "/tasks/exit(exec)", "/tasks/paused",
-                                       "/tasks/resumed",      "/tasks/exit",   "/tasks/delete"};
+  std::vector<std::string> expected = {
+      "/tasks/create",       "/tasks/start",      "/tasks/exec-added",
+      "/tasks/exec-started", "/tasks/exit(exec)", "/tasks/paused",
+      "/tasks/resumed",      "/tasks/exit",       "/tasks/delete"};
   // runc publishes no delete for an exec, hull does (a SHOULD): only the
   // order of the expected ones counts.
   std::vector<std::string> seen;
@@ -554,7 +588,8 @@ TEST_P(CtrTest, EventsArriveInOrder) {
 TEST_P(CtrTest, FileLogUriCollectsBothStreams) {
   std::string id = Id("logfile");
   std::string log = env_->dir() + "/" + id + ".log";
-  CommandResult r = Run({"--rm", "--log-uri", "file://" + log}, id, {"sh", "-c", "echo to-out; echo to-err >&2"});
+  CommandResult r =
+      Run({"--rm", "--log-uri", "file://" + log}, id, {"sh", "-c", "echo to-out; echo to-err >&2"});
   EXPECT_EQ(r.code, 0) << r.Describe();
   std::string text = ReadFile(log).value_or("");
   EXPECT_TRUE(Contains(text, "to-out\n")) << text;
@@ -563,7 +598,9 @@ TEST_P(CtrTest, FileLogUriCollectsBothStreams) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Runtimes, CtrTest, ::testing::Values(kRunc, kHull),
-                         [](const ::testing::TestParamInfo<Runtime>& info) { return std::string(info.param.name); });
+                         [](const ::testing::TestParamInfo<Runtime>& info) {
+                           return std::string(info.param.name);
+                         });
 
 }  // namespace
 }  // namespace hull::testing

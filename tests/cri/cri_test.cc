@@ -4,9 +4,10 @@
 // into namespace k8s.io. After every case: no shim, QEMU, virtiofsd, mount,
 // run_dir entry or CNI netns of the test is left.
 #include <arpa/inet.h>
-#include <signal.h>
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,12 +18,10 @@
 #include <sstream>
 #include <thread>
 
-#include <gtest/gtest.h>
-
 #include "containerd_env.h"
 #include "cri_client.h"
-#include "libvirt_env.h"
 #include "hull/core/syscall.h"
+#include "libvirt_env.h"
 
 namespace hull::testing {
 namespace {
@@ -86,11 +85,13 @@ class StreamClient {
     }
     timeval timeout{20, 0};
     ::setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    std::string request = "GET " + path + " HTTP/1.1\r\nHost: " + host_port +
-                          "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                          "Sec-WebSocket-Key: aHVsbC10ZXN0LWtleS0xMjM0NQ==\r\nSec-WebSocket-Version: 13\r\n"
-                          "Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n";
-    if (::write(sock.get(), request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
+    std::string request =
+        "GET " + path + " HTTP/1.1\r\nHost: " + host_port +
+        "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: aHVsbC10ZXN0LWtleS0xMjM0NQ==\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n";
+    if (::write(sock.get(), request.data(), request.size()) !=
+        static_cast<ssize_t>(request.size())) {
       return fail("send the upgrade request");
     }
     std::string head;
@@ -115,7 +116,8 @@ class StreamClient {
       frame += static_cast<char>(payload.size() & 0xff);
     }
     frame.append(reinterpret_cast<const char*>(mask), 4);
-    for (size_t i = 0; i < payload.size(); ++i) frame += static_cast<char>(payload[i] ^ mask[i % 4]);
+    for (size_t i = 0; i < payload.size(); ++i)
+      frame += static_cast<char>(payload[i] ^ mask[i % 4]);
     return ::write(sock_.get(), frame.data(), frame.size()) == static_cast<ssize_t>(frame.size());
   }
 
@@ -171,10 +173,13 @@ class CriTest : public ::testing::Test {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root (containerd, CNI and VMs)";
     if (!IsExecutable(kContainerd)) GTEST_SKIP() << "containerd is not installed";
     if (!IsExecutable("/usr/lib/cni/bridge")) {
-      GTEST_SKIP() << "CNI plugins are not installed (containernetworking-plugins: /usr/lib/cni/bridge)";
+      GTEST_SKIP()
+          << "CNI plugins are not installed (containernetworking-plugins: /usr/lib/cni/bridge)";
     }
-    if (!PathExists(HULL_TEST_IMAGE_ARCHIVE)) GTEST_SKIP() << "test image " << HULL_TEST_IMAGE_ARCHIVE << " not built";
-    if (!IsExecutable(BinDir() + "/" + kHullShim)) GTEST_SKIP() << "containerd-shim-hull-v2 not built";
+    if (!PathExists(HULL_TEST_IMAGE_ARCHIVE))
+      GTEST_SKIP() << "test image " << HULL_TEST_IMAGE_ARCHIVE << " not built";
+    if (!IsExecutable(BinDir() + "/" + kHullShim))
+      GTEST_SKIP() << "containerd-shim-hull-v2 not built";
     if (!IsExecutable(kQemu)) GTEST_SKIP() << "QEMU is not installed";
     netns_before_ = CniNetns();
     auto started = PrivateContainerd::Start(EnvOptions());
@@ -196,13 +201,15 @@ class CriTest : public ::testing::Test {
       auto pods = cri_->Call(&Stub::ListPodSandbox, cri::ListPodSandboxRequest(), "ListPodSandbox");
       if (pods) {
         for (const auto& pod : pods->items()) {
-          EXPECT_TRUE(HasFailure()) << "pod " << pod.metadata().name() << " was left running by the case";
+          EXPECT_TRUE(HasFailure())
+              << "pod " << pod.metadata().name() << " was left running by the case";
           StopAndRemovePod(pod.id());
         }
       }
     }
     if (!HasFailure()) {
-      EXPECT_EQ(env_->WaitForNoLeftovers(seconds(15)), "") << "hull left this behind after the case";
+      EXPECT_EQ(env_->WaitForNoLeftovers(seconds(15)), "")
+          << "hull left this behind after the case";
       EXPECT_EQ(CniNetns(), netns_before_) << "a CNI network namespace was left";
     } else {
       std::cerr << "--- containerd log (tail) ---\n" << env_->LogTail(80) << "\n";
@@ -273,7 +280,8 @@ class CriTest : public ::testing::Test {
     return status ? status->status() : cri::ContainerStatus();
   }
 
-  bool WaitForState(const std::string& container, cri::ContainerState state, milliseconds timeout = seconds(30)) {
+  bool WaitForState(const std::string& container, cri::ContainerState state,
+                    milliseconds timeout = seconds(30)) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
       if (Status(container).state() == state) return true;
@@ -311,7 +319,8 @@ class CriTest : public ::testing::Test {
     for (const char* hierarchy : {"/sys/fs/cgroup/memory", "/sys/fs/cgroup"}) {
       std::string dir = std::string(hierarchy) + parent;
       if (!PathExists(dir)) continue;
-      EXPECT_FALSE(PathExists(dir + "/" + pod)) << "the pod's host cgroup was left: " << dir << "/" << pod;
+      EXPECT_FALSE(PathExists(dir + "/" + pod))
+          << "the pod's host cgroup was left: " << dir << "/" << pod;
     }
     auto mounts = ReadFile("/proc/self/mounts").value_or("");
     std::istringstream lines(mounts);
@@ -340,7 +349,8 @@ TEST_F(CriTest, PodLifecycleWithExecLogsAndStatus) {
   EXPECT_EQ(pod_status->status().runtime_handler(), "hull");
 
   std::string container = CreateAndStart(
-      pod, pod_config, ContainerConfig("app", {"sh", "-c", "echo started; echo oops >&2; exec sleep 600"}));
+      pod, pod_config,
+      ContainerConfig("app", {"sh", "-c", "echo started; echo oops >&2; exec sleep 600"}));
   ASSERT_FALSE(container.empty());
   EXPECT_TRUE(WaitForState(container, cri::CONTAINER_RUNNING));
 
@@ -358,7 +368,8 @@ TEST_F(CriTest, PodLifecycleWithExecLogsAndStatus) {
   // The CRI log file: "<RFC 3339 time> <stream> F <line>" per line.
   std::string log_path = pod_config.log_directory() + "/app.log";
   std::string log;
-  for (int i = 0; i < 50 && !(Contains(log, "stdout F started") && Contains(log, "stderr F oops")); ++i) {
+  for (int i = 0; i < 50 && !(Contains(log, "stdout F started") && Contains(log, "stderr F oops"));
+       ++i) {
     log = ReadFile(log_path).value_or("");
     std::this_thread::sleep_for(milliseconds(100));
   }
@@ -376,7 +387,8 @@ TEST_F(CriTest, HostnameAndDnsAsRequested) {
   pod_config.mutable_dns_config()->add_options("ndots:5");
   std::string pod = RunPod(pod_config);
   ASSERT_FALSE(pod.empty());
-  std::string container = CreateAndStart(pod, pod_config, ContainerConfig("probe", {"sleep", "600"}));
+  std::string container =
+      CreateAndStart(pod, pod_config, ContainerConfig("probe", {"sleep", "600"}));
   ASSERT_FALSE(container.empty());
   auto hostname = ExecSync(container, {"hostname"});
   ASSERT_TRUE(hostname) << hostname.error().ToString();
@@ -400,8 +412,9 @@ TEST_F(CriTest, TwoContainersInAPodShareLocalhost) {
   ASSERT_FALSE(pod.empty());
   std::string server = CreateAndStart(
       pod, pod_config,
-      ContainerConfig("server", {"sh", "-c", "mkdir -p /www && echo served-by-httpd > /www/index.html && "
-                                             "exec httpd -f -p 127.0.0.1:8080 -h /www"}));
+      ContainerConfig("server", {"sh", "-c",
+                                 "mkdir -p /www && echo served-by-httpd > /www/index.html && "
+                                 "exec httpd -f -p 127.0.0.1:8080 -h /www"}));
   std::string client = CreateAndStart(pod, pod_config, ContainerConfig("client", {"sleep", "600"}));
   ASSERT_FALSE(server.empty());
   ASSERT_FALSE(client.empty());
@@ -424,10 +437,12 @@ TEST_F(CriTest, ExecSyncTimeoutKillsTheCommand) {
   std::string container = CreateAndStart(pod, pod_config, ContainerConfig("app", {"sleep", "600"}));
   ASSERT_FALSE(container.empty());
   auto started = std::chrono::steady_clock::now();
-  auto hung = ExecSync(container, {"sh", "-c", "echo marker-$((6*7)) > /dev/null; exec sleep 3000"}, 2);
+  auto hung =
+      ExecSync(container, {"sh", "-c", "echo marker-$((6*7)) > /dev/null; exec sleep 3000"}, 2);
   auto took = std::chrono::steady_clock::now() - started;
   ASSERT_FALSE(hung) << "a command past its deadline must fail";
-  EXPECT_TRUE(Contains(hung.error().ToString(), "timeout") || Contains(hung.error().ToString(), "deadline"))
+  EXPECT_TRUE(Contains(hung.error().ToString(), "timeout") ||
+              Contains(hung.error().ToString(), "deadline"))
       << hung.error().ToString();
   EXPECT_LT(took, seconds(30)) << "ExecSync did not return at its deadline";
   // The hung command was killed: no `sleep 3000` is left in the container.
@@ -471,7 +486,8 @@ TEST_F(CriTest, CrashedContainerIsCreatedAgainInTheSamePod) {
 
 TEST_F(CriTest, HostNetworkPodIsAClearError) {
   cri::PodSandboxConfig pod_config = PodConfig("hostnet");
-  pod_config.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(cri::NODE);
+  pod_config.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(
+      cri::NODE);
   cri::RunPodSandboxRequest request;
   *request.mutable_config() = pod_config;
   request.set_runtime_handler("hull");
@@ -490,12 +506,14 @@ TEST_F(CriTest, PodResourcesSizeTheVm) {
   resources->set_cpu_period(100000);
   std::string pod = RunPod(pod_config);
   ASSERT_FALSE(pod.empty());
-  std::string container = CreateAndStart(pod, pod_config, ContainerConfig("probe", {"sleep", "600"}));
+  std::string container =
+      CreateAndStart(pod, pod_config, ContainerConfig("probe", {"sleep", "600"}));
   ASSERT_FALSE(container.empty());
   auto cpus = ExecSync(container, {"nproc"});
   ASSERT_TRUE(cpus) << cpus.error().ToString();
   EXPECT_EQ(cpus->stdout(), "2\n");
-  auto meminfo = ExecSync(container, {"sh", "-c", "sed -n 's/^MemTotal: *\\([0-9]*\\) kB/\\1/p' /proc/meminfo"});
+  auto meminfo = ExecSync(
+      container, {"sh", "-c", "sed -n 's/^MemTotal: *\\([0-9]*\\) kB/\\1/p' /proc/meminfo"});
   ASSERT_TRUE(meminfo) << meminfo.error().ToString();
   long total_kib = std::atol(meminfo->stdout().c_str());
   // 416 MiB of RAM, less what the guest kernel keeps for itself.
@@ -509,7 +527,8 @@ TEST_F(CriTest, StatsUpdateAndOomKill) {
   cri::PodSandboxConfig pod_config = PodConfig("limits");
   std::string pod = RunPod(pod_config);
   ASSERT_FALSE(pod.empty());
-  std::string app = CreateAndStart(pod, pod_config, ContainerConfig("app", {"sh", "-c", "while :; do :; done"}));
+  std::string app =
+      CreateAndStart(pod, pod_config, ContainerConfig("app", {"sh", "-c", "while :; do :; done"}));
   ASSERT_FALSE(app.empty());
   ASSERT_TRUE(WaitForState(app, cri::CONTAINER_RUNNING));
   std::this_thread::sleep_for(milliseconds(500));
@@ -527,7 +546,8 @@ TEST_F(CriTest, StatsUpdateAndOomKill) {
   ASSERT_TRUE(updated) << updated.error().ToString();
   // The container's own cgroup, as /proc/self/cgroup names it (CRI gives it
   // no cgroup namespace).
-  auto limit = ExecSync(app, {"sh", "-c", "cat /sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)/memory.max"});
+  auto limit = ExecSync(
+      app, {"sh", "-c", "cat /sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)/memory.max"});
   ASSERT_TRUE(limit) << limit.error().ToString();
   EXPECT_EQ(limit->stdout(), std::to_string(96ll << 20) + "\n") << limit->stderr();
   StopAndRemoveContainer(app);
@@ -558,7 +578,9 @@ TEST_F(CriTest, FivePodsStartConcurrently) {
   for (int i = 0; i < kPods; ++i) {
     starters.emplace_back([&, i] {
       pods[i] = RunPod(configs[i]);
-      if (!pods[i].empty()) containers[i] = CreateAndStart(pods[i], configs[i], ContainerConfig("app", {"sleep", "600"}));
+      if (!pods[i].empty())
+        containers[i] =
+            CreateAndStart(pods[i], configs[i], ContainerConfig("app", {"sleep", "600"}));
     });
   }
   for (auto& thread : starters) thread.join();
@@ -589,7 +611,8 @@ std::string PodIp6(CriClient& client, const std::string& pod) {
   request.set_pod_sandbox_id(pod);
   auto status = client.Call(&Stub::PodSandboxStatus, request, "PodSandboxStatus");
   if (!status) return "";
-  if (status->status().network().ip().find(':') != std::string::npos) return status->status().network().ip();
+  if (status->status().network().ip().find(':') != std::string::npos)
+    return status->status().network().ip();
   for (const auto& extra : status->status().network().additional_ips()) {
     if (extra.ip().find(':') != std::string::npos) return extra.ip();
   }
@@ -620,7 +643,8 @@ std::string HttpGet(const std::string& ip, int port) {
   ::setsockopt(sock.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
   if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&storage), length) < 0) return "";
   std::string request = "GET / HTTP/1.0\r\nHost: " + (v6 ? "[" + ip + "]" : ip) + "\r\n\r\n";
-  if (::write(sock.get(), request.data(), request.size()) != static_cast<ssize_t>(request.size())) return "";
+  if (::write(sock.get(), request.data(), request.size()) != static_cast<ssize_t>(request.size()))
+    return "";
   std::string response;
   char buffer[4096];
   for (ssize_t n; (n = ::read(sock.get(), buffer, sizeof buffer)) > 0;) response.append(buffer, n);
@@ -639,8 +663,8 @@ std::string HttpGetWhenUp(const std::string& ip, int port, const std::string& ex
   return body;
 }
 
-const std::vector<std::string> kHttpd = {"sh", "-c",
-                                         "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"};
+const std::vector<std::string> kHttpd = {
+    "sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"};
 
 // Pods reach each other over CNI's bridge: the guest's eth0 has the pod's
 // IP and MAC, and the tap next to the veth carries its frames.
@@ -652,7 +676,8 @@ TEST_F(CriTest, PodsReachEachOtherOverTheBridge) {
   ASSERT_FALSE(server_pod.empty());
   ASSERT_FALSE(client_pod.empty());
   std::string server = CreateAndStart(server_pod, server_config, ContainerConfig("httpd", kHttpd));
-  std::string client = CreateAndStart(client_pod, client_config, ContainerConfig("wget", {"sleep", "600"}));
+  std::string client =
+      CreateAndStart(client_pod, client_config, ContainerConfig("wget", {"sleep", "600"}));
   ASSERT_FALSE(server.empty());
   ASSERT_FALSE(client.empty());
   std::string ip = PodIp(*cri_, server_pod);
@@ -669,7 +694,9 @@ TEST_F(CriTest, PodsReachEachOtherOverTheBridge) {
     if (body != "server\n") std::this_thread::sleep_for(milliseconds(200));
   }
   if (body != "server\n") {
-    auto diag = ExecSync(client, {"sh", "-c", "ip addr; ip route; wget -O - http://" + ip + ":8080/ 2>&1; cat /proc/net/arp"});
+    auto diag = ExecSync(
+        client, {"sh", "-c",
+                 "ip addr; ip route; wget -O - http://" + ip + ":8080/ 2>&1; cat /proc/net/arp"});
     ADD_FAILURE() << "pod " << ip << " did not answer the other pod; in the client pod:\n"
                   << (diag ? diag->stdout() + diag->stderr() : diag.error().ToString());
   }
@@ -685,13 +712,18 @@ TEST_F(CriTest, PodsReachEachOtherOverTheBridge) {
 // host's netns, then the shim moves it into the pod's netns next to the veth.
 // The node reaches the pod; afterwards no domain and no tap is left.
 TEST_F(CriTest, LibvirtPodIsReachableOverTheBridge) {
-  if (!IsExecutable("/usr/sbin/libvirtd")) GTEST_SKIP() << "libvirtd is not installed (libvirt-daemon-system)";
-  auto libvirtd = testing::PrivateLibvirtd::Start(env_->dir() + "/libvirt", env_->hull_run_dir(), HULL_LIBVIRT_CACHE);
-  if (!libvirtd && libvirtd.error().code() == ErrorCode::kUnavailable) GTEST_SKIP() << libvirtd.error().ToString();
+  if (!IsExecutable("/usr/sbin/libvirtd"))
+    GTEST_SKIP() << "libvirtd is not installed (libvirt-daemon-system)";
+  auto libvirtd = testing::PrivateLibvirtd::Start(env_->dir() + "/libvirt", env_->hull_run_dir(),
+                                                  HULL_LIBVIRT_CACHE);
+  if (!libvirtd && libvirtd.error().code() == ErrorCode::kUnavailable)
+    GTEST_SKIP() << libvirtd.error().ToString();
   ASSERT_TRUE(libvirtd) << libvirtd.error().ToString();
-  ASSERT_TRUE(WriteFile(env_->handler_config("hull-libvirt"), "[runtime]\nrun_dir = \"" + env_->hull_run_dir() + "\"\n"
-                                                     "[hypervisor]\nbackend = \"libvirt\"\nlibvirt_uri = \"" +
-                                                     (*libvirtd)->uri() + "\"\n"));
+  ASSERT_TRUE(WriteFile(env_->handler_config("hull-libvirt"),
+                        "[runtime]\nrun_dir = \"" + env_->hull_run_dir() +
+                            "\"\n"
+                            "[hypervisor]\nbackend = \"libvirt\"\nlibvirt_uri = \"" +
+                            (*libvirtd)->uri() + "\"\n"));
   auto host_taps = [] {
     std::vector<std::string> taps;
     std::error_code ec;
@@ -738,13 +770,15 @@ TEST_F(DualStackCriTest, PodIsReachableOverIpv6) {
   std::string server = CreateAndStart(pod, pod_config, ContainerConfig("httpd", kHttpd));
   ASSERT_FALSE(server.empty());
   std::string ip6 = PodIp6(*cri_, pod);
-  ASSERT_FALSE(ip6.empty()) << "CRI has no IPv6 address for the pod (subnet " << env_->pod_subnet6() << ")";
+  ASSERT_FALSE(ip6.empty()) << "CRI has no IPv6 address for the pod (subnet " << env_->pod_subnet6()
+                            << ")";
   auto addresses = ExecSync(server, {"ip", "-6", "addr", "show", "eth0"});
   ASSERT_TRUE(addresses) << addresses.error().ToString();
   EXPECT_TRUE(Contains(addresses->stdout(), "inet6 " + ip6 + "/64")) << addresses->stdout();
   auto routes = ExecSync(server, {"ip", "-6", "route", "show", "default"});
   ASSERT_TRUE(routes) << routes.error().ToString();
-  EXPECT_TRUE(Contains(routes->stdout(), "default via ")) << "no IPv6 default route in the guest: " << routes->stdout();
+  EXPECT_TRUE(Contains(routes->stdout(), "default via "))
+      << "no IPv6 default route in the guest: " << routes->stdout();
   std::string body = HttpGetWhenUp(ip6, 8080, "dual\n");
   EXPECT_EQ(body, "dual\n") << "the pod at [" << ip6 << "] did not answer the node";
   StopAndRemoveContainer(server);
@@ -753,9 +787,11 @@ TEST_F(DualStackCriTest, PodIsReachableOverIpv6) {
 
 // CNI's portmap: a host port DNATs to the pod, through to the guest.
 TEST_F(CriTest, HostPortReachesTheContainer) {
-  if (!IsExecutable("/usr/sbin/iptables")) GTEST_SKIP() << "iptables is not installed (CNI portmap needs it)";
+  if (!IsExecutable("/usr/sbin/iptables"))
+    GTEST_SKIP() << "iptables is not installed (CNI portmap needs it)";
   cri::PodSandboxConfig pod_config = PodConfig("ported");
-  const int host_port = 20000 + static_cast<int>(std::stoul(RandomHex(1), nullptr, 16)) * 16 + ::getpid() % 16;
+  const int host_port =
+      20000 + static_cast<int>(std::stoul(RandomHex(1), nullptr, 16)) * 16 + ::getpid() % 16;
   auto* mapping = pod_config.add_port_mappings();
   mapping->set_protocol(cri::TCP);
   mapping->set_container_port(8080);
@@ -780,7 +816,8 @@ TEST_F(CriTest, PodSandboxStatsFromTheHostCgroup) {
   pod_config.mutable_linux()->set_cgroup_parent(parent);
   std::string pod = RunPod(pod_config);
   ASSERT_FALSE(pod.empty());
-  std::string app = CreateAndStart(pod, pod_config, ContainerConfig("app", {"sh", "-c", "while :; do :; done"}));
+  std::string app =
+      CreateAndStart(pod, pod_config, ContainerConfig("app", {"sh", "-c", "while :; do :; done"}));
   ASSERT_FALSE(app.empty());
   std::this_thread::sleep_for(seconds(1));
   cri::PodSandboxStatsRequest request;
@@ -804,8 +841,10 @@ TEST_F(CriTest, PodSandboxStatsFromTheHostCgroup) {
   for (std::string pid; std::getline(pids, pid);) {
     names += ReadFile("/proc/" + pid + "/comm").value_or("?\n");
   }
-  EXPECT_TRUE(names.find("qemu-system-") != std::string::npos) << "processes in the pod's cgroup:\n" << names;
-  EXPECT_TRUE(names.find("virtiofsd") != std::string::npos) << "processes in the pod's cgroup:\n" << names;
+  EXPECT_TRUE(names.find("qemu-system-") != std::string::npos) << "processes in the pod's cgroup:\n"
+                                                               << names;
+  EXPECT_TRUE(names.find("virtiofsd") != std::string::npos) << "processes in the pod's cgroup:\n"
+                                                            << names;
   StopAndRemoveContainer(app);
   StopAndRemovePod(pod);
   ExpectPodCgroupGone(parent, pod);
@@ -887,7 +926,8 @@ TEST_F(CriTest, ExecAndAttachWithATerminal) {
   ASSERT_TRUE(attached->Send(0, "echo attached-$((6*7)); exit 0\n"));
   auto [attach_out, attach_status] = attached->ReadUntilStatus();
   EXPECT_TRUE(Contains(attach_out, "attached-42")) << attach_out;
-  EXPECT_TRUE(WaitForState(container, cri::CONTAINER_EXITED)) << "the attached shell's exit ends the container";
+  EXPECT_TRUE(WaitForState(container, cri::CONTAINER_EXITED))
+      << "the attached shell's exit ends the container";
   cri::RemoveContainerRequest remove;
   remove.set_container_id(container);
   ASSERT_TRUE(cri_->Call(&Stub::RemoveContainer, remove, "RemoveContainer"));

@@ -2,6 +2,9 @@
 // the guest, against a busybox bundle in a temp dir and a private cgroup2
 // mount (this host may use cgroup v1 for its controllers; the cgroup core
 // still works: procs, freeze, kill).
+#include "engine/engine.h"
+
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -12,10 +15,7 @@
 #include <filesystem>
 #include <thread>
 
-#include <gtest/gtest.h>
-
 #include "bundle.h"
-#include "engine/engine.h"
 #include "hull/core/syscall.h"
 
 namespace hull::engine {
@@ -53,7 +53,8 @@ class EngineTest : public ::testing::Test {
     StartReaper();
     scratch_ = ::testing::TempDir() + "/hull-engine-" + RandomHex(4);
     ASSERT_TRUE(MakeDirs(scratch_ + "/cgroup"));
-    ASSERT_EQ(::mount("none", (scratch_ + "/cgroup").c_str(), "cgroup2", 0, nullptr), 0) << strerror(errno);
+    ASSERT_EQ(::mount("none", (scratch_ + "/cgroup").c_str(), "cgroup2", 0, nullptr), 0)
+        << strerror(errno);
     mounted_ = true;
     ASSERT_TRUE(testing::MakeBusyboxRootfs(scratch_ + "/rootfs"));
     EngineOptions options;
@@ -66,7 +67,8 @@ class EngineTest : public ::testing::Test {
 
   void TearDown() override {
     if (engine_) {
-      for (const auto& id : engine_->ContainerIds()) EXPECT_TRUE(engine_->Remove(id, true, milliseconds(5000)));
+      for (const auto& id : engine_->ContainerIds())
+        EXPECT_TRUE(engine_->Remove(id, true, milliseconds(5000)));
       g_engine = nullptr;
       engine_.reset();
     }
@@ -79,11 +81,13 @@ class EngineTest : public ::testing::Test {
   // the container a cgroup2 view), running `args`.
   oci::Spec Spec(std::vector<std::string> args) {
     oci::Spec spec = testing::TestSpec(std::move(args));
-    std::erase_if(spec.mounts, [](const oci::Mount& m) { return m.type == "cgroup" || m.type == "cgroup2"; });
+    std::erase_if(spec.mounts,
+                  [](const oci::Mount& m) { return m.type == "cgroup" || m.type == "cgroup2"; });
     return spec;
   }
 
-  std::string ReadAllOutput(const std::string& id, const std::string& exec_id, OutputStream stream) {
+  std::string ReadAllOutput(const std::string& id, const std::string& exec_id,
+                            OutputStream stream) {
     std::string out;
     auto status = engine_->ReadOutput(id, exec_id, stream, [&](std::string_view data) {
       out.append(data);
@@ -104,7 +108,8 @@ class EngineTest : public ::testing::Test {
 IoRequest Captured() { return {.terminal = false, .stdin = true, .stdout = true, .stderr = true}; }
 
 TEST_F(EngineTest, CreateStartReadWaitLikeRunc) {
-  ASSERT_TRUE(engine_->Create("c1", Spec({"sh", "-c", "echo out; echo err >&2; hostname; exit 3"}), rootfs(), Captured()));
+  ASSERT_TRUE(engine_->Create("c1", Spec({"sh", "-c", "echo out; echo err >&2; hostname; exit 3"}),
+                              rootfs(), Captured()));
   EXPECT_EQ(*engine_->State("c1"), ContainerState::kCreated);
   ASSERT_TRUE(engine_->Start("c1"));
   std::string err;
@@ -126,7 +131,8 @@ TEST_F(EngineTest, MissingCommandFailsStartAndExits127) {
   auto started = engine_->Start("c2");
   ASSERT_FALSE(started);
   EXPECT_EQ(started.error().code(), ErrorCode::kNotFound);
-  EXPECT_NE(started.error().ToString().find("exec: \"no-such-command\": executable file not found in $PATH"),
+  EXPECT_NE(started.error().ToString().find(
+                "exec: \"no-such-command\": executable file not found in $PATH"),
             std::string::npos)
       << started.error().ToString();
   auto waited = engine_->Wait("c2", "");
@@ -178,14 +184,16 @@ TEST_F(EngineTest, RemovedExecFreesItsIdAndPipes) {
 
   auto open_fds = [] {
     size_t n = 0;
-    for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+    for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd"))
+      ++n;
     return n;
   };
   size_t before = open_fds();
   process.args = {"echo", "probe"};
   for (int i = 0; i < 20; ++i) {
     // The same exec id every time: free again once removed.
-    ASSERT_TRUE(engine_->Exec("c5", "probe", process, {.stdin = true, .stdout = true})) << "round " << i;
+    ASSERT_TRUE(engine_->Exec("c5", "probe", process, {.stdin = true, .stdout = true}))
+        << "round " << i;
     EXPECT_EQ(ReadAllOutput("c5", "probe", OutputStream::kStdout), "probe\n");
     auto waited = engine_->Wait("c5", "probe");
     ASSERT_TRUE(waited);
@@ -217,8 +225,11 @@ TEST_F(EngineTest, StdinReachesTheProcessAndClosesWithEof) {
 }
 
 TEST_F(EngineTest, PauseFreezesAndResumeContinues) {
-  ASSERT_TRUE(engine_->Create("c5", Spec({"sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/n.new; mv /tmp/n.new /tmp/n; done"}),
-                              rootfs(), {}));
+  ASSERT_TRUE(engine_->Create(
+      "c5",
+      Spec({"sh", "-c",
+            "i=0; while true; do i=$((i+1)); echo $i > /tmp/n.new; mv /tmp/n.new /tmp/n; done"}),
+      rootfs(), {}));
   ASSERT_TRUE(engine_->Start("c5"));
   std::string counter = rootfs() + "/tmp/n";
   std::this_thread::sleep_for(milliseconds(300));

@@ -1,8 +1,10 @@
 // The host's operations in a VM's shared directory, against what a hostile
 // guest can leave there: symlinks out of the share, and writes to read-only
 // volumes. Needs root (mounts).
-#include <gtest/gtest.h>
+#include "shared_dir.h"
+
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,7 +12,6 @@
 #include <filesystem>
 
 #include "hull/core/syscall.h"
-#include "shared_dir.h"
 
 namespace hull {
 namespace {
@@ -42,7 +43,8 @@ TEST_F(SharedDirTest, CreatesNestedDirectoriesBeneathTheRoot) {
   auto opened = OpenDirBeneath(root_.get(), "c1/volumes", true);
   ASSERT_TRUE(opened) << opened.error().ToString();
   EXPECT_TRUE(std::filesystem::is_directory(dir_ + "/share/c1/volumes"));
-  EXPECT_FALSE(OpenDirBeneath(root_.get(), "c2/volumes", false)) << "nothing is created without `create`";
+  EXPECT_FALSE(OpenDirBeneath(root_.get(), "c2/volumes", false))
+      << "nothing is created without `create`";
 }
 
 TEST_F(SharedDirTest, AGuestSymlinkOnTheWayIsRefused) {
@@ -78,7 +80,8 @@ TEST_F(SharedDirTest, ReadOnlyBindIsReadOnlyAndReadWriteBindWrites) {
   ASSERT_TRUE(BindOnto(dir_ + "/volume", ro->get(), true));
   ASSERT_TRUE(BindOnto(dir_ + "/volume", rw->get(), false));
   EXPECT_EQ(*ReadFile(dir_ + "/share/c1/volumes/ro/data"), "host data");
-  int fd = ::open((dir_ + "/share/c1/volumes/ro/new").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  int fd =
+      ::open((dir_ + "/share/c1/volumes/ro/new").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   EXPECT_LT(fd, 0);
   EXPECT_EQ(errno, EROFS);
   if (fd >= 0) ::close(fd);

@@ -12,9 +12,11 @@ namespace hull::testing {
 
 Status MakeBusyboxRootfs(const std::string& rootfs) {
   if (!IsExecutable(kBusybox)) {
-    return MakeError(ErrorCode::kFailedPrecondition, "busybox-static is not installed (/bin/busybox)");
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "busybox-static is not installed (/bin/busybox)");
   }
-  for (const char* dir : {"/bin", "/etc", "/tmp", "/proc", "/sys", "/dev", "/root", "/home", "/var"}) {
+  for (const char* dir :
+       {"/bin", "/etc", "/tmp", "/proc", "/sys", "/dev", "/root", "/home", "/var"}) {
     HULL_CHECK_OK(MakeDirs(rootfs + dir, 0755), "make rootfs");
   }
   ::chmod((rootfs + "/tmp").c_str(), 01777);
@@ -32,19 +34,24 @@ Status MakeBusyboxRootfs(const std::string& rootfs) {
   while (std::getline(names, name)) {
     if (name.empty() || name == "busybox") continue;
     std::string link = rootfs + "/bin/" + name;
-    if (::symlink("busybox", link.c_str()) < 0 && errno != EEXIST) return ErrnoError("symlink " + link);
+    if (::symlink("busybox", link.c_str()) < 0 && errno != EEXIST)
+      return ErrnoError("symlink " + link);
   }
-  HULL_CHECK_OK(WriteFile(rootfs + "/etc/passwd",
-                          "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
-                "write passwd");
+  HULL_CHECK_OK(
+      WriteFile(
+          rootfs + "/etc/passwd",
+          "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
+      "write passwd");
   HULL_CHECK_OK(WriteFile(rootfs + "/etc/group", "root:x:0:\nnogroup:x:65534:\n"), "write group");
   return Ok();
 }
 
 Status MakeBundle(const std::string& bundle, const oci::Spec& spec) {
   HULL_CHECK_OK(MakeDirs(bundle, 0755), "make bundle");
-  if (!PathExists(bundle + "/rootfs/bin/busybox")) HULL_CHECK_OK(MakeBusyboxRootfs(bundle + "/rootfs"), "make bundle");
-  HULL_CHECK_OK(WriteFile(bundle + "/config.json", oci::SerializeOciSpec(spec)), "write config.json");
+  if (!PathExists(bundle + "/rootfs/bin/busybox"))
+    HULL_CHECK_OK(MakeBusyboxRootfs(bundle + "/rootfs"), "make bundle");
+  HULL_CHECK_OK(WriteFile(bundle + "/config.json", oci::SerializeOciSpec(spec)),
+                "write config.json");
   return Ok();
 }
 

@@ -85,7 +85,8 @@ std::vector<std::string> ListDir(const std::string& path) {
   DIR* dir = ::opendir(path.c_str());
   if (dir == nullptr) return names;
   while (dirent* e = ::readdir(dir)) {
-    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.emplace_back(e->d_name);
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0)
+      names.emplace_back(e->d_name);
   }
   ::closedir(dir);
   std::sort(names.begin(), names.end());
@@ -158,8 +159,8 @@ std::string CommandResult::Describe() const {
   return s;
 }
 
-CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& stdin_data, milliseconds timeout,
-                         const std::vector<std::string>& env) {
+CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& stdin_data,
+                         milliseconds timeout, const std::vector<std::string>& env) {
   CommandResult result;
   int in[2], out[2], err[2];
   if (::pipe2(in, O_CLOEXEC) < 0 || ::pipe2(out, O_CLOEXEC) < 0 || ::pipe2(err, O_CLOEXEC) < 0) {
@@ -223,9 +224,11 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
       if (p.fd == stdout_fd.get() && !Drain(stdout_fd.get(), result.out)) stdout_fd.reset();
       if (p.fd == stderr_fd.get() && !Drain(stderr_fd.get(), result.err)) stderr_fd.reset();
       if (p.fd == stdin_fd.get()) {
-        ssize_t n = ::write(stdin_fd.get(), stdin_data.data() + written, std::min<size_t>(stdin_data.size() - written, 65536));
+        ssize_t n = ::write(stdin_fd.get(), stdin_data.data() + written,
+                            std::min<size_t>(stdin_data.size() - written, 65536));
         if (n > 0) written += static_cast<size_t>(n);
-        if ((n < 0 && errno != EAGAIN && errno != EINTR) || written == stdin_data.size()) stdin_fd.reset();
+        if ((n < 0 && errno != EAGAIN && errno != EINTR) || written == stdin_data.size())
+          stdin_fd.reset();
       }
     }
   }
@@ -292,11 +295,20 @@ Result<std::unique_ptr<PrivateContainerd>> PrivateContainerd::Start(const Option
   const std::string& d = env->dir_;
   std::string config =
       "version = 2\n"
-      "root = \"" + d + "/root\"\n"
-      "state = \"" + d + "/state\"\n"
-      "[grpc]\n  address = \"" + d + "/c.sock\"\n"
-      "[ttrpc]\n  address = \"" + d + "/c.sock.ttrpc\"\n"
-      "[plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"" + d + "/opt\"\n";
+      "root = \"" +
+      d +
+      "/root\"\n"
+      "state = \"" +
+      d +
+      "/state\"\n"
+      "[grpc]\n  address = \"" +
+      d +
+      "/c.sock\"\n"
+      "[ttrpc]\n  address = \"" +
+      d +
+      "/c.sock.ttrpc\"\n"
+      "[plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"" +
+      d + "/opt\"\n";
   if (!options.cri) {
     // CRI is not under test then and wants CNI, oom_score_adj and a pause
     // image; ctr needs none of it.
@@ -305,41 +317,62 @@ Result<std::unique_ptr<PrivateContainerd>> PrivateContainerd::Start(const Option
     // A /24 of this instance's own, picked from its tag, and a bridge named
     // for it: several instances (and a leftover of a crashed one) never meet.
     unsigned tag = std::stoul(env->tag_, nullptr, 16);
-    env->subnet_ = "10." + std::to_string(100 + tag % 100) + "." + std::to_string(tag / 100 % 250) + ".0/24";
-    if (options.dual_stack) env->subnet6_ = "fd00:" + env->tag_.substr(0, 4) + ":" + env->tag_.substr(4) + "::/64";
+    env->subnet_ =
+        "10." + std::to_string(100 + tag % 100) + "." + std::to_string(tag / 100 % 250) + ".0/24";
+    if (options.dual_stack)
+      env->subnet6_ = "fd00:" + env->tag_.substr(0, 4) + ":" + env->tag_.substr(4) + "::/64";
     const std::string cri = "[plugins.\"io.containerd.grpc.v1.cri\"";
-    config += cri + "]\n"
-              "  sandbox_image = \"" + options.sandbox_image + "\"\n"
+    config += cri +
+              "]\n"
+              "  sandbox_image = \"" +
+              options.sandbox_image +
+              "\"\n"
               "  restrict_oom_score_adj = true\n"
               "  stream_server_address = \"127.0.0.1\"\n"
               "  stream_server_port = \"0\"\n" +
-              cri + ".containerd]\n"
+              cri +
+              ".containerd]\n"
               "  default_runtime_name = \"runc\"\n" +
-              cri + ".containerd.runtimes.runc]\n"
+              cri +
+              ".containerd.runtimes.runc]\n"
               "  runtime_type = \"io.containerd.runc.v2\"\n" +
-              cri + ".containerd.runtimes.hull]\n"
+              cri +
+              ".containerd.runtimes.hull]\n"
               "  runtime_type = \"io.containerd.hull.v2\"\n" +
-              cri + ".containerd.runtimes.hull.options]\n"
-              "  ConfigPath = \"" + env->hull_config() + "\"\n" +
-              cri + ".cni]\n"
+              cri +
+              ".containerd.runtimes.hull.options]\n"
+              "  ConfigPath = \"" +
+              env->hull_config() + "\"\n" + cri +
+              ".cni]\n"
               "  bin_dir = \"/usr/lib/cni\"\n"
-              "  conf_dir = \"" + d + "/cni\"\n";
+              "  conf_dir = \"" +
+              d + "/cni\"\n";
     for (const auto& handler : options.hull_handlers) {
-      config += cri + ".containerd.runtimes." + handler + "]\n"
+      config += cri + ".containerd.runtimes." + handler +
+                "]\n"
                 "  runtime_type = \"io.containerd.hull.v2\"\n" +
-                cri + ".containerd.runtimes." + handler + ".options]\n"
-                "  ConfigPath = \"" + env->handler_config(handler) + "\"\n";
+                cri + ".containerd.runtimes." + handler +
+                ".options]\n"
+                "  ConfigPath = \"" +
+                env->handler_config(handler) + "\"\n";
     }
     std::string cni =
         "{\n"
         "  \"cniVersion\": \"0.4.0\",\n"
-        "  \"name\": \"hull-test-" + env->tag_ + "\",\n"
+        "  \"name\": \"hull-test-" +
+        env->tag_ +
+        "\",\n"
         "  \"plugins\": [\n"
-        "    {\"type\": \"bridge\", \"bridge\": \"" + env->bridge() + "\", \"isGateway\": true, \"ipMasq\": false,\n"
+        "    {\"type\": \"bridge\", \"bridge\": \"" +
+        env->bridge() +
+        "\", \"isGateway\": true, \"ipMasq\": false,\n"
         "     \"hairpinMode\": true,\n"
-        "     \"ipam\": {\"type\": \"host-local\", \"dataDir\": \"" + d + "/ipam\", \"ranges\": [[{\"subnet\": \"" +
-        env->subnet_ + "\"}]" + (env->subnet6_.empty() ? "" : ", [{\"subnet\": \"" + env->subnet6_ + "\"}]") +
-        "], \"routes\": [{\"dst\": \"0.0.0.0/0\"}" + (env->subnet6_.empty() ? "" : ", {\"dst\": \"::/0\"}") + "]}},\n"
+        "     \"ipam\": {\"type\": \"host-local\", \"dataDir\": \"" +
+        d + "/ipam\", \"ranges\": [[{\"subnet\": \"" + env->subnet_ + "\"}]" +
+        (env->subnet6_.empty() ? "" : ", [{\"subnet\": \"" + env->subnet6_ + "\"}]") +
+        "], \"routes\": [{\"dst\": \"0.0.0.0/0\"}" +
+        (env->subnet6_.empty() ? "" : ", {\"dst\": \"::/0\"}") +
+        "]}},\n"
         "    {\"type\": \"portmap\", \"capabilities\": {\"portMappings\": true}}\n"
         "  ]\n"
         "}\n";
@@ -347,8 +380,9 @@ Result<std::unique_ptr<PrivateContainerd>> PrivateContainerd::Start(const Option
     HULL_CHECK_OK(WriteFile(d + "/cni/10-hull-test.conflist", cni), "write CNI config");
   }
   HULL_CHECK_OK(WriteFile(d + "/config.toml", config), "write containerd config");
-  HULL_CHECK_OK(WriteFile(env->hull_config(), "[runtime]\nrun_dir = \"" + env->hull_run_dir() + "\"\n"),
-                "write hull config");
+  HULL_CHECK_OK(
+      WriteFile(env->hull_config(), "[runtime]\nrun_dir = \"" + env->hull_run_dir() + "\"\n"),
+      "write hull config");
   HULL_CHECK_OK(MakeDirs(env->hull_run_dir(), 0700), "make hull run dir");
   HULL_CHECK_OK(env->Launch(), "start containerd");
   return env;
@@ -392,8 +426,9 @@ Status PrivateContainerd::Launch() {
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      return MakeError(ErrorCode::kUnavailable,
-                       "containerd exited with " + std::to_string(ShellCode(status)) + "; log:\n" + LogTail());
+      return MakeError(
+          ErrorCode::kUnavailable,
+          "containerd exited with " + std::to_string(ShellCode(status)) + "; log:\n" + LogTail());
     }
     if (CanConnect(socket())) {
       CommandResult version = Ctr({"version"}, "", std::chrono::seconds(10));
@@ -401,17 +436,19 @@ Status PrivateContainerd::Launch() {
     }
     std::this_thread::sleep_for(milliseconds(50));
   }
-  return MakeError(ErrorCode::kDeadlineExceeded, "containerd did not answer within 30 s; log:\n" + LogTail());
+  return MakeError(ErrorCode::kDeadlineExceeded,
+                   "containerd did not answer within 30 s; log:\n" + LogTail());
 }
 
-CommandResult PrivateContainerd::Ctr(const std::vector<std::string>& args, const std::string& stdin_data,
-                                     milliseconds timeout) {
+CommandResult PrivateContainerd::Ctr(const std::vector<std::string>& args,
+                                     const std::string& stdin_data, milliseconds timeout) {
   std::vector<std::string> argv = {kCtr, "--address", socket(), "-n", ns()};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommand(argv, stdin_data, timeout);
 }
 
-CommandResult PrivateContainerd::CtrOnPty(const std::vector<std::string>& args, milliseconds timeout) {
+CommandResult PrivateContainerd::CtrOnPty(const std::vector<std::string>& args,
+                                          milliseconds timeout) {
   std::vector<std::string> argv = {kCtr, "--address", socket(), "-n", ns()};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommandOnPty(argv, timeout);
@@ -419,7 +456,8 @@ CommandResult PrivateContainerd::CtrOnPty(const std::vector<std::string>& args, 
 
 Status PrivateContainerd::ImportImage(const std::string& archive) {
   CommandResult r = Ctr({"images", "import", archive}, "", std::chrono::seconds(120));
-  if (r.code != 0) return MakeError(ErrorCode::kInternal, "ctr images import " + archive + ": " + r.Describe());
+  if (r.code != 0)
+    return MakeError(ErrorCode::kInternal, "ctr images import " + archive + ": " + r.Describe());
   return Ok();
 }
 
@@ -502,7 +540,8 @@ void PrivateContainerd::RemoveAllTasks() {
 }
 
 PrivateContainerd::~PrivateContainerd() {
-  if (pid_ <= 0 && PathExists(dir_ + "/config.toml")) (void)Launch();  // killed by the test: clean through it
+  if (pid_ <= 0 && PathExists(dir_ + "/config.toml"))
+    (void)Launch();  // killed by the test: clean through it
   if (pid_ > 0) RemoveAllTasks();
   (void)Stop();
   // Whatever still runs (a shim that ignored Shutdown, a VM, a container whose
@@ -518,15 +557,18 @@ PrivateContainerd::~PrivateContainerd() {
   }
   for (const std::string& name : ListDir(kRuncStateRoot)) {
     if (name.ends_with("-" + tag_)) {
-      (void)RunCommand({kRunc, "--root", kRuncStateRoot, "delete", "-f", name}, "", std::chrono::seconds(10));
+      (void)RunCommand({kRunc, "--root", kRuncStateRoot, "delete", "-f", name}, "",
+                       std::chrono::seconds(10));
     }
   }
   for (const std::string& fifo_dir : TaggedFifoDirs(tag_)) (void)RemoveTree(fifo_dir);
   // CNI's bridge outlives its pods by design; this instance's goes with it.
-  if (options_.cri) (void)RunCommand({"/usr/sbin/ip", "link", "del", bridge()}, "", std::chrono::seconds(10));
+  if (options_.cri)
+    (void)RunCommand({"/usr/sbin/ip", "link", "del", bridge()}, "", std::chrono::seconds(10));
   std::vector<MountEntry> mounts = MountsMentioning(dir_);
-  std::sort(mounts.begin(), mounts.end(),
-            [](const MountEntry& a, const MountEntry& b) { return a.mount_point.size() > b.mount_point.size(); });
+  std::sort(mounts.begin(), mounts.end(), [](const MountEntry& a, const MountEntry& b) {
+    return a.mount_point.size() > b.mount_point.size();
+  });
   for (const MountEntry& m : mounts) {
     if (m.mount_point.starts_with(dir_ + "/")) ::umount2(m.mount_point.c_str(), MNT_DETACH);
   }
@@ -579,13 +621,16 @@ std::vector<std::string> PrivateContainerd::LeftoverMounts() const {
 
 std::vector<std::string> PrivateContainerd::LeftoverState() const {
   std::vector<std::string> found;
-  for (const std::string& name : ListDir(hull_run_dir())) found.push_back(hull_run_dir() + "/" + name);
+  for (const std::string& name : ListDir(hull_run_dir()))
+    found.push_back(hull_run_dir() + "/" + name);
   for (const std::string& name : ListDir(kRuncStateRoot)) {
     if (name.ends_with("-" + tag_)) found.push_back(std::string(kRuncStateRoot) + "/" + name);
   }
-  for (const std::string& fifo_dir : TaggedFifoDirs(tag_)) found.push_back(fifo_dir + " (ctr FIFOs)");
+  for (const std::string& fifo_dir : TaggedFifoDirs(tag_))
+    found.push_back(fifo_dir + " (ctr FIFOs)");
   std::string bundles = dir_ + "/state/io.containerd.runtime.v2.task/" + ns();
-  for (const std::string& name : ListDir(bundles)) found.push_back(bundles + "/" + name + " (task bundle)");
+  for (const std::string& name : ListDir(bundles))
+    found.push_back(bundles + "/" + name + " (task bundle)");
   return found;
 }
 

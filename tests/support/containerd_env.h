@@ -43,11 +43,13 @@ struct CommandResult {
 // can block the other. On timeout the whole process group is SIGKILLed.
 // `env` replaces the environment when non-empty.
 CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& stdin_data,
-                         std::chrono::milliseconds timeout, const std::vector<std::string>& env = {});
+                         std::chrono::milliseconds timeout,
+                         const std::vector<std::string>& env = {});
 
 // Runs argv with a new pty (80x24) as its controlling terminal and stdio; `out`
 // is everything written to the terminal. Nothing is typed into it.
-CommandResult RunCommandOnPty(const std::vector<std::string>& argv, std::chrono::milliseconds timeout);
+CommandResult RunCommandOnPty(const std::vector<std::string>& argv,
+                              std::chrono::milliseconds timeout);
 
 class PrivateContainerd {
  public:
@@ -136,7 +138,8 @@ class PrivateContainerd {
   std::vector<std::string> LeftoverState() const;
   // Polls all three until they are empty or `timeout` passes (a shim takes a
   // moment to exit after the last delete). Returns "" when clean, else a report.
-  std::string WaitForNoLeftovers(std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
+  std::string WaitForNoLeftovers(
+      std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
 
  private:
   PrivateContainerd(std::string dir, Options options);

@@ -32,10 +32,11 @@ std::string Script() { return std::string(HULL_SOURCE_DIR) + "/tests/support/pri
 
 }  // namespace
 
-Result<std::unique_ptr<PrivateLibvirtd>> PrivateLibvirtd::Start(const std::string& dir, const std::string& run_dir,
+Result<std::unique_ptr<PrivateLibvirtd>> PrivateLibvirtd::Start(const std::string& dir,
+                                                                const std::string& run_dir,
                                                                 const std::string& cache_dir) {
-  auto [out, code] = Shell(Script() + " start " + Quote(dir) + " " + Quote(run_dir) + " " + Quote(cache_dir) +
-                           " 2>" + Quote(dir + ".err"));
+  auto [out, code] = Shell(Script() + " start " + Quote(dir) + " " + Quote(run_dir) + " " +
+                           Quote(cache_dir) + " 2>" + Quote(dir + ".err"));
   std::string err = ReadFile(dir + ".err", 1 << 16).value_or("");
   ::unlink((dir + ".err").c_str());
   while (!out.empty() && out.back() == '\n') out.pop_back();
@@ -59,7 +60,9 @@ std::vector<std::string> PrivateLibvirtd::Domains() const {
 
 std::string PrivateLibvirtd::LogTail(const std::string& domain) const {
   std::string text = Shell("tail -n 20 " + Quote(dir_ + "/libvirtd.log") + " 2>/dev/null").first;
-  if (!domain.empty()) text += Shell("tail -n 20 " + Quote(dir_ + "/log/qemu/" + domain + ".log") + " 2>/dev/null").first;
+  if (!domain.empty())
+    text +=
+        Shell("tail -n 20 " + Quote(dir_ + "/log/qemu/" + domain + ".log") + " 2>/dev/null").first;
   return text;
 }
 

@@ -17,7 +17,8 @@ class PrivateLibvirtd {
   // run_dir of the hull under test; `cache_dir` outlives the daemon, so
   // libvirt probes QEMU's capabilities once, not at every start.
   // kUnavailable (with the script's words) when the daemon cannot run here.
-  static Result<std::unique_ptr<PrivateLibvirtd>> Start(const std::string& dir, const std::string& run_dir,
+  static Result<std::unique_ptr<PrivateLibvirtd>> Start(const std::string& dir,
+                                                        const std::string& run_dir,
                                                         const std::string& cache_dir);
   ~PrivateLibvirtd();
 

@@ -75,8 +75,10 @@ Status SandboxVm::MakeRootfs(const std::string& id) {
   return MakeBusyboxRootfs(HostRootfs(id));
 }
 
-grpc::Status SandboxVm::CreateContainer(const std::string& id, const oci::Spec& spec, const v1::ProcessIo& io) {
-  if (auto made = MakeRootfs(id); !made) return grpc::Status(grpc::StatusCode::INTERNAL, made.error().ToString());
+grpc::Status SandboxVm::CreateContainer(const std::string& id, const oci::Spec& spec,
+                                        const v1::ProcessIo& io) {
+  if (auto made = MakeRootfs(id); !made)
+    return grpc::Status(grpc::StatusCode::INTERNAL, made.error().ToString());
   v1::CreateContainerRequest request;
   request.set_container_id(id);
   request.set_oci_spec_json(oci::SerializeOciSpec(spec));
@@ -93,7 +95,8 @@ grpc::Status SandboxVm::StartContainer(const std::string& id) {
   return agent().StartContainer(ContextWithTimeout(kRpcTimeout).get(), request, &response);
 }
 
-grpc::Status SandboxVm::RunContainer(const std::string& id, const oci::Spec& spec, const v1::ProcessIo& io) {
+grpc::Status SandboxVm::RunContainer(const std::string& id, const oci::Spec& spec,
+                                     const v1::ProcessIo& io) {
   auto created = CreateContainer(id, spec, io);
   if (!created.ok()) return created;
   return StartContainer(id);
@@ -107,9 +110,9 @@ grpc::Status SandboxVm::RemoveContainer(const std::string& id, bool force) {
   return agent().RemoveContainer(ContextWithTimeout(kRpcTimeout).get(), request, &response);
 }
 
-grpc::Status SandboxVm::Exec(const std::string& id, const std::string& exec_id, const oci::Spec& spec,
-                             std::vector<std::string> args, const v1::ProcessIo& io,
-                             std::optional<std::vector<std::string>> env) {
+grpc::Status SandboxVm::Exec(const std::string& id, const std::string& exec_id,
+                             const oci::Spec& spec, std::vector<std::string> args,
+                             const v1::ProcessIo& io, std::optional<std::vector<std::string>> env) {
   oci::Process process = spec.process.value_or(oci::Process{});
   process.args = std::move(args);
   process.terminal = io.terminal();
@@ -123,15 +126,16 @@ grpc::Status SandboxVm::Exec(const std::string& id, const std::string& exec_id, 
   return agent().ExecProcess(ContextWithTimeout(kRpcTimeout).get(), request, &response);
 }
 
-grpc::Status SandboxVm::Wait(const std::string& id, const std::string& exec_id, v1::WaitProcessResponse* response,
-                             milliseconds timeout) {
+grpc::Status SandboxVm::Wait(const std::string& id, const std::string& exec_id,
+                             v1::WaitProcessResponse* response, milliseconds timeout) {
   v1::WaitProcessRequest request;
   request.set_container_id(id);
   request.set_exec_id(exec_id);
   return agent().WaitProcess(ContextWithTimeout(timeout).get(), request, response);
 }
 
-grpc::Status SandboxVm::Signal(const std::string& id, const std::string& exec_id, int signal, bool all) {
+grpc::Status SandboxVm::Signal(const std::string& id, const std::string& exec_id, int signal,
+                               bool all) {
   v1::SignalProcessRequest request;
   request.set_container_id(id);
   request.set_exec_id(exec_id);
@@ -141,8 +145,8 @@ grpc::Status SandboxVm::Signal(const std::string& id, const std::string& exec_id
   return agent().SignalProcess(ContextWithTimeout(kRpcTimeout).get(), request, &response);
 }
 
-grpc::Status SandboxVm::WriteStdin(const std::string& id, const std::string& exec_id, const std::string& data,
-                                   bool close) {
+grpc::Status SandboxVm::WriteStdin(const std::string& id, const std::string& exec_id,
+                                   const std::string& data, bool close) {
   auto context = ContextWithTimeout(kRpcTimeout);
   v1::WriteStdinResponse response;
   auto writer = agent().WriteStdin(context.get(), &response);
@@ -158,8 +162,8 @@ grpc::Status SandboxVm::WriteStdin(const std::string& id, const std::string& exe
 
 // --- OutputReader ------------------------------------------------------------------
 
-OutputReader::OutputReader(v1::Agent::Stub& agent, const std::string& container_id, const std::string& exec_id,
-                           v1::OutputStream stream) {
+OutputReader::OutputReader(v1::Agent::Stub& agent, const std::string& container_id,
+                           const std::string& exec_id, v1::OutputStream stream) {
   v1::ReadOutputRequest request;
   request.set_container_id(container_id);
   request.set_exec_id(exec_id);
@@ -187,8 +191,9 @@ OutputReader::~OutputReader() {
 
 bool OutputReader::WaitFor(const std::string& needle, milliseconds timeout) {
   std::unique_lock lock(mu_);
-  return changed_.wait_for(lock, timeout, [&] { return text_.find(needle) != std::string::npos || ended_; }) &&
-         text_.find(needle) != std::string::npos;
+  return changed_.wait_for(lock, timeout, [&] {
+    return text_.find(needle) != std::string::npos || ended_;
+  }) && text_.find(needle) != std::string::npos;
 }
 
 bool OutputReader::WaitForEnd(milliseconds timeout) {

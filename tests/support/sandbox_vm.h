@@ -6,8 +6,6 @@
 
 #include <grpcpp/client_context.h>
 
-#include "session.h"
-
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -21,12 +19,13 @@
 #include "hull/core/error.h"
 #include "hull/core/oci_spec.h"
 #include "hull/hypervisor/hypervisor.h"
+#include "session.h"
 
 namespace hull::testing {
 
 struct SandboxVmOptions {
-  std::string guest_dir;    // holds vmlinuz and initrd.img
-  std::string run_dir;      // parent of the VM's state directory; must exist
+  std::string guest_dir;  // holds vmlinuz and initrd.img
+  std::string run_dir;    // parent of the VM's state directory; must exist
   uint64_t memory_mib = 512;
   std::string agent_log_level = "info";
 };
@@ -64,23 +63,27 @@ class SandboxVm {
   Status MakeRootfs(const std::string& id);
 
   // CreateContainer with `spec` over a busybox rootfs (made if missing).
-  grpc::Status CreateContainer(const std::string& id, const oci::Spec& spec, const agent::v1::ProcessIo& io);
+  grpc::Status CreateContainer(const std::string& id, const oci::Spec& spec,
+                               const agent::v1::ProcessIo& io);
   grpc::Status StartContainer(const std::string& id);
   // CreateContainer + StartContainer.
-  grpc::Status RunContainer(const std::string& id, const oci::Spec& spec, const agent::v1::ProcessIo& io);
+  grpc::Status RunContainer(const std::string& id, const oci::Spec& spec,
+                            const agent::v1::ProcessIo& io);
   grpc::Status RemoveContainer(const std::string& id, bool force);
   // ExecProcess of `args` with the container spec's process as the template
   // (user, cwd, capabilities...), env replaced by `env` when given.
   grpc::Status Exec(const std::string& id, const std::string& exec_id, const oci::Spec& spec,
                     std::vector<std::string> args, const agent::v1::ProcessIo& io,
                     std::optional<std::vector<std::string>> env = std::nullopt);
-  grpc::Status Wait(const std::string& id, const std::string& exec_id, agent::v1::WaitProcessResponse* response,
+  grpc::Status Wait(const std::string& id, const std::string& exec_id,
+                    agent::v1::WaitProcessResponse* response,
                     std::chrono::milliseconds timeout = std::chrono::seconds(60));
-  grpc::Status Signal(const std::string& id, const std::string& exec_id, int signal, bool all = false);
+  grpc::Status Signal(const std::string& id, const std::string& exec_id, int signal,
+                      bool all = false);
   // WriteStdin: one message with `data`, then close when `close` is set (the
   // end of the stream closes stdin either way).
-  grpc::Status WriteStdin(const std::string& id, const std::string& exec_id, const std::string& data,
-                          bool close = true);
+  grpc::Status WriteStdin(const std::string& id, const std::string& exec_id,
+                          const std::string& data, bool close = true);
 
  private:
   SandboxVm() = default;
@@ -99,8 +102,8 @@ std::string ProcessJson(const oci::Process& process);
 // what arrives. The destructor cancels the call and joins.
 class OutputReader {
  public:
-  OutputReader(agent::v1::Agent::Stub& agent, const std::string& container_id, const std::string& exec_id,
-               agent::v1::OutputStream stream);
+  OutputReader(agent::v1::Agent::Stub& agent, const std::string& container_id,
+               const std::string& exec_id, agent::v1::OutputStream stream);
   ~OutputReader();
   OutputReader(const OutputReader&) = delete;
   OutputReader& operator=(const OutputReader&) = delete;

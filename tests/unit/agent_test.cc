@@ -1,7 +1,6 @@
 #include <grpcpp/create_channel_posix.h>
-#include <sys/socket.h>
-
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 
 #include "agent_client.h"
 #include "agent_server.h"
@@ -11,7 +10,8 @@ namespace hull::agent {
 namespace {
 
 TEST(AgentOptionsTest, ReadsHullWordsAndIgnoresOthers) {
-  auto options = ParseKernelCmdline("console=ttyS0 quiet hull.transport=vsock hull.vsock_port=2000 hull.log=warn\n");
+  auto options = ParseKernelCmdline(
+      "console=ttyS0 quiet hull.transport=vsock hull.vsock_port=2000 hull.log=warn\n");
   ASSERT_TRUE(options) << options.error().ToString();
   EXPECT_EQ(options->transport, TransportKind::kVsock);
   EXPECT_EQ(options->vsock_port, 2000u);
@@ -111,8 +111,8 @@ TEST_F(AgentServerTest, ListsInterfacesAndMainTableRoutes) {
   EXPECT_EQ(lo->mtu(), 65536u);
   bool loopback_v4 = false;
   for (const auto& address : lo->addresses()) {
-    loopback_v4 = loopback_v4 || (address.family() == v1::IpAddress::IPV4 && address.address() == "127.0.0.1" &&
-                                  address.prefix_length() == 8);
+    loopback_v4 = loopback_v4 || (address.family() == v1::IpAddress::IPV4 &&
+                                  address.address() == "127.0.0.1" && address.prefix_length() == 8);
   }
   EXPECT_TRUE(loopback_v4) << lo->DebugString();
 
@@ -134,7 +134,8 @@ TEST_F(AgentServerTest, UpdateInterfaceFindsTheNicByMacOrSaysWhichIsMissing) {
   v1::Interface response;
   auto status = client_->agent().UpdateInterface(&context, request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
-  EXPECT_NE(status.error_message().find("no guest interface has MAC 02:00:5e:00:53:99"), std::string::npos)
+  EXPECT_NE(status.error_message().find("no guest interface has MAC 02:00:5e:00:53:99"),
+            std::string::npos)
       << status.error_message();
 }
 
@@ -147,14 +148,17 @@ TEST_F(AgentServerTest, ContainerRpcsValidateTheirInput) {
   v1::CreateContainerResponse response;
   auto status = client_->agent().CreateContainer(&context, request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(status.error_message().find("config.json"), std::string::npos) << status.error_message();
+  EXPECT_NE(status.error_message().find("config.json"), std::string::npos)
+      << status.error_message();
 
   grpc::ClientContext escape_context;
-  request.set_oci_spec_json(R"({"ociVersion": "1.0.2", "root": {"path": "rootfs"}, "process": {"args": ["sh"]}})");
+  request.set_oci_spec_json(
+      R"({"ociVersion": "1.0.2", "root": {"path": "rootfs"}, "process": {"args": ["sh"]}})");
   request.set_rootfs_path("/run/hull/../../etc");
   status = client_->agent().CreateContainer(&escape_context, request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(status.error_message().find("rootfs_path"), std::string::npos) << status.error_message();
+  EXPECT_NE(status.error_message().find("rootfs_path"), std::string::npos)
+      << status.error_message();
 
   grpc::ClientContext wait_context;
   v1::WaitProcessRequest wait;
@@ -171,7 +175,8 @@ TEST_F(AgentServerTest, ContainerRpcsValidateTheirInput) {
 
 TEST_F(AgentServerTest, ShutdownAnswersThenActs) {
   ASSERT_TRUE(client_->Shutdown(false, std::chrono::seconds(5)));
-  for (int i = 0; i < 100 && shutdowns_ == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 100 && shutdowns_ == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(shutdowns_, 1);
   ASSERT_TRUE(client_->Shutdown(false, std::chrono::seconds(5)));  // a second request is harmless
   std::this_thread::sleep_for(std::chrono::milliseconds(200));

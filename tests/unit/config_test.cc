@@ -1,6 +1,7 @@
+#include "hull/core/config.h"
+
 #include <gtest/gtest.h>
 
-#include "hull/core/config.h"
 #include "hull/core/syscall.h"
 
 namespace hull {
@@ -22,7 +23,8 @@ TEST(ConfigTest, EmptyDocumentGivesDefaults) {
 }
 
 TEST(ConfigTest, LibvirtBackendAndUri) {
-  auto config = ParseConfig("[hypervisor]\nbackend = \"libvirt\"\nlibvirt_uri = \"qemu:///session\"\n", "t.toml");
+  auto config = ParseConfig(
+      "[hypervisor]\nbackend = \"libvirt\"\nlibvirt_uri = \"qemu:///session\"\n", "t.toml");
   ASSERT_TRUE(config) << config.error().ToString();
   EXPECT_EQ(config->hypervisor.backend, "libvirt");
   EXPECT_EQ(config->hypervisor.libvirt_uri, "qemu:///session");
@@ -56,7 +58,8 @@ transport = "serial"
 log_level = "warn"
 debug = true
 boot_timeout_seconds = 30
-)", "t.toml");
+)",
+                            "t.toml");
   ASSERT_TRUE(config) << config.error().ToString();
   EXPECT_EQ(config->run_dir, "/tmp/hull");
   EXPECT_EQ(config->hypervisor.path, "/opt/qemu");
@@ -89,12 +92,17 @@ TEST(ConfigTest, ErrorsNameTheKey) {
       {"[hypervisor]\nmemroy_mib = 512", "unknown key `hypervisor.memroy_mib`"},
       {"[runtime]\nrun_dir = \"relative\"", "runtime.run_dir: must be an absolute path"},
       {"hypervisor = 3", "`hypervisor` must be a table"},
-      {"[hypervisor]\nvirtiofs_cache = \"never\"", "hypervisor.virtiofs_cache: `never` is not one of: auto, always, none"},
-      {"[hypervisor]\nvirtiofsd_sandbox = \"none\"", "hypervisor.virtiofsd_sandbox: `none` is not one of"},
+      {"[hypervisor]\nvirtiofs_cache = \"never\"",
+       "hypervisor.virtiofs_cache: `never` is not one of: auto, always, none"},
+      {"[hypervisor]\nvirtiofsd_sandbox = \"none\"",
+       "hypervisor.virtiofsd_sandbox: `none` is not one of"},
       {"[hypervisor]\nvirtiofsd = \"virtiofsd\"", "hypervisor.virtiofsd: must be an absolute path"},
-      {"[hypervisor]\nvirtiofsd_args = \"-o xattr\"", "hypervisor.virtiofsd_args: expected an array of strings"},
-      {"[hypervisor]\nvirtiofsd_args = [\"-o\", 1]", "hypervisor.virtiofsd_args: expected an array of strings"},
-      {"[hypervisor]\nvirtiofsd_args = [\"\"]", "hypervisor.virtiofsd_args: arguments must be non-empty"},
+      {"[hypervisor]\nvirtiofsd_args = \"-o xattr\"",
+       "hypervisor.virtiofsd_args: expected an array of strings"},
+      {"[hypervisor]\nvirtiofsd_args = [\"-o\", 1]",
+       "hypervisor.virtiofsd_args: expected an array of strings"},
+      {"[hypervisor]\nvirtiofsd_args = [\"\"]",
+       "hypervisor.virtiofsd_args: arguments must be non-empty"},
       {"[hypervisor\n", "t.toml: "},
       {"[hypervisor]\nbackend = \"xen\"", "hypervisor.backend: `xen` is not one of: qemu, libvirt"},
       {"[hypervisor]\nlibvirt_uri = \"\"", "hypervisor.libvirt_uri: must not be empty"},

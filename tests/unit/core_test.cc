@@ -1,11 +1,10 @@
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "hull/core/error.h"
 #include "hull/core/ids.h"
@@ -16,8 +15,10 @@ namespace hull {
 namespace {
 
 TEST(ErrorTest, FormatsContextFramesOutermostFirstWithErrno) {
-  Error error = Error::FromErrno(ENOENT, "overlay").Wrap("mount rootfs").Wrap("create container `web`");
-  EXPECT_EQ(error.ToString(), "create container `web`: mount rootfs: overlay: ENOENT (No such file or directory)");
+  Error error =
+      Error::FromErrno(ENOENT, "overlay").Wrap("mount rootfs").Wrap("create container `web`");
+  EXPECT_EQ(error.ToString(),
+            "create container `web`: mount rootfs: overlay: ENOENT (No such file or directory)");
   EXPECT_EQ(error.code(), ErrorCode::kNotFound);
   EXPECT_EQ(error.sys_errno(), ENOENT);
 }
@@ -116,7 +117,8 @@ TEST(SyscallTest, RemoveTreeRemovesNestedDirectories) {
   ASSERT_EQ(::symlink("/etc", (root + "/a/link").c_str()), 0);
   ASSERT_TRUE(RemoveTree(root));
   EXPECT_FALSE(PathExists(root));
-  EXPECT_TRUE(PathExists("/etc/hostname") || PathExists("/etc/passwd"));  // the link was not followed
+  EXPECT_TRUE(PathExists("/etc/hostname") ||
+              PathExists("/etc/passwd"));  // the link was not followed
 }
 
 }  // namespace

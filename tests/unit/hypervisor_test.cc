@@ -1,11 +1,12 @@
-#include <fstream>
-#include <sstream>
+#include "hull/hypervisor/hypervisor.h"
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "hull/core/syscall.h"
 #include "hull/hypervisor/accel.h"
-#include "hull/hypervisor/hypervisor.h"
 #include "hull/hypervisor/kernel_cmdline.h"
 #include "hull/hypervisor/virtiofsd.h"
 #include "libvirt/domain_xml.h"
@@ -61,16 +62,20 @@ TEST(QemuArgvTest, PodNetworkOnATap) {
 }
 
 TEST(QemuArgvTest, SerialTcg) {
-  ExpectGolden("qemu_argv_serial_tcg.txt", OnePerLine(qemu::BuildQemuArgv(Plan(TransportKind::kSerial, Accel::kTcg))));
+  ExpectGolden("qemu_argv_serial_tcg.txt",
+               OnePerLine(qemu::BuildQemuArgv(Plan(TransportKind::kSerial, Accel::kTcg))));
 }
 TEST(QemuArgvTest, SerialKvm) {
-  ExpectGolden("qemu_argv_serial_kvm.txt", OnePerLine(qemu::BuildQemuArgv(Plan(TransportKind::kSerial, Accel::kKvm))));
+  ExpectGolden("qemu_argv_serial_kvm.txt",
+               OnePerLine(qemu::BuildQemuArgv(Plan(TransportKind::kSerial, Accel::kKvm))));
 }
 TEST(QemuArgvTest, VsockTcg) {
-  ExpectGolden("qemu_argv_vsock_tcg.txt", OnePerLine(qemu::BuildQemuArgv(Plan(TransportKind::kVsock, Accel::kTcg))));
+  ExpectGolden("qemu_argv_vsock_tcg.txt",
+               OnePerLine(qemu::BuildQemuArgv(Plan(TransportKind::kVsock, Accel::kTcg))));
 }
 TEST(QemuArgvTest, VsockKvm) {
-  ExpectGolden("qemu_argv_vsock_kvm.txt", OnePerLine(qemu::BuildQemuArgv(Plan(TransportKind::kVsock, Accel::kKvm))));
+  ExpectGolden("qemu_argv_vsock_kvm.txt",
+               OnePerLine(qemu::BuildQemuArgv(Plan(TransportKind::kVsock, Accel::kKvm))));
 }
 
 TEST(QemuArgvTest, SerialTcgWithSharedDir) {
@@ -95,7 +100,8 @@ TEST(QemuArgvTest, SandboxCanBeTurnedOff) {
 TEST(QemuArgvTest, FreePageReportingCanBeTurnedOff) {
   auto plan = Plan(TransportKind::kSerial, Accel::kTcg);
   plan.free_page_reporting = false;
-  for (const auto& arg : qemu::BuildQemuArgv(plan)) EXPECT_EQ(arg.find("balloon"), std::string::npos) << arg;
+  for (const auto& arg : qemu::BuildQemuArgv(plan))
+    EXPECT_EQ(arg.find("balloon"), std::string::npos) << arg;
 }
 
 TEST(QemuArgvTest, TcgTranslationCacheSizeOnlyWhenSetAndOnlyForTcg) {
@@ -158,7 +164,8 @@ TEST(HypervisorTest, LaunchRejectsBadConfigAndLeavesNothing) {
   config.initrd = "/etc/hostname";
   auto vm = (*hypervisor)->Launch(config);
   ASSERT_FALSE(vm);
-  EXPECT_NE(vm.error().ToString().find("guest kernel `/nonexistent/vmlinuz` not found"), std::string::npos)
+  EXPECT_NE(vm.error().ToString().find("guest kernel `/nonexistent/vmlinuz` not found"),
+            std::string::npos)
       << vm.error().ToString();
   EXPECT_FALSE(PathExists(run_dir + "/bad"));
 
@@ -180,9 +187,9 @@ TEST(VirtiofsdTest, ArgvPassesTheSocketAsAnFdAndOptionsInOrder) {
   options.log_path = "/run/hull/pod1/virtiofsd.log";
   options.extra_args = {"-o", "xattr", "--thread-pool-size=1"};
   EXPECT_EQ(BuildVirtiofsdArgv(options, 3),
-            (std::vector<std::string>{"/usr/lib/qemu/virtiofsd", "--fd=3", "-o", "source=/run/hull/pod1/shared", "-o",
-                                      "cache=auto", "-o", "sandbox=namespace", "-o", "xattr",
-                                      "--thread-pool-size=1"}));
+            (std::vector<std::string>{"/usr/lib/qemu/virtiofsd", "--fd=3", "-o",
+                                      "source=/run/hull/pod1/shared", "-o", "cache=auto", "-o",
+                                      "sandbox=namespace", "-o", "xattr", "--thread-pool-size=1"}));
   options.cache = VirtiofsCache::kNone;
   options.sandbox = VirtiofsdSandbox::kChroot;
   options.extra_args.clear();
@@ -242,7 +249,8 @@ TEST_F(VirtiofsdStartTest, MissingBinaryIsNamed) {
   options_.binary = dir_ + "/no-such-virtiofsd";
   Error error = StartFails();
   EXPECT_EQ(error.code(), ErrorCode::kFailedPrecondition);
-  EXPECT_NE(error.ToString().find("virtiofsd binary `" + options_.binary + "` is missing"), std::string::npos)
+  EXPECT_NE(error.ToString().find("virtiofsd binary `" + options_.binary + "` is missing"),
+            std::string::npos)
       << error.ToString();
 }
 
@@ -251,11 +259,13 @@ TEST_F(VirtiofsdStartTest, SharedDirMustBeAnExistingAbsoluteDirectory) {
   options_.shared_dir = dir_ + "/missing";
   Error missing = StartFails();
   EXPECT_EQ(missing.code(), ErrorCode::kNotFound);
-  EXPECT_NE(missing.ToString().find("shared directory `" + options_.shared_dir + "`"), std::string::npos)
+  EXPECT_NE(missing.ToString().find("shared directory `" + options_.shared_dir + "`"),
+            std::string::npos)
       << missing.ToString();
 
   options_.shared_dir = "relative/dir";
-  EXPECT_NE(StartFails().ToString().find("`relative/dir` is not an absolute path"), std::string::npos);
+  EXPECT_NE(StartFails().ToString().find("`relative/dir` is not an absolute path"),
+            std::string::npos);
 
   options_.shared_dir = options_.binary;
   EXPECT_NE(StartFails().ToString().find("is not a directory"), std::string::npos);
@@ -283,7 +293,8 @@ TEST_F(VirtiofsdStartTest, EarlyExitReportsTheLogTail) {
   options_.binary = FakeBinary("echo 'fuse: unknown option(s): `-o bogus'\'' >&2; exit 1");
   Error error = StartFails();
   EXPECT_EQ(error.code(), ErrorCode::kFailedPrecondition);
-  EXPECT_NE(error.ToString().find("virtiofsd exited with code 1 before it was ready: fuse: unknown option(s)"),
+  EXPECT_NE(error.ToString().find(
+                "virtiofsd exited with code 1 before it was ready: fuse: unknown option(s)"),
             std::string::npos)
       << error.ToString();
 }
@@ -295,7 +306,8 @@ TEST_F(VirtiofsdStartTest, HangingStartupTimesOutAndIsKilled) {
   Error error = StartFails();
   EXPECT_LT(std::chrono::steady_clock::now() - started_at, std::chrono::seconds(5));
   EXPECT_EQ(error.code(), ErrorCode::kDeadlineExceeded);
-  EXPECT_NE(error.ToString().find("did not start listening within 300 ms"), std::string::npos) << error.ToString();
+  EXPECT_NE(error.ToString().find("did not start listening within 300 ms"), std::string::npos)
+      << error.ToString();
   EXPECT_NE(error.ToString().find("starting"), std::string::npos) << error.ToString();
 }
 
@@ -304,7 +316,8 @@ TEST_F(VirtiofsdStartTest, ExistingSocketPathIsNotTakenOver) {
   ASSERT_TRUE(WriteFile(options_.socket_path, "someone else's"));
   auto started = Virtiofsd::Start(options_);
   ASSERT_FALSE(started);
-  EXPECT_NE(started.error().ToString().find("bind `" + options_.socket_path + "`"), std::string::npos)
+  EXPECT_NE(started.error().ToString().find("bind `" + options_.socket_path + "`"),
+            std::string::npos)
       << started.error().ToString();
 }
 
@@ -321,7 +334,8 @@ TEST(HypervisorTest, LaunchWithAMissingSharedDirFailsAndLeavesNothing) {
   config.shared_dir = run_dir + "/no-such-dir";
   auto vm = (*hypervisor)->Launch(config);
   ASSERT_FALSE(vm);
-  EXPECT_NE(vm.error().ToString().find("shared directory `" + config.shared_dir + "`"), std::string::npos)
+  EXPECT_NE(vm.error().ToString().find("shared directory `" + config.shared_dir + "`"),
+            std::string::npos)
       << vm.error().ToString();
   EXPECT_FALSE(PathExists(run_dir + "/shared"));
 
@@ -329,7 +343,8 @@ TEST(HypervisorTest, LaunchWithAMissingSharedDirFailsAndLeavesNothing) {
   vm = (*hypervisor)->Launch(config);
   ASSERT_FALSE(vm);
   EXPECT_EQ(vm.error().code(), ErrorCode::kInvalidArgument);
-  EXPECT_NE(vm.error().ToString().find("share_dir and shared_dir exclude each other"), std::string::npos)
+  EXPECT_NE(vm.error().ToString().find("share_dir and shared_dir exclude each other"),
+            std::string::npos)
       << vm.error().ToString();
   (void)RemoveTree(run_dir);
 }
@@ -386,7 +401,9 @@ libvirt::DomainPlan DomainPlan(TransportKind transport, Accel accel) {
 // libvirt's own schema, where virt-xml-validate (libvirt-clients) is here.
 void ExpectValidDomainXml(const std::string& xml) {
   if (!IsExecutable("/usr/bin/virt-xml-validate")) {
-    std::fprintf(stderr, "note: virt-xml-validate missing (libvirt-clients): XML checked against golden files only\n");
+    std::fprintf(stderr,
+                 "note: virt-xml-validate missing (libvirt-clients): XML checked against golden "
+                 "files only\n");
     return;
   }
   std::string path = ::testing::TempDir() + "/hull-domain-" + RandomHex(4) + ".xml";
@@ -459,7 +476,9 @@ TEST(DomainXmlTest, TcgTranslationCacheSize) {
   EXPECT_EQ(libvirt::BuildDomainXml(plan).find("<tcg>"), std::string::npos);
   plan.tcg_tb_size_mib = 32;
   std::string xml = libvirt::BuildDomainXml(plan);
-  EXPECT_NE(xml.find("<tcg>\n      <tb-cache unit='MiB'>32</tb-cache>\n    </tcg>"), std::string::npos) << xml;
+  EXPECT_NE(xml.find("<tcg>\n      <tb-cache unit='MiB'>32</tb-cache>\n    </tcg>"),
+            std::string::npos)
+      << xml;
   ExpectValidDomainXml(xml);
   plan.accel = Accel::kKvm;
   EXPECT_EQ(libvirt::BuildDomainXml(plan).find("<tcg>"), std::string::npos);
@@ -471,8 +490,9 @@ TEST(DomainXmlTest, TextAndAttributesAreEscaped) {
   plan.kernel_cmdline = "console=ttyS0 x='</cmdline><devices>'";
   plan.console_log = "/run/hull/it's/console.log";
   std::string xml = libvirt::BuildDomainXml(plan);
-  EXPECT_NE(xml.find("<cmdline>console=ttyS0 x=&apos;&lt;/cmdline&gt;&lt;devices&gt;&apos;</cmdline>"),
-            std::string::npos)
+  EXPECT_NE(
+      xml.find("<cmdline>console=ttyS0 x=&apos;&lt;/cmdline&gt;&lt;devices&gt;&apos;</cmdline>"),
+      std::string::npos)
       << xml;
   EXPECT_NE(xml.find("path='/run/hull/it&apos;s/console.log'"), std::string::npos) << xml;
   ExpectValidDomainXml(xml);
@@ -498,7 +518,8 @@ TEST(HypervisorTest, LibvirtRefusesVirtiofsdArgsItCannotPass) {
   auto launched = (*hypervisor)->Launch(*vm);
   ASSERT_FALSE(launched);
   EXPECT_EQ(launched.error().code(), ErrorCode::kInvalidArgument);
-  EXPECT_NE(launched.error().ToString().find("virtiofsd_args are not supported"), std::string::npos);
+  EXPECT_NE(launched.error().ToString().find("virtiofsd_args are not supported"),
+            std::string::npos);
   EXPECT_FALSE(PathExists(config.run_dir + "/lvargs"));
 }
 

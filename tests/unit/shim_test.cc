@@ -1,6 +1,8 @@
 // The shim's pure pieces, without containerd or a VM.
-#include <gtest/gtest.h>
+#include "shim.h"
+
 #include <google/protobuf/any.pb.h>
+#include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 
@@ -13,22 +15,22 @@
 #include "containerd/runtimeoptions/v1/api.pb.h"
 #include "containerd/services/events/ttrpc/v1/events.pb.h"
 #include "events.h"
+#include "host_cgroup.h"
 #include "hull/core/syscall.h"
 #include "hull/core/transport.h"
-#include "ttrpc/ttrpc.h"
 #include "mounts.h"
-#include "shim.h"
 #include "pod.h"
-#include "host_cgroup.h"
 #include "pod_network.h"
 #include "shim_flags.h"
+#include "ttrpc/ttrpc.h"
 
 namespace hull::shim {
 namespace {
 
 TEST(ShimFlags, ParsesWhatContainerdPassesToStart) {
-  auto flags = ParseShimFlags({"-namespace", "default", "-address", "/run/containerd/containerd.sock",
-                               "-publish-binary", "/usr/bin/containerd", "-id", "t1", "-debug", "start"});
+  auto flags =
+      ParseShimFlags({"-namespace", "default", "-address", "/run/containerd/containerd.sock",
+                      "-publish-binary", "/usr/bin/containerd", "-id", "t1", "-debug", "start"});
   ASSERT_TRUE(flags) << flags.error().ToString();
   EXPECT_EQ(flags->namespace_name, "default");
   EXPECT_EQ(flags->address, "/run/containerd/containerd.sock");
@@ -39,7 +41,8 @@ TEST(ShimFlags, ParsesWhatContainerdPassesToStart) {
 }
 
 TEST(ShimFlags, AcceptsGoFlagSpellings) {
-  auto flags = ParseShimFlags({"--namespace=k8s.io", "-id=abc", "-bundle", "/b", "-debug=false", "delete"});
+  auto flags =
+      ParseShimFlags({"--namespace=k8s.io", "-id=abc", "-bundle", "/b", "-debug=false", "delete"});
   ASSERT_TRUE(flags) << flags.error().ToString();
   EXPECT_EQ(flags->namespace_name, "k8s.io");
   EXPECT_EQ(flags->id, "abc");
@@ -109,7 +112,8 @@ TEST(MountAll, RejectsLoopAndOversizedDataWithoutMounting) {
   std::string lower = "lowerdir=" + std::string(5000, 'a');
   auto long_data = MountAll({{"overlay", "overlay", {lower}}}, "/nonexistent-target");
   ASSERT_FALSE(long_data);
-  EXPECT_NE(long_data.error().ToString().find("more than a page"), std::string::npos) << long_data.error().ToString();
+  EXPECT_NE(long_data.error().ToString().find("more than a page"), std::string::npos)
+      << long_data.error().ToString();
 }
 
 TEST(RuntimeOptions, ConfigPathFromRuntimeOptionsAny) {
@@ -145,15 +149,18 @@ class BundleTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
   void WriteSpec(const std::string& annotations) {
-    ASSERT_TRUE(WriteFile(dir_ + "/config.json",
-                          R"({"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/"},"root":{"path":"rootfs"},)"
-                          R"("annotations":{)" + annotations + "}}"));
+    ASSERT_TRUE(WriteFile(
+        dir_ + "/config.json",
+        R"({"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/"},"root":{"path":"rootfs"},)"
+        R"("annotations":{)" +
+            annotations + "}}"));
   }
   std::string dir_;
 };
 
 TEST_F(BundleTest, ContainersOfAPodShareTheSandboxId) {
-  WriteSpec(R"("io.kubernetes.cri.sandbox-id":"pod1234","io.kubernetes.cri.container-type":"container")");
+  WriteSpec(
+      R"("io.kubernetes.cri.sandbox-id":"pod1234","io.kubernetes.cri.container-type":"container")");
   EXPECT_EQ(*SandboxIdForBundle(dir_, "ctr5678"), "pod1234");
 }
 
@@ -177,7 +184,8 @@ TEST(Events, EnvelopeHasTopicTimestampNamespaceAndBareTypeUrl) {
   exit.set_container_id("t1");
   exit.set_id("t1");
   exit.set_exit_status(3);
-  auto when = std::chrono::system_clock::time_point(std::chrono::seconds(1700000000) + std::chrono::nanoseconds(5));
+  auto when = std::chrono::system_clock::time_point(std::chrono::seconds(1700000000) +
+                                                    std::chrono::nanoseconds(5));
   std::string bytes = ForwardRequestBytes("default", TopicFor(exit), exit, when);
   ::containerd::services::events::ttrpc::v1::ForwardRequest request;
   ASSERT_TRUE(request.ParseFromString(bytes));
@@ -210,24 +218,26 @@ class FakeContainerd {
     EXPECT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     socket_ = dir_ + "/c.sock.ttrpc";
-    server_.Register("containerd.services.events.ttrpc.v1.Events", "Forward",
-                     [this](const ttrpc::CallContext& context, std::string_view payload) -> Result<std::string> {
-                       ::containerd::services::events::ttrpc::v1::ForwardRequest request;
-                       if (!request.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
-                         return MakeError(ErrorCode::kInvalidArgument, "bad request");
-                       }
-                       std::lock_guard lock(mu_);
-                       if (fail_next_ > 0) {
-                         --fail_next_;
-                         return MakeError(ErrorCode::kUnavailable, "not now");
-                       }
-                       namespaces_.push_back(context.Namespace());
-                       received_.push_back(request.envelope());
-                       return std::string();
-                     });
+    server_.Register(
+        "containerd.services.events.ttrpc.v1.Events", "Forward",
+        [this](const ttrpc::CallContext& context, std::string_view payload) -> Result<std::string> {
+          ::containerd::services::events::ttrpc::v1::ForwardRequest request;
+          if (!request.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+            return MakeError(ErrorCode::kInvalidArgument, "bad request");
+          }
+          std::lock_guard lock(mu_);
+          if (fail_next_ > 0) {
+            --fail_next_;
+            return MakeError(ErrorCode::kUnavailable, "not now");
+          }
+          namespaces_.push_back(context.Namespace());
+          received_.push_back(request.envelope());
+          return std::string();
+        });
     auto listener = ListenUnix(socket_);
     EXPECT_TRUE(listener);
-    thread_ = std::thread([this, fd = std::move(*listener)]() mutable { (void)server_.Serve(std::move(fd)); });
+    thread_ = std::thread(
+        [this, fd = std::move(*listener)]() mutable { (void)server_.Serve(std::move(fd)); });
   }
   ~FakeContainerd() {
     server_.Shutdown();
@@ -318,7 +328,10 @@ oci::Spec PodSpec(const std::string& role, std::vector<oci::Namespace> namespace
 }
 
 TEST(PodNamespaces, SandboxLeavesItsCniNetnsToTheVm) {
-  oci::Spec spec = PodSpec("sandbox", {{"pid", ""}, {"ipc", ""}, {"uts", ""}, {"mount", ""},
+  oci::Spec spec = PodSpec("sandbox", {{"pid", ""},
+                                       {"ipc", ""},
+                                       {"uts", ""},
+                                       {"mount", ""},
                                        {"network", "/var/run/netns/cni-1234"}});
   ASSERT_TRUE(AdaptPodNamespaces(spec, {.task_pid = 42, .sandbox_guest_pid = 0}));
   EXPECT_EQ(spec.linux->namespaces,
@@ -327,12 +340,16 @@ TEST(PodNamespaces, SandboxLeavesItsCniNetnsToTheVm) {
 }
 
 TEST(PodNamespaces, ContainersJoinTheSandboxInTheGuest) {
-  oci::Spec spec = PodSpec("container", {{"pid", "/proc/42/ns/pid"}, {"ipc", "/proc/42/ns/ipc"},
-                                         {"uts", "/proc/42/ns/uts"}, {"mount", ""}, {"network", "/proc/42/ns/net"}});
+  oci::Spec spec = PodSpec("container", {{"pid", "/proc/42/ns/pid"},
+                                         {"ipc", "/proc/42/ns/ipc"},
+                                         {"uts", "/proc/42/ns/uts"},
+                                         {"mount", ""},
+                                         {"network", "/proc/42/ns/net"}});
   ASSERT_TRUE(AdaptPodNamespaces(spec, {.task_pid = 42, .sandbox_guest_pid = 7}));
-  EXPECT_EQ(spec.linux->namespaces,
-            (std::vector<oci::Namespace>{
-                {"pid", "/proc/7/ns/pid"}, {"ipc", "/proc/7/ns/ipc"}, {"uts", "/proc/7/ns/uts"}, {"mount", ""}}));
+  EXPECT_EQ(spec.linux->namespaces, (std::vector<oci::Namespace>{{"pid", "/proc/7/ns/pid"},
+                                                                 {"ipc", "/proc/7/ns/ipc"},
+                                                                 {"uts", "/proc/7/ns/uts"},
+                                                                 {"mount", ""}}));
 }
 
 TEST(PodNamespaces, HostNamespacesAreClearErrors) {
@@ -341,8 +358,10 @@ TEST(PodNamespaces, HostNamespacesAreClearErrors) {
     const char* expected;
   } cases[] = {
       {PodSpec("sandbox", {{"pid", ""}, {"ipc", ""}, {"mount", ""}}), "hostNetwork"},
-      {PodSpec("sandbox", {{"network", "/var/run/netns/cni-1"}, {"ipc", ""}, {"mount", ""}}), "hostPID"},
-      {PodSpec("sandbox", {{"network", "/var/run/netns/cni-1"}, {"pid", ""}, {"mount", ""}}), "hostIPC"},
+      {PodSpec("sandbox", {{"network", "/var/run/netns/cni-1"}, {"ipc", ""}, {"mount", ""}}),
+       "hostPID"},
+      {PodSpec("sandbox", {{"network", "/var/run/netns/cni-1"}, {"pid", ""}, {"mount", ""}}),
+       "hostIPC"},
       // Another process's namespaces, not the pod's (the task pid is 42).
       {PodSpec("container", {{"ipc", "/proc/1/ns/ipc"}, {"mount", ""}}), "is on the host"},
       // A kind the pod does not share.
@@ -353,7 +372,8 @@ TEST(PodNamespaces, HostNamespacesAreClearErrors) {
   for (auto& c : cases) {
     auto adapted = AdaptPodNamespaces(c.spec, {.task_pid = 42, .sandbox_guest_pid = 7});
     ASSERT_FALSE(adapted) << c.expected;
-    EXPECT_NE(adapted.error().ToString().find(c.expected), std::string::npos) << adapted.error().ToString();
+    EXPECT_NE(adapted.error().ToString().find(c.expected), std::string::npos)
+        << adapted.error().ToString();
   }
   oci::Spec early = PodSpec("container", {{"ipc", "/proc/42/ns/ipc"}, {"mount", ""}});
   auto no_sandbox = AdaptPodNamespaces(early, {.task_pid = 42, .sandbox_guest_pid = 0});
@@ -381,10 +401,12 @@ TEST(PodVmSizing, LimitsPlusOverheadElseDefaults) {
   ASSERT_TRUE(sized);
   EXPECT_EQ(sized->memory_mib, 256u + 160u);
   EXPECT_EQ(sized->vcpus, 2u);  // 1.5 CPUs round up
-  auto odd = SizePodVm({{"io.kubernetes.cri.sandbox-memory", std::to_string((64ull << 20) + 1)}}, 0);
+  auto odd =
+      SizePodVm({{"io.kubernetes.cri.sandbox-memory", std::to_string((64ull << 20) + 1)}}, 0);
   ASSERT_TRUE(odd);
   EXPECT_EQ(odd->memory_mib, 65u);  // a byte over rounds up
-  auto unlimited = SizePodVm({{"io.kubernetes.cri.sandbox-memory", "0"}, {"io.kubernetes.cri.sandbox-cpu-quota", "-1"},
+  auto unlimited = SizePodVm({{"io.kubernetes.cri.sandbox-memory", "0"},
+                              {"io.kubernetes.cri.sandbox-cpu-quota", "-1"},
                               {"io.kubernetes.cri.sandbox-cpu-period", "100000"}},
                              160);
   ASSERT_TRUE(unlimited);
@@ -428,7 +450,8 @@ TEST(PodNetworkParse, DualStackTakesBothFamiliesRoutes) {
      "addr_info":[{"family":"inet","local":"10.88.0.5","prefixlen":24,"scope":"global"},
                   {"family":"inet6","local":"fd00:88::5","prefixlen":64,"scope":"global"},
                   {"family":"inet6","local":"fe80::2c1f:19ff:fe87:6c16","prefixlen":64,"scope":"link"}]}])";
-  const std::string routes4 = R"([{"dst":"default","gateway":"10.88.0.1","dev":"eth0","flags":[]}])";
+  const std::string routes4 =
+      R"([{"dst":"default","gateway":"10.88.0.1","dev":"eth0","flags":[]}])";
   const std::string routes6 = R"([
     {"dst":"fd00:88::/64","dev":"eth0","protocol":"kernel","metric":256,"flags":[],"pref":"medium"},
     {"dst":"fe80::/64","dev":"eth0","protocol":"kernel","metric":256,"flags":[],"pref":"medium"},
@@ -458,18 +481,18 @@ TEST(PodNetworkParse, NoCniInterfaceIsAClearError) {
   }
 }
 
-
 // `delete` after a crash reads back what the shim recorded: only
 // directories under the cgroup root are taken.
 TEST(HostCgroupRecord, RoundTripsAndRefusesPathsOutsideTheRoot) {
   std::string dir = ::testing::TempDir() + "/hull-cgroup-record-" + RandomHex(4);
   ASSERT_TRUE(MakeDirs(dir));
   const std::string record = dir + "/" + kHostCgroupRecord;
-  ASSERT_TRUE(WriteFile(record, "/sys/fs/cgroup/memory/kubepods/pod1/abc\n/sys/fs/cgroup/cpu/kubepods/pod1/abc\n"));
+  ASSERT_TRUE(WriteFile(
+      record, "/sys/fs/cgroup/memory/kubepods/pod1/abc\n/sys/fs/cgroup/cpu/kubepods/pod1/abc\n"));
   auto cgroup = HostCgroup::FromRecord(record);
   ASSERT_TRUE(cgroup) << cgroup.error().ToString();
   EXPECT_EQ(cgroup->dirs(), (std::vector<std::string>{"/sys/fs/cgroup/memory/kubepods/pod1/abc",
-                                                       "/sys/fs/cgroup/cpu/kubepods/pod1/abc"}));
+                                                      "/sys/fs/cgroup/cpu/kubepods/pod1/abc"}));
   for (const char* bad : {"/etc/passwd\n", "/sys/fs/cgroup/../../etc\n", "sys/fs/cgroup/x\n"}) {
     ASSERT_TRUE(WriteFile(record, bad));
     auto refused = HostCgroup::FromRecord(record);
@@ -484,7 +507,8 @@ TEST(HostCgroupRecord, RoundTripsAndRefusesPathsOutsideTheRoot) {
 
 TEST(HostTapName, OnlyHullsOwnNamesAreRemovable) {
   EXPECT_TRUE(IsHostTapName("hull0123abcd"));
-  for (const char* name : {"hull", "hull0123abc", "hull0123abcde", "hullXYZ3abcd", "eth0", "tap0_hull", "hull0123abc/"}) {
+  for (const char* name : {"hull", "hull0123abc", "hull0123abcde", "hullXYZ3abcd", "eth0",
+                           "tap0_hull", "hull0123abc/"}) {
     EXPECT_FALSE(IsHostTapName(name)) << name;
   }
   auto refused = RemoveHostTap("eth0");

@@ -1,13 +1,13 @@
+#include "hull/core/transport.h"
+
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <thread>
 
-#include <gtest/gtest.h>
-
 #include "hull/core/syscall.h"
-#include "hull/core/transport.h"
 
 namespace hull {
 namespace {

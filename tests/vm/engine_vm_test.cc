@@ -4,7 +4,9 @@
 //
 // One VM per test suite run (under ctest: per test); each test makes its own
 // containers and removes them.
+#include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,10 +15,6 @@
 #include <iostream>
 #include <sstream>
 #include <thread>
-
-#include <sys/socket.h>
-
-#include <gtest/gtest.h>
 
 #include "bundle.h"
 #include "hull/core/syscall.h"
@@ -152,11 +150,12 @@ TEST_F(EngineVmTest, ExecRunsInTheContainersNamespacesCgroupAndHostname) {
   EXPECT_EQ(ReadFile(init_file).value_or(""), "1\n") << "init is PID 1 of its pid namespace";
 
   // Exec processes get the environment the request gives (as runc exec).
-  ASSERT_RPC_OK(vm().Exec(id, "e1", spec,
-                          {"sh", "-c",
-                           "hostname; echo $FOO; for ns in 1/ns/pid self/ns/pid 1/ns/mnt self/ns/mnt; do "
-                           "readlink /proc/$ns; done; cat /proc/self/cgroup; cat /proc/1/cgroup"},
-                          Io(false, true, true), spec.process->env));
+  ASSERT_RPC_OK(
+      vm().Exec(id, "e1", spec,
+                {"sh", "-c",
+                 "hostname; echo $FOO; for ns in 1/ns/pid self/ns/pid 1/ns/mnt self/ns/mnt; do "
+                 "readlink /proc/$ns; done; cat /proc/self/cgroup; cat /proc/1/cgroup"},
+                Io(false, true, true), spec.process->env));
   testing::OutputReader out(vm().agent(), id, "e1", v1::STDOUT);
   testing::OutputReader err(vm().agent(), id, "e1", v1::STDERR);
   v1::WaitProcessResponse exited;
@@ -187,8 +186,9 @@ TEST_F(EngineVmTest, ExecErrorsFollowRunc) {
   // A missing binary: runc's message, NOT_FOUND, and the exec's exit is 127.
   auto missing = vm().Exec(id, "missing", spec, {"no-such-binary"}, Io(false, true, true));
   EXPECT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND) << Describe(missing);
-  EXPECT_NE(missing.error_message().find("exec: \"no-such-binary\": executable file not found in $PATH"),
-            std::string::npos)
+  EXPECT_NE(
+      missing.error_message().find("exec: \"no-such-binary\": executable file not found in $PATH"),
+      std::string::npos)
       << missing.error_message();
   v1::WaitProcessResponse exited;
   ASSERT_RPC_OK(vm().Wait(id, "missing", &exited));
@@ -203,7 +203,8 @@ TEST_F(EngineVmTest, ExecErrorsFollowRunc) {
 
   // A stopped container.
   std::string stopped = NewId("stopped");
-  ASSERT_RPC_OK(vm().RunContainer(stopped, testing::TestSpec({"sh", "-c", "exit 3"}), Io(false, false, false)));
+  ASSERT_RPC_OK(vm().RunContainer(stopped, testing::TestSpec({"sh", "-c", "exit 3"}),
+                                  Io(false, false, false)));
   ASSERT_RPC_OK(vm().Wait(stopped, "", &exited));
   EXPECT_EQ(exited.exit_status(), 3);
   auto late = vm().Exec(stopped, "late", spec, {"true"}, Io(false, false, false));
@@ -228,12 +229,14 @@ TEST_F(EngineVmTest, PauseFreezesTheContainerAndResumeThawsIt) {
     }
     return text.empty() ? -1 : std::stoi(text);
   };
-  ASSERT_TRUE(Eventually([&] { return counter() >= 3; }, seconds(30))) << "the counter never advanced";
+  ASSERT_TRUE(Eventually([&] { return counter() >= 3; }, seconds(30)))
+      << "the counter never advanced";
 
   v1::PauseContainerRequest pause;
   pause.set_container_id(id);
   v1::PauseContainerResponse paused;
-  ASSERT_RPC_OK(vm().agent().PauseContainer(testing::ContextWithTimeout(seconds(30)).get(), pause, &paused));
+  ASSERT_RPC_OK(
+      vm().agent().PauseContainer(testing::ContextWithTimeout(seconds(30)).get(), pause, &paused));
   std::string frozen_before = ReadFile(counter_file).value_or("");
   std::this_thread::sleep_for(seconds(2));
   std::string frozen_after = ReadFile(counter_file).value_or("");
@@ -241,19 +244,23 @@ TEST_F(EngineVmTest, PauseFreezesTheContainerAndResumeThawsIt) {
 
   auto exec = vm().Exec(id, "while-paused", spec, {"cat", "/tmp/counter"}, Io(false, true, false));
   EXPECT_EQ(exec.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << Describe(exec);
-  auto again = vm().agent().PauseContainer(testing::ContextWithTimeout(seconds(30)).get(), pause, &paused);
+  auto again =
+      vm().agent().PauseContainer(testing::ContextWithTimeout(seconds(30)).get(), pause, &paused);
   EXPECT_EQ(again.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << Describe(again);
 
   int before = std::stoi(frozen_after.empty() ? "0" : frozen_after);
   v1::ResumeContainerRequest resume;
   resume.set_container_id(id);
   v1::ResumeContainerResponse resumed;
-  ASSERT_RPC_OK(vm().agent().ResumeContainer(testing::ContextWithTimeout(seconds(30)).get(), resume, &resumed));
-  EXPECT_TRUE(Eventually([&] { return counter() > before + 2; }, seconds(10))) << "the counter stayed at " << before;
+  ASSERT_RPC_OK(vm().agent().ResumeContainer(testing::ContextWithTimeout(seconds(30)).get(), resume,
+                                             &resumed));
+  EXPECT_TRUE(Eventually([&] { return counter() > before + 2; }, seconds(10)))
+      << "the counter stayed at " << before;
 
   // Running again: exec works. (Its output must be read: WaitProcess
   // returns only once the output is delivered.)
-  ASSERT_RPC_OK(vm().Exec(id, "after-resume", spec, {"cat", "/tmp/counter"}, Io(false, true, false)));
+  ASSERT_RPC_OK(
+      vm().Exec(id, "after-resume", spec, {"cat", "/tmp/counter"}, Io(false, true, false)));
   testing::OutputReader out(vm().agent(), id, "after-resume", v1::STDOUT);
   v1::WaitProcessResponse exited;
   ASSERT_RPC_OK(vm().Wait(id, "after-resume", &exited));
@@ -272,36 +279,43 @@ TEST_F(EngineVmTest, StatsOfABusyContainer) {
   v1::StatsContainerRequest request;
   request.set_container_id(id);
   v1::StatsContainerResponse stats;
-  ASSERT_RPC_OK(vm().agent().StatsContainer(testing::ContextWithTimeout(seconds(30)).get(), request, &stats));
+  ASSERT_RPC_OK(
+      vm().agent().StatsContainer(testing::ContextWithTimeout(seconds(30)).get(), request, &stats));
   EXPECT_GT(stats.cpu().usage_usec(), 0u);
   EXPECT_GT(stats.memory().usage_bytes(), 0u);
   EXPECT_GE(stats.pids().current(), 1u);
   EXPECT_GT(stats.timestamp_ns(), 0u);
 
   request.set_container_id("no-such-container");
-  auto missing = vm().agent().StatsContainer(testing::ContextWithTimeout(seconds(30)).get(), request, &stats);
+  auto missing =
+      vm().agent().StatsContainer(testing::ContextWithTimeout(seconds(30)).get(), request, &stats);
   EXPECT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND) << Describe(missing);
 }
 
 TEST_F(EngineVmTest, UpdateChangesTheLimitsOfARunningContainer) {
   std::string id = NewId("update");
-  ASSERT_RPC_OK(vm().RunContainer(id, testing::TestSpec({"sleep", "600"}), Io(false, false, false)));
+  ASSERT_RPC_OK(
+      vm().RunContainer(id, testing::TestSpec({"sleep", "600"}), Io(false, false, false)));
   v1::UpdateContainerRequest update;
   update.set_container_id(id);
   update.set_linux_resources_json(R"({"pids": {"limit": 42}, "memory": {"limit": 100663296}})");
   v1::UpdateContainerResponse updated;
-  ASSERT_RPC_OK(vm().agent().UpdateContainer(testing::ContextWithTimeout(seconds(30)).get(), update, &updated));
+  ASSERT_RPC_OK(vm().agent().UpdateContainer(testing::ContextWithTimeout(seconds(30)).get(), update,
+                                             &updated));
   v1::StatsContainerRequest request;
   request.set_container_id(id);
   v1::StatsContainerResponse stats;
-  ASSERT_RPC_OK(vm().agent().StatsContainer(testing::ContextWithTimeout(seconds(30)).get(), request, &stats));
+  ASSERT_RPC_OK(
+      vm().agent().StatsContainer(testing::ContextWithTimeout(seconds(30)).get(), request, &stats));
   EXPECT_EQ(stats.pids().limit(), 42u);
   EXPECT_EQ(stats.memory().limit_bytes(), 100663296u);
 
   update.set_linux_resources_json(R"({"pids": {"limit": "many"}})");
-  auto bad = vm().agent().UpdateContainer(testing::ContextWithTimeout(seconds(30)).get(), update, &updated);
+  auto bad = vm().agent().UpdateContainer(testing::ContextWithTimeout(seconds(30)).get(), update,
+                                          &updated);
   EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(bad);
-  EXPECT_NE(bad.error_message().find("linux.resources.pids.limit"), std::string::npos) << Describe(bad);
+  EXPECT_NE(bad.error_message().find("linux.resources.pids.limit"), std::string::npos)
+      << Describe(bad);
 }
 
 // --- OOM ---------------------------------------------------------------------------
@@ -358,7 +372,8 @@ TEST_F(EngineVmTest, OomKillIsAnEventAndTheExitSaysSo) {
   v1::StatsContainerRequest request;
   request.set_container_id(id);
   v1::StatsContainerResponse stats;
-  ASSERT_RPC_OK(vm().agent().StatsContainer(testing::ContextWithTimeout(seconds(30)).get(), request, &stats));
+  ASSERT_RPC_OK(
+      vm().agent().StatsContainer(testing::ContextWithTimeout(seconds(30)).get(), request, &stats));
   EXPECT_GE(stats.memory().oom_kill_events(), 1u);
   EXPECT_EQ(stats.memory().limit_bytes(), 32ull << 20);
 }
@@ -368,7 +383,8 @@ TEST_F(EngineVmTest, OomKillIsAnEventAndTheExitSaysSo) {
 TEST_F(EngineVmTest, SignalReachesATrappingInitAndExitedProcessesAreNotFound) {
   std::string id = NewId("signal");
   oci::Spec spec = testing::TestSpec(
-      {"sh", "-c", "trap \"echo got TERM; exit 7\" TERM; echo ready; while true; do sleep 0.1; done"});
+      {"sh", "-c",
+       "trap \"echo got TERM; exit 7\" TERM; echo ready; while true; do sleep 0.1; done"});
   ASSERT_RPC_OK(vm().CreateContainer(id, spec, Io(false, true, true)));
   testing::OutputReader out(vm().agent(), id, "", v1::STDOUT);
   ASSERT_RPC_OK(vm().StartContainer(id));
@@ -407,7 +423,8 @@ TEST_F(EngineVmTest, TerminalSizeAndResize) {
   resize.mutable_size()->set_rows(40);
   resize.mutable_size()->set_columns(120);
   v1::ResizeTtyResponse resized;
-  ASSERT_RPC_OK(vm().agent().ResizeTty(testing::ContextWithTimeout(seconds(30)).get(), resize, &resized));
+  ASSERT_RPC_OK(
+      vm().agent().ResizeTty(testing::ContextWithTimeout(seconds(30)).get(), resize, &resized));
   ASSERT_RPC_OK(vm().WriteStdin(id, "", "\n", false));
   EXPECT_TRUE(out.WaitFor("40 120\r\n", seconds(30))) << out.text();
 
@@ -426,7 +443,8 @@ TEST_F(EngineVmTest, StalledReaderBlocksTheWriterAndLosesNothing) {
   constexpr size_t kSize = 10u << 20;
   std::string id = NewId("stall");
   oci::Spec spec = testing::TestSpec(
-      {"sh", "-c", "head -c " + std::to_string(kSize) + " /dev/urandom > /tmp/data && cat /tmp/data"});
+      {"sh", "-c",
+       "head -c " + std::to_string(kSize) + " /dev/urandom > /tmp/data && cat /tmp/data"});
   ASSERT_RPC_OK(vm().CreateContainer(id, spec, Io(false, true, false)));
 
   grpc::ClientContext context;
@@ -453,7 +471,8 @@ TEST_F(EngineVmTest, StalledReaderBlocksTheWriterAndLosesNothing) {
   v1::ListProcessesRequest list;
   list.set_container_id(id);
   v1::ListProcessesResponse pids;
-  ASSERT_RPC_OK(vm().agent().ListProcesses(testing::ContextWithTimeout(seconds(30)).get(), list, &pids));
+  ASSERT_RPC_OK(
+      vm().agent().ListProcesses(testing::ContextWithTimeout(seconds(30)).get(), list, &pids));
   EXPECT_GT(pids.pids_size(), 0) << "the writer should be blocked, not finished";
 
   while (reader->Read(&chunk)) received += chunk.data();
@@ -483,11 +502,13 @@ TEST_F(EngineVmTest, RemoveOfARunningContainerNeedsForceAndFreesTheId) {
   v1::ListProcessesRequest list;
   list.set_container_id(id);
   v1::ListProcessesResponse pids;
-  auto gone = vm().agent().ListProcesses(testing::ContextWithTimeout(seconds(30)).get(), list, &pids);
+  auto gone =
+      vm().agent().ListProcesses(testing::ContextWithTimeout(seconds(30)).get(), list, &pids);
   EXPECT_EQ(gone.error_code(), grpc::StatusCode::NOT_FOUND) << Describe(gone);
   // The cgroup directory went with it (the observer sees the guest's whole
   // cgroup tree: it has no cgroup namespace).
-  ASSERT_RPC_OK(vm().Exec(observer, "ls", spec, {"ls", "/sys/fs/cgroup/hull"}, Io(false, true, false)));
+  ASSERT_RPC_OK(
+      vm().Exec(observer, "ls", spec, {"ls", "/sys/fs/cgroup/hull"}, Io(false, true, false)));
   testing::OutputReader out(vm().agent(), observer, "ls", v1::STDOUT);
   v1::WaitProcessResponse exited;
   ASSERT_RPC_OK(vm().Wait(observer, "ls", &exited));
@@ -497,7 +518,8 @@ TEST_F(EngineVmTest, RemoveOfARunningContainerNeedsForceAndFreesTheId) {
   EXPECT_EQ(std::find(entries.begin(), entries.end(), id), entries.end()) << out.text();
 
   // The id is free again.
-  ASSERT_RPC_OK(vm().RunContainer(id, testing::TestSpec({"sh", "-c", "exit 5"}), Io(false, false, false)));
+  ASSERT_RPC_OK(
+      vm().RunContainer(id, testing::TestSpec({"sh", "-c", "exit 5"}), Io(false, false, false)));
   ASSERT_RPC_OK(vm().Wait(id, "", &exited));
   EXPECT_EQ(exited.exit_status(), 5);
   EXPECT_RPC_OK(vm().RemoveContainer(id, false));
@@ -527,7 +549,8 @@ TEST_F(EngineVmTest, StdinEofIsNotHeldUpByAContainerWaitingToStart) {
   testing::OutputReader out(vm().agent(), id, "", v1::STDOUT);
   ASSERT_RPC_OK(vm().StartContainer(id));
   std::string waiting = NewId("waiting");
-  ASSERT_RPC_OK(vm().CreateContainer(waiting, testing::TestSpec({"true"}), Io(false, false, false)));
+  ASSERT_RPC_OK(
+      vm().CreateContainer(waiting, testing::TestSpec({"true"}), Io(false, false, false)));
 
   ASSERT_RPC_OK(vm().WriteStdin(id, "", "abc", true));
   v1::WaitProcessResponse exited;
@@ -561,7 +584,8 @@ TEST_F(EngineVmTest, ForceRemoveEndsPendingWaitsForExecs) {
   std::this_thread::sleep_for(milliseconds(300));  // the waits are in the agent
   ASSERT_RPC_OK(vm().RemoveContainer(id, true));
   for (int i = 0; i < kExecs; ++i) {
-    ASSERT_EQ(waits[i].wait_for(seconds(15)), std::future_status::ready) << "WaitProcess of exec " << i << " hangs";
+    ASSERT_EQ(waits[i].wait_for(seconds(15)), std::future_status::ready)
+        << "WaitProcess of exec " << i << " hangs";
     auto [status, exited] = waits[i].get();
     ASSERT_RPC_OK(status);
     EXPECT_EQ(exited.exit_status(), 137);
@@ -590,27 +614,32 @@ TEST_F(EngineVmTest, NetworkListingShowsWhatWasConfigured) {
   ASSERT_RPC_OK(vm().agent().ListRoutes(&routes_context, v1::ListRoutesRequest(), &routes));
   bool found = false;
   for (const auto& listed : routes.routes()) {
-    found = found || (listed.destination() == "10.77.0.0/16" && listed.device() == "lo" && listed.scope() == 253u);
+    found = found || (listed.destination() == "10.77.0.0/16" && listed.device() == "lo" &&
+                      listed.scope() == 253u);
   }
   EXPECT_TRUE(found) << routes.DebugString();
 
   grpc::ClientContext interfaces_context;
   interfaces_context.set_deadline(std::chrono::system_clock::now() + seconds(10));
   v1::ListInterfacesResponse interfaces;
-  ASSERT_RPC_OK(vm().agent().ListInterfaces(&interfaces_context, v1::ListInterfacesRequest(), &interfaces));
+  ASSERT_RPC_OK(
+      vm().agent().ListInterfaces(&interfaces_context, v1::ListInterfacesRequest(), &interfaces));
   bool lo_up = false;
-  for (const auto& interface : interfaces.interfaces()) lo_up = lo_up || (interface.name() == "lo" && interface.up());
+  for (const auto& interface : interfaces.interfaces())
+    lo_up = lo_up || (interface.name() == "lo" && interface.up());
   EXPECT_TRUE(lo_up) << interfaces.DebugString();
 }
 
 // A paused container can be force-removed; its processes do not linger frozen.
 TEST_F(EngineVmTest, ForceRemoveOfAPausedContainer) {
   std::string id = NewId("remove-paused");
-  ASSERT_RPC_OK(vm().RunContainer(id, testing::TestSpec({"sleep", "600"}), Io(false, false, false)));
+  ASSERT_RPC_OK(
+      vm().RunContainer(id, testing::TestSpec({"sleep", "600"}), Io(false, false, false)));
   v1::PauseContainerRequest pause;
   pause.set_container_id(id);
   v1::PauseContainerResponse paused;
-  ASSERT_RPC_OK(vm().agent().PauseContainer(testing::ContextWithTimeout(seconds(30)).get(), pause, &paused));
+  ASSERT_RPC_OK(
+      vm().agent().PauseContainer(testing::ContextWithTimeout(seconds(30)).get(), pause, &paused));
   auto refused = vm().RemoveContainer(id, false);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << Describe(refused);
   ASSERT_RPC_OK(vm().RemoveContainer(id, true));

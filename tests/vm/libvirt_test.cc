@@ -4,6 +4,7 @@
 // and exit code come back, a VM killed from outside is reported, and nothing
 // is left behind: no domain, process, mount, socket or run directory.
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,10 +12,8 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include <gtest/gtest.h>
-
-#include "bundle.h"
 #include "agent_client.h"
+#include "bundle.h"
 #include "hull/core/config.h"
 #include "hull/core/syscall.h"
 #include "hull/hypervisor/hypervisor.h"
@@ -36,24 +35,35 @@ struct Outcome {
 class LibvirtTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (starts a libvirt daemon, mounts the shared directory)";
+    if (::geteuid() != 0)
+      GTEST_SKIP() << "needs root (starts a libvirt daemon, mounts the shared directory)";
     if (!IsExecutable(kQemu)) GTEST_SKIP() << "QEMU is not installed";
-    if (!IsExecutable("/usr/sbin/libvirtd")) GTEST_SKIP() << "libvirtd is not installed (libvirt-daemon-system)";
-    if (!IsExecutable(testing::kBusybox)) GTEST_SKIP() << "busybox-static is not installed (/bin/busybox)";
+    if (!IsExecutable("/usr/sbin/libvirtd"))
+      GTEST_SKIP() << "libvirtd is not installed (libvirt-daemon-system)";
+    if (!IsExecutable(testing::kBusybox))
+      GTEST_SKIP() << "busybox-static is not installed (/bin/busybox)";
     ASSERT_TRUE(PathExists(std::string(HULL_GUEST_DIR) + "/initrd.img")) << "guest image missing";
     scratch_ = ::testing::TempDir() + "/hull-libvirt-" + RandomHex(4);
     run_dir_ = scratch_ + "/run";
     ASSERT_TRUE(MakeDirs(run_dir_));
-    auto daemon = testing::PrivateLibvirtd::Start(scratch_ + "/libvirt", run_dir_, HULL_LIBVIRT_CACHE);
-    if (!daemon && daemon.error().code() == ErrorCode::kUnavailable) GTEST_SKIP() << daemon.error().ToString();
+    auto daemon =
+        testing::PrivateLibvirtd::Start(scratch_ + "/libvirt", run_dir_, HULL_LIBVIRT_CACHE);
+    if (!daemon && daemon.error().code() == ErrorCode::kUnavailable)
+      GTEST_SKIP() << daemon.error().ToString();
     ASSERT_TRUE(daemon) << daemon.error().ToString();
     libvirtd_ = std::move(*daemon);
     config_path_ = scratch_ + "/config.toml";
-    ASSERT_TRUE(WriteFile(config_path_, "[runtime]\nrun_dir = \"" + run_dir_ + "\"\n"
-                                        "[hypervisor]\nbackend = \"libvirt\"\n"
-                                        "libvirt_uri = \"" + libvirtd_->uri() + "\"\n"
-                                        "kernel = \"" + HULL_GUEST_DIR + "/vmlinuz\"\n"
-                                        "initrd = \"" + HULL_GUEST_DIR + "/initrd.img\"\n"));
+    ASSERT_TRUE(WriteFile(config_path_, "[runtime]\nrun_dir = \"" + run_dir_ +
+                                            "\"\n"
+                                            "[hypervisor]\nbackend = \"libvirt\"\n"
+                                            "libvirt_uri = \"" +
+                                            libvirtd_->uri() +
+                                            "\"\n"
+                                            "kernel = \"" +
+                                            HULL_GUEST_DIR +
+                                            "/vmlinuz\"\n"
+                                            "initrd = \"" +
+                                            HULL_GUEST_DIR + "/initrd.img\"\n"));
   }
 
   void TearDown() override {
@@ -63,9 +73,11 @@ class LibvirtTest : public ::testing::Test {
       EXPECT_TRUE(RunDirEmpty()) << "state was left in " << run_dir_;
       auto mountinfo = ReadFile("/proc/self/mountinfo", 16 << 20);
       ASSERT_TRUE(mountinfo);
-      EXPECT_EQ(mountinfo->find(run_dir_ + "/"), std::string::npos) << "a mount under " << run_dir_ << " was left";
+      EXPECT_EQ(mountinfo->find(run_dir_ + "/"), std::string::npos)
+          << "a mount under " << run_dir_ << " was left";
       EXPECT_FALSE(ProcessMentions(run_dir_)) << "a qemu or virtiofsd of this test still runs";
-      if (HasFailure()) std::fprintf(stderr, "--- libvirtd ---\n%s\n", libvirtd_->LogTail().c_str());
+      if (HasFailure())
+        std::fprintf(stderr, "--- libvirtd ---\n%s\n", libvirtd_->LogTail().c_str());
       libvirtd_.reset();
     }
     (void)RemoveTree(scratch_);
@@ -83,7 +95,8 @@ class LibvirtTest : public ::testing::Test {
     ASSERT_TRUE(hypervisor);
     config.share_dir = true;
     auto launched = (*hypervisor)->Launch(config);
-    ASSERT_TRUE(launched) << launched.error().ToString() << "\n" << libvirtd_->LogTail("hull-" + config.id);
+    ASSERT_TRUE(launched) << launched.error().ToString() << "\n"
+                          << libvirtd_->LogTail("hull-" + config.id);
     vm = std::move(*launched);
   }
 
@@ -119,7 +132,8 @@ class LibvirtTest : public ::testing::Test {
 
   // Runs hullctl with this test's configuration; stdout and exit code.
   Outcome Hullctl(const std::string& args) {
-    std::string command = std::string(HULL_HULLCTL) + " --config " + config_path_ + " " + args + " 2>&1";
+    std::string command =
+        std::string(HULL_HULLCTL) + " --config " + config_path_ + " " + args + " 2>&1";
     Outcome outcome;
     FILE* pipe = ::popen(command.c_str(), "r");
     if (pipe == nullptr) return outcome;
@@ -149,7 +163,8 @@ TEST_F(LibvirtTest, UnreachableLibvirtIsAClearErrorAndLeavesNothing) {
   ASSERT_TRUE(hypervisor);
   auto vm = (*hypervisor)->Launch(config);
   ASSERT_FALSE(vm);
-  EXPECT_NE(vm.error().ToString().find("connect to libvirt at `" + config.libvirt_uri + "`"), std::string::npos)
+  EXPECT_NE(vm.error().ToString().find("connect to libvirt at `" + config.libvirt_uri + "`"),
+            std::string::npos)
       << vm.error().ToString();
   EXPECT_FALSE(PathExists(run_dir_ + "/" + config.id));
 }
@@ -166,8 +181,9 @@ TEST_F(LibvirtTest, PingReachesTheAgent) {
 TEST_F(LibvirtTest, RunShowsOutputExitCodeAndWritesThroughVirtiofs) {
   std::string rootfs = scratch_ + "/rootfs";
   ASSERT_TRUE(testing::MakeBusyboxRootfs(rootfs));
-  Outcome run = Hullctl("run --hypervisor libvirt --rootfs " + rootfs +
-                        " -- /bin/sh -c 'echo hello through libvirt; echo written > /from-guest; exit 3'");
+  Outcome run =
+      Hullctl("run --hypervisor libvirt --rootfs " + rootfs +
+              " -- /bin/sh -c 'echo hello through libvirt; echo written > /from-guest; exit 3'");
   EXPECT_EQ(run.code, 3) << run.out;
   EXPECT_NE(run.out.find("hello through libvirt"), std::string::npos) << run.out;
   EXPECT_EQ(ReadFile(rootfs + "/from-guest").value_or(""), "written\n");
@@ -179,7 +195,8 @@ TEST_F(LibvirtTest, VmKilledFromOutsideIsReportedAndCleanedUp) {
   ASSERT_NO_FATAL_FAILURE(LaunchSharing(config, vm));
   auto client = AgentClient::Connect([&](Clock::time_point d) { return vm->ConnectAgent(d); },
                                      Clock::now() + seconds(90));
-  ASSERT_TRUE(client) << client.error().ToString() << "\n" << ReadFile(vm->console_log_path()).value_or("");
+  ASSERT_TRUE(client) << client.error().ToString() << "\n"
+                      << ReadFile(vm->console_log_path()).value_or("");
   EXPECT_EQ(libvirtd_->Domains(), std::vector<std::string>{"hull-" + config.id});
 
   pid_t pid = vm->pid();
@@ -207,7 +224,8 @@ TEST_F(LibvirtTest, StopDestroysTheDomainAndItsVirtiofsd) {
   std::unique_ptr<Vm> vm;
   ASSERT_NO_FATAL_FAILURE(LaunchSharing(config, vm));
   EXPECT_TRUE(vm->running());
-  EXPECT_TRUE(ProcessMentions(vm->shared_dir())) << "libvirt started no virtiofsd for the shared directory";
+  EXPECT_TRUE(ProcessMentions(vm->shared_dir()))
+      << "libvirt started no virtiofsd for the shared directory";
   VmExit stopped = vm->Stop(seconds(0));
   EXPECT_TRUE(stopped.expected);
   EXPECT_TRUE(stopped.process.success());
@@ -227,7 +245,8 @@ TEST_F(LibvirtTest, DomainDiesWithTheProcessThatCreatedIt) {
   if (child == 0) {
     ::close(ready[0]);
     auto hypervisor = MakeHypervisor("libvirt");
-    auto vm = hypervisor ? (*hypervisor)->Launch(config) : Result<std::unique_ptr<Vm>>(hypervisor.error());
+    auto vm = hypervisor ? (*hypervisor)->Launch(config)
+                         : Result<std::unique_ptr<Vm>>(hypervisor.error());
     char status = vm ? 'y' : 'n';
     (void)!::write(ready[1], &status, 1);
     if (!vm) ::_exit(1);

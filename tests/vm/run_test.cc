@@ -2,18 +2,17 @@
 // bundle, built here from Debian's busybox-static, must behave the same.
 #include <dirent.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
-#include <sys/ioctl.h>
-#include <termios.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "bundle.h"
 #include "hull/core/process.h"
@@ -37,16 +36,22 @@ struct Outcome {
 class RunTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (mounts the bundle into the VM's shared directory)";
+    if (::geteuid() != 0)
+      GTEST_SKIP() << "needs root (mounts the bundle into the VM's shared directory)";
     if (!IsExecutable(kQemu)) GTEST_SKIP() << "QEMU is not installed";
-    if (!IsExecutable(testing::kBusybox)) GTEST_SKIP() << "busybox-static is not installed (/bin/busybox)";
+    if (!IsExecutable(testing::kBusybox))
+      GTEST_SKIP() << "busybox-static is not installed (/bin/busybox)";
     ASSERT_TRUE(PathExists(std::string(HULL_GUEST_DIR) + "/initrd.img")) << "guest image missing";
     scratch_ = ::testing::TempDir() + "/hull-run-" + RandomHex(4);
     ASSERT_TRUE(MakeDirs(scratch_ + "/run"));
     config_ = scratch_ + "/config.toml";
-    ASSERT_TRUE(WriteFile(config_, "[runtime]\nrun_dir = \"" + scratch_ + "/run\"\n"
-                                   "[hypervisor]\nkernel = \"" + HULL_GUEST_DIR + "/vmlinuz\"\n"
-                                   "initrd = \"" + HULL_GUEST_DIR + "/initrd.img\"\n"));
+    ASSERT_TRUE(WriteFile(config_, "[runtime]\nrun_dir = \"" + scratch_ +
+                                       "/run\"\n"
+                                       "[hypervisor]\nkernel = \"" +
+                                       HULL_GUEST_DIR +
+                                       "/vmlinuz\"\n"
+                                       "initrd = \"" +
+                                       HULL_GUEST_DIR + "/initrd.img\"\n"));
   }
 
   void TearDown() override {
@@ -57,7 +62,8 @@ class RunTest : public ::testing::Test {
     std::string run_dir = scratch_ + "/run";
     auto mountinfo = ReadFile("/proc/self/mountinfo", 16 << 20);
     ASSERT_TRUE(mountinfo);
-    EXPECT_EQ(mountinfo->find(run_dir), std::string::npos) << "a mount under " << run_dir << " was left behind";
+    EXPECT_EQ(mountinfo->find(run_dir), std::string::npos)
+        << "a mount under " << run_dir << " was left behind";
     EXPECT_FALSE(ProcessMentions(run_dir)) << "a qemu or virtiofsd of this test still runs";
     (void)RemoveTree(scratch_);
   }
@@ -123,22 +129,27 @@ class RunTest : public ::testing::Test {
     return outcome;
   }
 
-  Outcome Hull(const std::string& bundle, std::vector<std::string> extra = {}, const std::string& stdin_path = "/dev/null",
+  Outcome Hull(const std::string& bundle, std::vector<std::string> extra = {},
+               const std::string& stdin_path = "/dev/null",
                std::function<void(pid_t)> during = nullptr) {
     std::vector<std::string> argv = {HULL_HULLCTL, "--config", config_, "run", "--bundle", bundle};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return Run(argv, stdin_path, during);
   }
 
-  Outcome Runc(const std::string& bundle, std::function<void(const std::string& id)> during = nullptr) {
+  Outcome Runc(const std::string& bundle,
+               std::function<void(const std::string& id)> during = nullptr) {
     if (!IsExecutable(kRunc)) return {};
     std::string id = "diff-" + RandomHex(4);
-    std::vector<std::string> argv = {kRunc, "--root", scratch_ + "/runc-root", "run", "--bundle", bundle, id};
-    return Run(argv, "/dev/null", during ? [&](pid_t) { during(id); } : std::function<void(pid_t)>());
+    std::vector<std::string> argv = {kRunc,  "--root", scratch_ + "/runc-root", "run", "--bundle",
+                                     bundle, id};
+    return Run(argv, "/dev/null",
+               during ? [&](pid_t) { during(id); } : std::function<void(pid_t)>());
   }
 
   void RequireRunc() {
-    if (!IsExecutable(kRunc)) GTEST_SKIP() << "runc is not installed: the differential tests compare against it";
+    if (!IsExecutable(kRunc))
+      GTEST_SKIP() << "runc is not installed: the differential tests compare against it";
   }
 
   std::string scratch_;
@@ -150,18 +161,21 @@ class RunTest : public ::testing::Test {
 // environment, PID 1, read-only root and masked paths, as runc shows them.
 TEST_F(RunTest, BehavesLikeRuncForTheDefaultSpec) {
   RequireRunc();
-  oci::Spec spec = testing::TestSpec({"sh", "-c",
-                                      "id; hostname; grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status; "
-                                      "ulimit -n; pwd; env | sort; tr '\\0' ' ' < /proc/1/cmdline; echo; "
-                                      "touch /rootfs-write 2>/dev/null; echo root-write=$?; "
-                                      "echo timer_list=$(wc -c < /proc/timer_list)"});
+  oci::Spec spec =
+      testing::TestSpec({"sh", "-c",
+                         "id; hostname; grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status; "
+                         "ulimit -n; pwd; env | sort; tr '\\0' ' ' < /proc/1/cmdline; echo; "
+                         "touch /rootfs-write 2>/dev/null; echo root-write=$?; "
+                         "echo timer_list=$(wc -c < /proc/timer_list)"});
   spec.root.readonly = true;
   std::string bundle = Bundle(spec);
   Outcome runc = Runc(bundle);
   Outcome hull = Hull(bundle);
   ASSERT_EQ(runc.code, 0) << runc.err;
   ASSERT_EQ(hull.code, 0) << hull.err;
-  EXPECT_EQ(hull.out, runc.out) << "--- runc stderr ---\n" << runc.err << "--- hull stderr ---\n" << hull.err;
+  EXPECT_EQ(hull.out, runc.out) << "--- runc stderr ---\n"
+                                << runc.err << "--- hull stderr ---\n"
+                                << hull.err;
   EXPECT_NE(hull.out.find("uid=0(root) gid=0(root)"), std::string::npos) << hull.out;
   EXPECT_NE(hull.out.find("\nhull\n"), std::string::npos);
   EXPECT_NE(hull.out.find("sh -c id; hostname"), std::string::npos) << "init is PID 1";
@@ -186,7 +200,8 @@ TEST_F(RunTest, SigkillGives137) {
   Outcome runc = Runc(bundle, [&](const std::string& id) {
     for (int i = 0; i < 100; ++i) {
       std::this_thread::sleep_for(milliseconds(100));
-      auto killer = Child::Spawn({.argv = {kRunc, "--root", scratch_ + "/runc-root", "kill", id, "KILL"}});
+      auto killer =
+          Child::Spawn({.argv = {kRunc, "--root", scratch_ + "/runc-root", "kill", id, "KILL"}});
       if (killer && killer->Wait()->success()) return;
     }
   });
@@ -208,7 +223,8 @@ TEST_F(RunTest, SigkillGives137) {
         std::this_thread::sleep_for(milliseconds(100));
         info.si_pid = 0;
         int rc = ::waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT);
-        if ((rc == 0 && info.si_pid == pid) || (rc < 0 && errno == ECHILD)) return;  // exited, or reaped
+        if ((rc == 0 && info.si_pid == pid) || (rc < 0 && errno == ECHILD))
+          return;  // exited, or reaped
       }
     }
   });
@@ -219,7 +235,8 @@ TEST_F(RunTest, SigkillGives137) {
 
 TEST_F(RunTest, SeccompRuleReturnsItsErrno) {
   RequireRunc();
-  oci::Spec spec = testing::TestSpec({"sh", "-c", "mkdir /tmp/denied; echo mkdir=$?; grep Seccomp: /proc/self/status"});
+  oci::Spec spec = testing::TestSpec(
+      {"sh", "-c", "mkdir /tmp/denied; echo mkdir=$?; grep Seccomp: /proc/self/status"});
   oci::Seccomp seccomp;
   seccomp.default_action = "SCMP_ACT_ALLOW";
   seccomp.architectures = {"SCMP_ARCH_X86_64"};
@@ -242,8 +259,9 @@ TEST_F(RunTest, SeccompRuleReturnsItsErrno) {
 
 TEST_F(RunTest, MemoryLimitIsTheSpecLimit) {
   RequireRunc();
-  oci::Spec spec = testing::TestSpec(
-      {"sh", "-c", "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"});
+  oci::Spec spec = testing::TestSpec({"sh", "-c",
+                                      "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat "
+                                      "/sys/fs/cgroup/memory/memory.limit_in_bytes"});
   oci::Resources resources;
   oci::MemoryResources memory;
   memory.limit = 64ll << 20;
@@ -263,7 +281,8 @@ TEST_F(RunTest, MissingCommandExits127WithRuncsMessage) {
   std::string bundle = Bundle(testing::TestSpec({"no-such-command"}));
   Outcome hull = Hull(bundle);
   EXPECT_EQ(hull.code, 127);
-  EXPECT_NE(hull.err.find("exec: \"no-such-command\": executable file not found in $PATH"), std::string::npos)
+  EXPECT_NE(hull.err.find("exec: \"no-such-command\": executable file not found in $PATH"),
+            std::string::npos)
       << hull.err;
 }
 
@@ -271,7 +290,8 @@ TEST_F(RunTest, MissingCommandExits127WithRuncsMessage) {
 
 TEST_F(RunTest, TenMebibytesWrittenJustBeforeExitArriveWhole) {
   std::string bundle = Bundle(testing::TestSpec(
-      {"sh", "-c", "head -c 10485760 /dev/urandom > /tmp/data; sha256sum /tmp/data >&2; cat /tmp/data"}));
+      {"sh", "-c",
+       "head -c 10485760 /dev/urandom > /tmp/data; sha256sum /tmp/data >&2; cat /tmp/data"}));
   Outcome hull = Hull(bundle);
   ASSERT_EQ(hull.code, 0) << hull.err;
   ASSERT_EQ(hull.out.size(), 10485760u);
@@ -297,8 +317,8 @@ TEST_F(RunTest, StdinRoundTripsThroughCat) {
 TEST_F(RunTest, RootfsAndCommandFromTheCommandLine) {
   std::string rootfs = scratch_ + "/plain-rootfs";
   ASSERT_TRUE(testing::MakeBusyboxRootfs(rootfs));
-  Outcome hull = Run({HULL_HULLCTL, "--config", config_, "run", "--rootfs", rootfs, "--", "sh", "-c",
-                      "echo written > /from-guest; cat /proc/1/cmdline | tr '\\0' ' '"});
+  Outcome hull = Run({HULL_HULLCTL, "--config", config_, "run", "--rootfs", rootfs, "--", "sh",
+                      "-c", "echo written > /from-guest; cat /proc/1/cmdline | tr '\\0' ' '"});
   ASSERT_EQ(hull.code, 0) << hull.err;
   EXPECT_EQ(hull.out, "sh -c echo written > /from-guest; cat /proc/1/cmdline | tr '\\0' ' ' ");
   // Writes by the container land in the host directory (virtio-fs).
@@ -310,8 +330,8 @@ TEST_F(RunTest, RootfsAndCommandFromTheCommandLine) {
 TEST_F(RunTest, GuestBindsTheFreePageReportingBalloon) {
   std::string rootfs = scratch_ + "/balloon-rootfs";
   ASSERT_TRUE(testing::MakeBusyboxRootfs(rootfs));
-  Outcome hull = Run({HULL_HULLCTL, "--config", config_, "run", "--rootfs", rootfs, "--", "sh", "-c",
-                      "ls /sys/bus/virtio/drivers/virtio_balloon/ | grep -c '^virtio[0-9]'"});
+  Outcome hull = Run({HULL_HULLCTL, "--config", config_, "run", "--rootfs", rootfs, "--", "sh",
+                      "-c", "ls /sys/bus/virtio/drivers/virtio_balloon/ | grep -c '^virtio[0-9]'"});
   ASSERT_EQ(hull.code, 0) << hull.out << hull.err;
   EXPECT_EQ(hull.out, "1\n");
 }
@@ -331,16 +351,20 @@ TEST_F(RunTest, GcRemovesWhatAKilledHullctlLeftAndSparesALiveOne) {
     return false;
   };
   auto command = [&](const std::string& name) {
-    return std::vector<std::string>{HULL_HULLCTL, "--config", config_, "run", "--rootfs", rootfs, "--name", name,
-                                    "--", "sh", "-c", "trap 'exit 143' TERM; echo ready; sleep 600 & wait"};
+    return std::vector<std::string>{
+        HULL_HULLCTL, "--config", config_,  "run",
+        "--rootfs",   rootfs,     "--name", name,
+        "--",         "sh",       "-c",     "trap 'exit 143' TERM; echo ready; sleep 600 & wait"};
   };
   Outcome killed = Run(command("gc-dead"), "/dev/null", [&](pid_t pid) {
     ASSERT_TRUE(wait_for_ready()) << "the first run never started";
     ::kill(pid, SIGKILL);
   });
   ASSERT_EQ(killed.code, 137);
-  ASSERT_TRUE(PathExists(run_dir + "/gc-dead")) << "nothing was left to collect: the test proves nothing";
-  EXPECT_FALSE(MountPointsUnder(run_dir + "/gc-dead").empty()) << "the killed run's mounts are gone already";
+  ASSERT_TRUE(PathExists(run_dir + "/gc-dead"))
+      << "nothing was left to collect: the test proves nothing";
+  EXPECT_FALSE(MountPointsUnder(run_dir + "/gc-dead").empty())
+      << "the killed run's mounts are gone already";
 
   Outcome live = Run(command("gc-live"), "/dev/null", [&](pid_t pid) {
     ASSERT_TRUE(wait_for_ready()) << "the second run never started";
@@ -377,7 +401,8 @@ TEST_F(RunTest, TtySessionFollowsTheWindowSize) {
     ::dup2(slave, 0);
     ::dup2(slave, 1);
     ::dup2(slave, 2);
-    std::vector<std::string> argv = {HULL_HULLCTL, "--config", config_, "run", "--tty", "--bundle", bundle};
+    std::vector<std::string> argv = {HULL_HULLCTL, "--config", config_, "run",
+                                     "--tty",      "--bundle", bundle};
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
@@ -427,7 +452,8 @@ TEST_F(RunTest, BadBundlesFailClearlyAndLeaveNothing) {
   std::string future_bundle = Bundle(future);
   Outcome version = Hull(future_bundle);
   EXPECT_EQ(version.code, 125);
-  EXPECT_NE(version.err.find("ociVersion `2.0.0` is not supported"), std::string::npos) << version.err;
+  EXPECT_NE(version.err.find("ociVersion `2.0.0` is not supported"), std::string::npos)
+      << version.err;
 
   oci::Spec no_rootfs = testing::TestSpec({"true"});
   no_rootfs.root.path = "missing-rootfs";

@@ -1,6 +1,7 @@
 // VM tests: real QEMU (TCG here, KVM where the host has it) booting the real
 // guest image with hull-agent as PID 1.
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -13,8 +14,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "agent_client.h"
 #include "hull/core/process.h"
@@ -42,7 +41,8 @@ bool ProcessWithArgumentExists(const std::string& needle) {
     auto cmdline = ReadFile(std::string("/proc/") + e->d_name + "/cmdline", 1 << 16);
     if (!cmdline) continue;
     std::replace(cmdline->begin(), cmdline->end(), '\0', ' ');
-    if (cmdline->find(needle) != std::string::npos && cmdline->find("vm_tests") == std::string::npos) {
+    if (cmdline->find(needle) != std::string::npos &&
+        cmdline->find("vm_tests") == std::string::npos) {
       found = true;
       break;
     }
@@ -134,7 +134,8 @@ class VmTest : public ::testing::Test {
   void ExpectNothingLeft(const std::string& id, pid_t pid) {
     EXPECT_FALSE(PathExists(run_dir_ + "/" + id)) << "state dir left behind";
     EXPECT_NE(::kill(pid, 0), 0) << "qemu process " << pid << " still exists";
-    EXPECT_FALSE(ProcessWithArgumentExists("hull-" + id + ",")) << "a qemu for " << id << " still runs";
+    EXPECT_FALSE(ProcessWithArgumentExists("hull-" + id + ","))
+        << "a qemu for " << id << " still runs";
   }
 
   std::string run_dir_;
@@ -158,7 +159,8 @@ TEST_F(VmTest, BootsAndAnswersOverSerial) {
   EXPECT_LE(details->memory_total_bytes(), 384ull << 20);
   EXPECT_EQ(details->cgroup_mode(), "v2");
   EXPECT_NE(details->kernel_release().find("cloud-amd64"), std::string::npos);
-  std::vector<std::string> modules(details->loaded_modules().begin(), details->loaded_modules().end());
+  std::vector<std::string> modules(details->loaded_modules().begin(),
+                                   details->loaded_modules().end());
   EXPECT_NE(std::find(modules.begin(), modules.end(), "virtio_console"), modules.end());
   const auto& startup = details->startup();
   EXPECT_GT(startup.agent_start_us(), 0u);
@@ -249,7 +251,8 @@ TEST_F(VmTest, BadConfigFailsClearlyAndLeavesNothing) {
   missing_kernel.kernel = run_dir_ + "/no-such-vmlinuz";
   auto vm = hypervisor_->Launch(missing_kernel);
   ASSERT_FALSE(vm);
-  EXPECT_NE(vm.error().ToString().find("guest kernel `" + missing_kernel.kernel + "` not found"), std::string::npos)
+  EXPECT_NE(vm.error().ToString().find("guest kernel `" + missing_kernel.kernel + "` not found"),
+            std::string::npos)
       << vm.error().ToString();
   EXPECT_FALSE(PathExists(run_dir_ + "/" + missing_kernel.id));
 
@@ -267,7 +270,8 @@ TEST_F(VmTest, BadConfigFailsClearlyAndLeavesNothing) {
   bad_machine.machine = "no-such-machine";
   vm = hypervisor_->Launch(bad_machine);
   ASSERT_FALSE(vm);
-  EXPECT_NE(vm.error().ToString().find("QEMU exited with code 1: qemu-system-x86_64: unsupported machine type"),
+  EXPECT_NE(vm.error().ToString().find(
+                "QEMU exited with code 1: qemu-system-x86_64: unsupported machine type"),
             std::string::npos)
       << vm.error().ToString();
   EXPECT_FALSE(PathExists(run_dir_ + "/" + bad_machine.id));
@@ -292,7 +296,8 @@ class VirtioFsVmTest : public VmTest {
   void SetUp() override {
     VmTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    if (!IsExecutable(kVirtiofsd)) GTEST_SKIP() << "virtiofsd is not installed (" << kVirtiofsd << ")";
+    if (!IsExecutable(kVirtiofsd))
+      GTEST_SKIP() << "virtiofsd is not installed (" << kVirtiofsd << ")";
     if (::geteuid() != 0) GTEST_SKIP() << "virtiofsd's namespace sandbox needs root";
     shared_dir_ = run_dir_ + "/shared";
     ASSERT_TRUE(MakeDirs(shared_dir_));
@@ -314,7 +319,8 @@ class VirtioFsVmTest : public VmTest {
     for (int i = 0; i < 100 && !ProcessesWithArgument(VirtiofsdNeedle()).empty(); ++i) {
       std::this_thread::sleep_for(milliseconds(20));
     }
-    EXPECT_TRUE(ProcessesWithArgument(VirtiofsdNeedle()).empty()) << "a virtiofsd still serves " << shared_dir_;
+    EXPECT_TRUE(ProcessesWithArgument(VirtiofsdNeedle()).empty())
+        << "a virtiofsd still serves " << shared_dir_;
   }
 
   // The "filename" query-chardev reports for the chardev `label` ("" if none).
@@ -365,7 +371,8 @@ TEST_F(VirtioFsVmTest, SharedDirGetsAVhostUserFsDeviceServedByVirtiofsd) {
     }
   }
   EXPECT_TRUE(device_found) << pci->dump();
-  auto tag = qemu::ExecuteQmp(**vm, "qom-get", {{"path", "/machine/peripheral/shared-fs"}, {"property", "tag"}});
+  auto tag = qemu::ExecuteQmp(**vm, "qom-get",
+                              {{"path", "/machine/peripheral/shared-fs"}, {"property", "tag"}});
   ASSERT_TRUE(tag) << tag.error().ToString();
   EXPECT_EQ(*tag, kSharedFsTag);
 
@@ -393,7 +400,8 @@ TEST_F(VirtioFsVmTest, MissingSharedDirFailsLaunchAndLeavesNothing) {
   config.shared_dir = run_dir_ + "/no-such-dir";
   auto vm = hypervisor_->Launch(config);
   ASSERT_FALSE(vm);
-  EXPECT_NE(vm.error().ToString().find("shared directory `" + config.shared_dir + "`: ENOENT"), std::string::npos)
+  EXPECT_NE(vm.error().ToString().find("shared directory `" + config.shared_dir + "`: ENOENT"),
+            std::string::npos)
       << vm.error().ToString();
   EXPECT_FALSE(PathExists(run_dir_ + "/" + config.id)) << "state dir left behind";
   EXPECT_FALSE(ProcessWithArgumentExists("hull-" + config.id + ","));
@@ -407,8 +415,9 @@ TEST_F(VirtioFsVmTest, MissingVirtiofsdBinaryIsNamed) {
   auto vm = hypervisor_->Launch(config);
   ASSERT_FALSE(vm);
   EXPECT_EQ(vm.error().code(), ErrorCode::kFailedPrecondition);
-  EXPECT_NE(vm.error().ToString().find("virtiofsd binary `" + config.virtiofsd_path + "` is missing"),
-            std::string::npos)
+  EXPECT_NE(
+      vm.error().ToString().find("virtiofsd binary `" + config.virtiofsd_path + "` is missing"),
+      std::string::npos)
       << vm.error().ToString();
   EXPECT_FALSE(PathExists(run_dir_ + "/" + config.id));
   EXPECT_FALSE(ProcessWithArgumentExists("hull-" + config.id + ","));
@@ -420,9 +429,11 @@ TEST_F(VirtioFsVmTest, VirtiofsdRefusingItsArgumentsFailsLaunchWithItsMessage) {
   config.virtiofsd_args = {"-o", "no_such_option"};
   auto vm = hypervisor_->Launch(config);
   ASSERT_FALSE(vm);
-  EXPECT_NE(vm.error().ToString().find("virtiofsd exited with code 1 before it was ready"), std::string::npos)
+  EXPECT_NE(vm.error().ToString().find("virtiofsd exited with code 1 before it was ready"),
+            std::string::npos)
       << vm.error().ToString();
-  EXPECT_NE(vm.error().ToString().find("no_such_option"), std::string::npos) << vm.error().ToString();
+  EXPECT_NE(vm.error().ToString().find("no_such_option"), std::string::npos)
+      << vm.error().ToString();
   EXPECT_FALSE(PathExists(run_dir_ + "/" + config.id));
   EXPECT_FALSE(ProcessWithArgumentExists("hull-" + config.id + ","));
   ExpectNoVirtiofsd();
@@ -446,7 +457,8 @@ TEST_F(VirtioFsVmTest, VirtiofsdDyingUnderARunningVmIsReportedInItsExitReason) {
   // QEMU keeps running without its backend; the guest's share just stops answering.
   std::this_thread::sleep_for(seconds(2));
   EXPECT_TRUE((*vm)->running());
-  EXPECT_EQ(ChardevFilename(**vm, "virtiofs"), "disconnected:unix:" + (*vm)->state_dir() + "/virtiofsd.sock");
+  EXPECT_EQ(ChardevFilename(**vm, "virtiofs"),
+            "disconnected:unix:" + (*vm)->state_dir() + "/virtiofsd.sock");
   auto check = client->Check(seconds(10));
   EXPECT_TRUE(check) << "the agent itself does not depend on the share";
 
@@ -457,7 +469,8 @@ TEST_F(VirtioFsVmTest, VirtiofsdDyingUnderARunningVmIsReportedInItsExitReason) {
   ASSERT_TRUE(exited->has_value());
   EXPECT_FALSE((*exited)->expected);
   EXPECT_NE((*exited)->reason.find("SIGKILL"), std::string::npos) << (*exited)->reason;
-  EXPECT_NE((*exited)->reason.find("(before that, virtiofsd was killed by signal 9 (SIGKILL))"), std::string::npos)
+  EXPECT_NE((*exited)->reason.find("(before that, virtiofsd was killed by signal 9 (SIGKILL))"),
+            std::string::npos)
       << (*exited)->reason;
 
   std::string id = (*vm)->id();
@@ -513,8 +526,10 @@ TEST_F(VirtioFsVmTest, StopNeverDeletesThroughAMountLeftInTheStateDir) {
   const std::string elsewhere = state_dir + "/elsewhere";
   ASSERT_TRUE(MakeDirs(in_share));
   ASSERT_TRUE(MakeDirs(elsewhere));
-  ASSERT_EQ(::mount(rootfs.c_str(), in_share.c_str(), nullptr, MS_BIND, nullptr), 0) << std::strerror(errno);
-  ASSERT_EQ(::mount(rootfs.c_str(), elsewhere.c_str(), nullptr, MS_BIND, nullptr), 0) << std::strerror(errno);
+  ASSERT_EQ(::mount(rootfs.c_str(), in_share.c_str(), nullptr, MS_BIND, nullptr), 0)
+      << std::strerror(errno);
+  ASSERT_EQ(::mount(rootfs.c_str(), elsewhere.c_str(), nullptr, MS_BIND, nullptr), 0)
+      << std::strerror(errno);
   (*vm)->Stop(seconds(0));
   EXPECT_EQ(ReadFile(rootfs + "/precious").value_or(""), "keep me\n");
   EXPECT_TRUE(PathExists(state_dir)) << "the state dir is left while something is mounted in it";
@@ -534,7 +549,8 @@ TEST_F(VirtioFsVmTest, ShareDirAndSharedDirExcludeEachOther) {
   auto vm = hypervisor_->Launch(config);
   ASSERT_FALSE(vm);
   EXPECT_EQ(vm.error().code(), ErrorCode::kInvalidArgument);
-  EXPECT_NE(vm.error().ToString().find("share_dir and shared_dir exclude each other"), std::string::npos)
+  EXPECT_NE(vm.error().ToString().find("share_dir and shared_dir exclude each other"),
+            std::string::npos)
       << vm.error().ToString();
   EXPECT_FALSE(PathExists(run_dir_ + "/" + config.id));
 }
@@ -543,7 +559,8 @@ TEST_F(VirtioFsVmTest, ShareDirAndSharedDirExcludeEachOther) {
 class VirtiofsdProcessTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!IsExecutable(kVirtiofsd)) GTEST_SKIP() << "virtiofsd is not installed (" << kVirtiofsd << ")";
+    if (!IsExecutable(kVirtiofsd))
+      GTEST_SKIP() << "virtiofsd is not installed (" << kVirtiofsd << ")";
     if (::geteuid() != 0) GTEST_SKIP() << "virtiofsd's namespace sandbox needs root";
     dir_ = ::testing::TempDir() + "/hull-virtiofsd-" + RandomHex(4);
     ASSERT_TRUE(MakeDirs(dir_ + "/shared"));
@@ -591,7 +608,8 @@ TEST_F(VirtiofsdProcessTest, ReadinessDoesNotDependOnItsLogLevel) {
   auto virtiofsd = Virtiofsd::Start(options_);
   ASSERT_TRUE(virtiofsd) << virtiofsd.error().ToString();
   EXPECT_LT(std::chrono::steady_clock::now() - started_at, seconds(2));
-  EXPECT_EQ(ReadFile(options_.log_path).value_or("?").find("Waiting for vhost-user"), std::string::npos);
+  EXPECT_EQ(ReadFile(options_.log_path).value_or("?").find("Waiting for vhost-user"),
+            std::string::npos);
 }
 
 TEST_F(VirtiofsdProcessTest, MountsMadeUnderTheShareWhileItRunsReachItsSandbox) {
@@ -618,7 +636,8 @@ TEST_F(VirtiofsdProcessTest, MountsMadeUnderTheShareWhileItRunsReachItsSandbox) 
   ASSERT_TRUE(WriteFile(rootfs + "/bin-sh", "a container's file\n"));
   const std::string target = options_.shared_dir + "/ctr/rootfs";
   ASSERT_TRUE(MakeDirs(target));
-  ASSERT_EQ(::mount(rootfs.c_str(), target.c_str(), nullptr, MS_BIND, nullptr), 0) << std::strerror(errno);
+  ASSERT_EQ(::mount(rootfs.c_str(), target.c_str(), nullptr, MS_BIND, nullptr), 0)
+      << std::strerror(errno);
   std::string through_worker = "/proc/" + std::to_string(worker) + "/root/ctr/rootfs/bin-sh";
   EXPECT_EQ(ReadFile(through_worker).value_or("<not visible>"), "a container's file\n");
 
@@ -662,7 +681,8 @@ TEST_F(VirtiofsdProcessTest, DestructorStopsItAndItsSandboxWorker) {
     for (int i = 0; i < 100 && ProcessesWithArgument(needle).size() < 2; ++i) {
       std::this_thread::sleep_for(milliseconds(20));
     }
-    EXPECT_EQ(ProcessesWithArgument(needle).size(), 2u) << "expected virtiofsd and its sandbox worker";
+    EXPECT_EQ(ProcessesWithArgument(needle).size(), 2u)
+        << "expected virtiofsd and its sandbox worker";
   }
   for (int i = 0; i < 100 && !ProcessesWithArgument(needle).empty(); ++i) {
     std::this_thread::sleep_for(milliseconds(20));
@@ -699,9 +719,13 @@ class HullctlTest : public VmTest {
     if (IsSkipped() || HasFatalFailure()) return;
     ASSERT_TRUE(MakeDirs(run_dir_));
     config_path_ = run_dir_ + "/config.toml";
-    ASSERT_TRUE(WriteFile(config_path_, "[runtime]\nrun_dir = \"" + run_dir_ + "/run\"\n"
-                                        "[hypervisor]\nkernel = \"" + HULL_GUEST_DIR + "/vmlinuz\"\n"
-                                        "initrd = \"" + HULL_GUEST_DIR + "/initrd.img\"\n"));
+    ASSERT_TRUE(WriteFile(config_path_, "[runtime]\nrun_dir = \"" + run_dir_ +
+                                            "/run\"\n"
+                                            "[hypervisor]\nkernel = \"" +
+                                            HULL_GUEST_DIR +
+                                            "/vmlinuz\"\n"
+                                            "initrd = \"" +
+                                            HULL_GUEST_DIR + "/initrd.img\"\n"));
   }
 
   bool RunDirEmpty() {
@@ -719,9 +743,10 @@ class HullctlTest : public VmTest {
 };
 
 TEST_F(HullctlTest, VmPingPrintsDetailsAndLeavesNothing) {
-  auto result = RunCommand({HULL_HULLCTL, "--config", config_path_, "vm", "ping", "--json", "--memory", "256",
-                            "--cpus", "2", "--transport", "serial", "--accel", "tcg"},
-                           run_dir_);
+  auto result =
+      RunCommand({HULL_HULLCTL, "--config", config_path_, "vm", "ping", "--json", "--memory", "256",
+                  "--cpus", "2", "--transport", "serial", "--accel", "tcg"},
+                 run_dir_);
   ASSERT_EQ(result.status.ShellCode(), 0) << result.err;
   auto json = nlohmann::json::parse(result.out, nullptr, false);
   ASSERT_TRUE(json.is_object()) << result.out;
@@ -735,12 +760,14 @@ TEST_F(HullctlTest, VmPingPrintsDetailsAndLeavesNothing) {
 }
 
 TEST_F(HullctlTest, VmPingInterruptedBySigtermStopsTheVm) {
-  auto result = RunCommand({HULL_HULLCTL, "--config", config_path_, "vm", "ping"}, run_dir_, [&](Child& child) {
-    // Wait for the VM to exist, then interrupt hullctl mid-boot.
-    for (int i = 0; i < 200 && RunDirEmpty(); ++i) std::this_thread::sleep_for(milliseconds(20));
-    std::this_thread::sleep_for(milliseconds(300));
-    ASSERT_TRUE(child.Signal(SIGTERM));
-  });
+  auto result = RunCommand({HULL_HULLCTL, "--config", config_path_, "vm", "ping"}, run_dir_,
+                           [&](Child& child) {
+                             // Wait for the VM to exist, then interrupt hullctl mid-boot.
+                             for (int i = 0; i < 200 && RunDirEmpty(); ++i)
+                               std::this_thread::sleep_for(milliseconds(20));
+                             std::this_thread::sleep_for(milliseconds(300));
+                             ASSERT_TRUE(child.Signal(SIGTERM));
+                           });
   EXPECT_EQ(result.status.ShellCode(), 128 + SIGTERM) << result.err;
   EXPECT_NE(result.err.find("interrupted"), std::string::npos) << result.err;
   EXPECT_TRUE(RunDirEmpty());
@@ -748,20 +775,25 @@ TEST_F(HullctlTest, VmPingInterruptedBySigtermStopsTheVm) {
 }
 
 TEST_F(HullctlTest, VmPingWithBadInputFailsClearly) {
-  auto missing = RunCommand({HULL_HULLCTL, "--config", config_path_, "vm", "ping", "--kernel", "/nonexistent/vmlinuz"},
-                            run_dir_);
+  auto missing = RunCommand(
+      {HULL_HULLCTL, "--config", config_path_, "vm", "ping", "--kernel", "/nonexistent/vmlinuz"},
+      run_dir_);
   EXPECT_EQ(missing.status.ShellCode(), 1);
-  EXPECT_NE(missing.err.find("guest kernel `/nonexistent/vmlinuz` not found"), std::string::npos) << missing.err;
+  EXPECT_NE(missing.err.find("guest kernel `/nonexistent/vmlinuz` not found"), std::string::npos)
+      << missing.err;
   EXPECT_TRUE(RunDirEmpty());
 
-  auto memory = RunCommand({HULL_HULLCTL, "--config", config_path_, "vm", "ping", "--memory", "12"}, run_dir_);
+  auto memory = RunCommand({HULL_HULLCTL, "--config", config_path_, "vm", "ping", "--memory", "12"},
+                           run_dir_);
   EXPECT_NE(memory.status.ShellCode(), 0);
   EXPECT_NE(memory.err.find("--memory"), std::string::npos) << memory.err;
 
   ASSERT_TRUE(WriteFile(run_dir_ + "/bad.toml", "[hypervisor]\nmemory_mib = \"big\"\n"));
-  auto bad_config = RunCommand({HULL_HULLCTL, "--config", run_dir_ + "/bad.toml", "vm", "ping"}, run_dir_);
+  auto bad_config =
+      RunCommand({HULL_HULLCTL, "--config", run_dir_ + "/bad.toml", "vm", "ping"}, run_dir_);
   EXPECT_EQ(bad_config.status.ShellCode(), 1);
-  EXPECT_NE(bad_config.err.find("hypervisor.memory_mib: expected an integer"), std::string::npos) << bad_config.err;
+  EXPECT_NE(bad_config.err.find("hypervisor.memory_mib: expected an integer"), std::string::npos)
+      << bad_config.err;
 }
 
 TEST_F(HullctlTest, CheckPassesHereAndFailsWithoutGuestAssets) {
@@ -770,7 +802,8 @@ TEST_F(HullctlTest, CheckPassesHereAndFailsWithoutGuestAssets) {
   EXPECT_NE(ok.out.find("accelerator"), std::string::npos);
   EXPECT_NE(ok.out.find("hull can run here"), std::string::npos);
 
-  ASSERT_TRUE(WriteFile(run_dir_ + "/nokernel.toml", "[hypervisor]\nkernel = \"/nonexistent/vmlinuz\"\n"));
+  ASSERT_TRUE(
+      WriteFile(run_dir_ + "/nokernel.toml", "[hypervisor]\nkernel = \"/nonexistent/vmlinuz\"\n"));
   auto bad = RunCommand({HULL_HULLCTL, "--config", run_dir_ + "/nokernel.toml", "check"}, run_dir_);
   EXPECT_EQ(bad.status.ShellCode(), 1);
   EXPECT_NE(bad.out.find("FAIL  guest kernel"), std::string::npos) << bad.out;

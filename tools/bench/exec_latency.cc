@@ -43,7 +43,8 @@ int main(int argc, char** argv) {
   }
   hull::oci::Spec spec = hull::oci::DefaultSpec({"sleep", "600"}, false);
   spec.root.readonly = false;
-  if (auto created = (*session)->CreateContainer(id, hull::oci::SerializeOciSpec(spec), rootfs, v1::ProcessIo());
+  if (auto created = (*session)->CreateContainer(id, hull::oci::SerializeOciSpec(spec), rootfs,
+                                                 v1::ProcessIo());
       !created) {
     std::fprintf(stderr, "%s\n", created.error().ToString().c_str());
     return 1;
@@ -80,17 +81,22 @@ int main(int argc, char** argv) {
     wait.set_container_id(id);
     wait.set_exec_id(exec_id);
     v1::WaitProcessResponse waited;
-    if (auto status = agent.WaitProcess(&wait_context, wait, &waited); !status.ok() || waited.exit_status() != 0) {
-      std::fprintf(stderr, "wait: %s (exit %d)\n", status.error_message().c_str(), waited.exit_status());
+    if (auto status = agent.WaitProcess(&wait_context, wait, &waited);
+        !status.ok() || waited.exit_status() != 0) {
+      std::fprintf(stderr, "wait: %s (exit %d)\n", status.error_message().c_str(),
+                   waited.exit_status());
       return 1;
     }
-    samples.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - begin).count());
+    samples.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - begin)
+            .count());
   }
   (*session)->Close();
   std::sort(samples.begin(), samples.end());
-  double median = samples.size() % 2 ? samples[samples.size() / 2]
-                                     : (samples[samples.size() / 2 - 1] + samples[samples.size() / 2]) / 2;
-  std::printf("{\"runs\": %d, \"median_ms\": %.2f, \"min_ms\": %.2f, \"max_ms\": %.2f}\n", runs, median,
-              samples.front(), samples.back());
+  double median = samples.size() % 2
+                      ? samples[samples.size() / 2]
+                      : (samples[samples.size() / 2 - 1] + samples[samples.size() / 2]) / 2;
+  std::printf("{\"runs\": %d, \"median_ms\": %.2f, \"min_ms\": %.2f, \"max_ms\": %.2f}\n", runs,
+              median, samples.front(), samples.back());
   return 0;
 }

@@ -17,7 +17,9 @@ int main() {
     if (total == 0) first = std::chrono::steady_clock::now();
     total += static_cast<unsigned long long>(n);
   }
-  double seconds = total == 0 ? 0 : std::chrono::duration<double>(std::chrono::steady_clock::now() - first).count();
+  double seconds =
+      total == 0 ? 0
+                 : std::chrono::duration<double>(std::chrono::steady_clock::now() - first).count();
   std::printf("{\"bytes\": %llu, \"seconds\": %.3f, \"mb_per_s\": %.1f}\n", total, seconds,
               seconds > 0 ? total / seconds / 1e6 : 0.0);
   return total == 0 ? 1 : 0;

@@ -134,7 +134,8 @@ uint64_t PodsPssKib(const std::string& dir) {
   std::set<pid_t> roots;
   for (const auto& [pid, parent] : parents) {
     auto cmdline = hull::ReadFile("/proc/" + std::to_string(pid) + "/cmdline", 1 << 16);
-    if (cmdline && cmdline->find("containerd-shim") != std::string::npos && cmdline->find(dir) != std::string::npos) {
+    if (cmdline && cmdline->find("containerd-shim") != std::string::npos &&
+        cmdline->find(dir) != std::string::npos) {
       roots.insert(pid);
     }
   }
@@ -157,7 +158,8 @@ int main(int argc, char** argv) {
   int idle = argc > 2 ? std::max(1, std::atoi(argv[2])) : 10;
   const char* bin_dir = std::getenv("HULL_BENCH_BIN_DIR");
   const char* images = std::getenv("HULL_BENCH_IMAGES");  // dir with the two test image archives
-  if (bin_dir == nullptr || images == nullptr) Die("set HULL_BENCH_BIN_DIR and HULL_BENCH_IMAGES (tools/bench/pod does)");
+  if (bin_dir == nullptr || images == nullptr)
+    Die("set HULL_BENCH_BIN_DIR and HULL_BENCH_IMAGES (tools/bench/pod does)");
   (void)hull::InitLogging("hull-bench-pod", "warn");
   auto started = hull::testing::PrivateContainerd::Start(
       {.bin_dir = bin_dir, .log_level = "info", .cri = true, .hull_handlers = {"hull-nofpr"}});
@@ -165,13 +167,15 @@ int main(int argc, char** argv) {
   auto& env = *started;
   // The baseline for free page reporting: the same hull with it off.
   if (auto written = hull::WriteFile(env->handler_config("hull-nofpr"),
-                                     "[runtime]\nrun_dir = \"" + env->hull_run_dir() + "\"\n"
-                                     "[hypervisor]\nfree_page_reporting = false\n");
+                                     "[runtime]\nrun_dir = \"" + env->hull_run_dir() +
+                                         "\"\n"
+                                         "[hypervisor]\nfree_page_reporting = false\n");
       !written) {
     Die(written.error().ToString());
   }
   for (const char* archive : {"/hull-test-busybox.tar", "/hull-test-pause.tar"}) {
-    if (auto imported = env->ImportImage(std::string(images) + archive); !imported) Die(imported.error().ToString());
+    if (auto imported = env->ImportImage(std::string(images) + archive); !imported)
+      Die(imported.error().ToString());
   }
   auto client = hull::CriClient::Connect(env->socket(), 30s);
   if (!client) Die(client.error().ToString());
@@ -195,22 +199,25 @@ int main(int argc, char** argv) {
     for (int i = 0; i < idle; ++i) pods.push_back(RunPod(bench, handler));
     std::this_thread::sleep_for(3s);  // let the guests settle
     per_pod_mib[handler] = PodsPssKib(env->dir()) / 1024.0 / idle;
-    std::fprintf(stderr, "%d idle %s pods: %.1f MiB each\n", idle, handler.c_str(), per_pod_mib[handler]);
+    std::fprintf(stderr, "%d idle %s pods: %.1f MiB each\n", idle, handler.c_str(),
+                 per_pod_mib[handler]);
     for (const auto& pod : pods) RemovePod(bench, pod);
   }
 
-  std::printf("\npod benchmark: %d interleaved runs, %d idle pods per runtime, %u host cores\n", runs, idle,
-              std::thread::hardware_concurrency());
+  std::printf("\npod benchmark: %d interleaved runs, %d idle pods per runtime, %u host cores\n",
+              runs, idle, std::thread::hardware_concurrency());
   std::printf("%-52s %10s %10s %8s\n", "measure", "runc", "hull", "ratio");
   double runc_ms = Median(latency["runc"]), hull_ms = Median(latency["hull"]);
-  std::printf("%-52s %10.0f %10.0f %8.1f\n", "RunPodSandbox -> container running, median ms", runc_ms, hull_ms,
-              hull_ms / runc_ms);
-  std::printf("%-52s %10.1f %10.1f %8.1f\n", "host memory per idle pod (PSS), MiB", per_pod_mib["runc"],
-              per_pod_mib["hull"], per_pod_mib["hull"] / per_pod_mib["runc"]);
-  std::printf("%-52s %10.1f %10.1f %8.1f\n", "  the same, hull without free page reporting, MiB", per_pod_mib["runc"],
-              per_pod_mib["hull-nofpr"], per_pod_mib["hull-nofpr"] / per_pod_mib["runc"]);
-  std::printf("free page reporting saves %.1f MiB per idle pod (%.0f%%)\n",
-              per_pod_mib["hull-nofpr"] - per_pod_mib["hull"],
-              100.0 * (per_pod_mib["hull-nofpr"] - per_pod_mib["hull"]) / per_pod_mib["hull-nofpr"]);
+  std::printf("%-52s %10.0f %10.0f %8.1f\n", "RunPodSandbox -> container running, median ms",
+              runc_ms, hull_ms, hull_ms / runc_ms);
+  std::printf("%-52s %10.1f %10.1f %8.1f\n", "host memory per idle pod (PSS), MiB",
+              per_pod_mib["runc"], per_pod_mib["hull"], per_pod_mib["hull"] / per_pod_mib["runc"]);
+  std::printf("%-52s %10.1f %10.1f %8.1f\n", "  the same, hull without free page reporting, MiB",
+              per_pod_mib["runc"], per_pod_mib["hull-nofpr"],
+              per_pod_mib["hull-nofpr"] / per_pod_mib["runc"]);
+  std::printf(
+      "free page reporting saves %.1f MiB per idle pod (%.0f%%)\n",
+      per_pod_mib["hull-nofpr"] - per_pod_mib["hull"],
+      100.0 * (per_pod_mib["hull-nofpr"] - per_pod_mib["hull"]) / per_pod_mib["hull-nofpr"]);
   return 0;
 }

@@ -20,7 +20,9 @@ enum class Verdict { kOk, kWarn, kFail };
 struct Report {
   int failures = 0;
   void Line(Verdict verdict, std::string_view what, std::string_view detail) {
-    const char* tag = verdict == Verdict::kOk ? "ok  " : verdict == Verdict::kWarn ? "warn" : "FAIL";
+    const char* tag = verdict == Verdict::kOk     ? "ok  "
+                      : verdict == Verdict::kWarn ? "warn"
+                                                  : "FAIL";
     if (verdict == Verdict::kFail) ++failures;
     std::printf("%s  %-14s %.*s\n", tag, std::string(what).c_str(), static_cast<int>(detail.size()),
                 detail.data());
@@ -43,8 +45,8 @@ Result<std::string> ProgramVersion(const std::string& binary) {
   auto text = ReadFile(out, 1 << 16);
   ::unlink(out.c_str());
   if (!status || !status->success()) {
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     "`" + binary + " --version` failed" + (status ? ": " + status->ToString() : ""));
+    return MakeError(ErrorCode::kFailedPrecondition, "`" + binary + " --version` failed" +
+                                                         (status ? ": " + status->ToString() : ""));
   }
   if (!text) return std::move(text).error();
   return text->substr(0, text->find('\n'));
@@ -59,8 +61,9 @@ int RunCheck(const CheckOptions& options) {
     report.Line(Verdict::kFail, "config", config.error().ToString());
     return 1;
   }
-  report.Line(Verdict::kOk, "config", config->source.empty() ? "built-in defaults (no /etc/hull/config.toml)"
-                                                             : config->source);
+  report.Line(
+      Verdict::kOk, "config",
+      config->source.empty() ? "built-in defaults (no /etc/hull/config.toml)" : config->source);
 
   auto accel = DecideAccel(config->hypervisor.accel, ProbeHostAccel());
   if (accel) {
@@ -74,7 +77,8 @@ int RunCheck(const CheckOptions& options) {
               vhost_vsock ? "/dev/vhost-vsock present: transport auto = vsock"
                           : "/dev/vhost-vsock missing: transport auto = serial (virtio-serial)");
   if (config->agent.transport == "vsock" && !vhost_vsock) {
-    report.Line(Verdict::kFail, "transport", "agent.transport = vsock but /dev/vhost-vsock is missing");
+    report.Line(Verdict::kFail, "transport",
+                "agent.transport = vsock but /dev/vhost-vsock is missing");
   }
 
   const std::string& qemu = config->hypervisor.path;
@@ -100,8 +104,9 @@ int RunCheck(const CheckOptions& options) {
   const std::string& virtiofsd = config->hypervisor.virtiofsd;
   if (!IsExecutable(virtiofsd)) {
     report.Line(Verdict::kWarn, "virtiofsd",
-                virtiofsd + " is missing (needed to share container root filesystems; "
-                            "apt-get install qemu-system-common, or set [hypervisor] virtiofsd)");
+                virtiofsd +
+                    " is missing (needed to share container root filesystems; "
+                    "apt-get install qemu-system-common, or set [hypervisor] virtiofsd)");
   } else if (auto version = ProgramVersion(virtiofsd); version) {
     report.Line(Verdict::kOk, "virtiofsd", virtiofsd + ": " + *version);
   } else {
@@ -110,20 +115,24 @@ int RunCheck(const CheckOptions& options) {
 
   auto vm = VmConfigFromConfig(*config, "check");
   if (vm) {
-    for (const auto& [what, path] : {std::pair{"guest kernel", vm->kernel}, {"guest initrd", vm->initrd}}) {
+    for (const auto& [what, path] :
+         {std::pair{"guest kernel", vm->kernel}, {"guest initrd", vm->initrd}}) {
       if (PathExists(path)) {
-        report.Line(Verdict::kOk, what, path + " (" + std::to_string(std::filesystem::file_size(path) >> 10) + " KiB)");
+        report.Line(Verdict::kOk, what,
+                    path + " (" + std::to_string(std::filesystem::file_size(path) >> 10) + " KiB)");
       } else {
-        report.Line(Verdict::kFail, what, path + " not found (build it: cmake --build build --target guest-image)");
+        report.Line(Verdict::kFail, what,
+                    path + " not found (build it: cmake --build build --target guest-image)");
       }
     }
     std::string manifest_path = std::filesystem::path(vm->initrd).parent_path() / "manifest.json";
     if (auto manifest = ReadFile(manifest_path, 1 << 20); manifest) {
       auto json = nlohmann::json::parse(*manifest, nullptr, false);
       if (json.is_object() && json.contains("kernel") && json["kernel"].is_object()) {
-        report.Line(Verdict::kOk, "guest image", "kernel " + json["kernel"].value("release", std::string("?")) +
-                                                     " from " + json["kernel"].value("package", std::string("?")) +
-                                                     " " + json["kernel"].value("version", std::string("?")));
+        report.Line(Verdict::kOk, "guest image",
+                    "kernel " + json["kernel"].value("release", std::string("?")) + " from " +
+                        json["kernel"].value("package", std::string("?")) + " " +
+                        json["kernel"].value("version", std::string("?")));
       }
     }
   } else {
@@ -134,11 +143,13 @@ int RunCheck(const CheckOptions& options) {
   if (::statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type == 0x63677270) {
     report.Line(Verdict::kOk, "cgroups", "v2 (unified hierarchy)");
   } else {
-    report.Line(Verdict::kWarn, "cgroups", "not cgroup v2: host-side resource accounting is limited");
+    report.Line(Verdict::kWarn, "cgroups",
+                "not cgroup v2: host-side resource accounting is limited");
   }
 
   if (report.failures > 0) {
-    std::printf("\nhull cannot run here: %d problem%s above.\n", report.failures, report.failures == 1 ? "" : "s");
+    std::printf("\nhull cannot run here: %d problem%s above.\n", report.failures,
+                report.failures == 1 ? "" : "s");
     return 1;
   }
   std::printf("\nhull can run here.\n");

@@ -22,8 +22,8 @@ int RunCheck(const CheckOptions& options);
 struct PingOptions {
   std::string config_path;
   std::optional<std::string> hypervisor;  // qemu | libvirt (default: [hypervisor] backend)
-  std::optional<std::string> transport;  // serial | vsock
-  std::optional<std::string> accel;      // kvm | tcg | auto
+  std::optional<std::string> transport;   // serial | vsock
+  std::optional<std::string> accel;       // kvm | tcg | auto
   std::optional<uint64_t> memory_mib;
   std::optional<uint32_t> cpus;
   std::optional<std::string> kernel;
@@ -41,12 +41,12 @@ int RunVmPing(const PingOptions& options);
 struct RunOptions {
   std::string config_path;
   std::optional<std::string> hypervisor;  // qemu | libvirt (default: [hypervisor] backend)
-  std::string bundle;   // a runc-style bundle: config.json + rootfs
-  std::string rootfs;   // or a bare root filesystem, wrapped in the default spec
+  std::string bundle;                     // a runc-style bundle: config.json + rootfs
+  std::string rootfs;                     // or a bare root filesystem, wrapped in the default spec
   bool tty = false;
-  std::string memory;   // VM memory: "512M", "1G", or MiB
+  std::string memory;  // VM memory: "512M", "1G", or MiB
   std::optional<uint32_t> cpus;
-  std::string name;     // container (and VM) id; default run-<random>
+  std::string name;               // container (and VM) id; default run-<random>
   std::vector<std::string> args;  // overrides process.args
 };
 // Runs the container in a fresh VM with stdio attached; returns its exit

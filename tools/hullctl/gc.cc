@@ -27,9 +27,10 @@ constexpr char kOwnerSuffix[] = ".owner";
 
 // The fd still names the file at `path` (gc did not unlink it meanwhile).
 bool StillLinked(int fd, const std::string& path) {
-  struct stat by_fd {}, by_path {};
-  return ::fstat(fd, &by_fd) == 0 && ::stat(path.c_str(), &by_path) == 0 && by_fd.st_ino == by_path.st_ino &&
-         by_fd.st_dev == by_path.st_dev;
+  struct stat by_fd {
+  }, by_path{};
+  return ::fstat(fd, &by_fd) == 0 && ::stat(path.c_str(), &by_path) == 0 &&
+         by_fd.st_ino == by_path.st_ino && by_fd.st_dev == by_path.st_dev;
 }
 
 }  // namespace
@@ -50,8 +51,9 @@ Result<RunClaim> RunClaim::Take(const std::string& run_dir, const std::string& i
     if (!StillLinked(fd.get(), path)) continue;  // gc removed it just now: take a fresh one
     if (PathExists(run_dir + "/" + id)) {
       // A dead run of the same name left its directory: gc's to remove.
-      return MakeError(ErrorCode::kAlreadyExists,
-                       what + ": " + run_dir + "/" + id + " is left from an earlier run (run `hullctl gc`)");
+      return MakeError(
+          ErrorCode::kAlreadyExists,
+          what + ": " + run_dir + "/" + id + " is left from an earlier run (run `hullctl gc`)");
     }
     return RunClaim(path, std::move(fd));
   }
@@ -92,7 +94,8 @@ int RunGc(const GcOptions& options) {
       std::printf("removed %s\n", id.c_str());
       ++removed;
     } else {
-      for (const auto& problem : problems) std::fprintf(stderr, "hullctl gc: %s: %s\n", id.c_str(), problem.c_str());
+      for (const auto& problem : problems)
+        std::fprintf(stderr, "hullctl gc: %s: %s\n", id.c_str(), problem.c_str());
       ++failed;
     }
   }

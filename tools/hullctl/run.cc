@@ -1,6 +1,7 @@
 // hullctl run: one OCI bundle in a fresh microVM, stdio attached, the
 // container's exit status as ours, and nothing left behind.
 #include <fcntl.h>
+#include <grpcpp/client_context.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -14,8 +15,6 @@
 #include <filesystem>
 #include <mutex>
 #include <thread>
-
-#include <grpcpp/client_context.h>
 
 #include "agent_client.h"
 #include "commands.h"
@@ -55,20 +54,24 @@ Result<Bundle> LoadBundle(const RunOptions& options) {
     if (root.is_relative()) root = std::filesystem::path(options.bundle) / root;
     bundle.rootfs = root.string();
   } else if (!options.rootfs.empty()) {
-    bundle.spec = oci::DefaultSpec(options.args.empty() ? std::vector<std::string>{"sh"} : options.args, options.tty);
+    bundle.spec = oci::DefaultSpec(
+        options.args.empty() ? std::vector<std::string>{"sh"} : options.args, options.tty);
     // Like `docker run`, a bare root filesystem is writable.
     bundle.spec.root.readonly = false;
     bundle.rootfs = options.rootfs;
   } else {
-    return MakeError(ErrorCode::kInvalidArgument, "give --bundle DIR (config.json + rootfs) or --rootfs DIR");
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "give --bundle DIR (config.json + rootfs) or --rootfs DIR");
   }
-  if (!bundle.spec.process) return MakeError(ErrorCode::kInvalidArgument, "config.json: the spec has no process");
+  if (!bundle.spec.process)
+    return MakeError(ErrorCode::kInvalidArgument, "config.json: the spec has no process");
   if (!options.args.empty()) bundle.spec.process->args = options.args;
   if (options.tty) bundle.spec.process->terminal = true;
   std::error_code ec;
   auto absolute = std::filesystem::canonical(bundle.rootfs, ec);
   if (ec || !std::filesystem::is_directory(absolute)) {
-    return MakeError(ErrorCode::kNotFound, "root filesystem `" + bundle.rootfs + "` is not a directory");
+    return MakeError(ErrorCode::kNotFound,
+                     "root filesystem `" + bundle.rootfs + "` is not a directory");
   }
   bundle.rootfs = absolute.string();
   bundle.spec_json = oci::SerializeOciSpec(bundle.spec);
@@ -80,12 +83,14 @@ Result<uint64_t> ParseMemory(const std::string& text) {
   if (text.empty()) return MakeError(ErrorCode::kInvalidArgument, "--memory: empty");
   size_t digits = 0;
   while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
-  if (digits == 0 || digits > 12) return MakeError(ErrorCode::kInvalidArgument, "--memory: `" + text + "` is not a size");
+  if (digits == 0 || digits > 12)
+    return MakeError(ErrorCode::kInvalidArgument, "--memory: `" + text + "` is not a size");
   uint64_t value = std::stoull(text.substr(0, digits));
   std::string unit = text.substr(digits);
   if (unit.empty() || unit == "M" || unit == "m" || unit == "MiB") return value;
   if (unit == "G" || unit == "g" || unit == "GiB") return value * 1024;
-  return MakeError(ErrorCode::kInvalidArgument, "--memory: unknown unit in `" + text + "` (use M or G)");
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "--memory: unknown unit in `" + text + "` (use M or G)");
 }
 
 // Puts the host terminal in raw mode for a --tty session; restores it.
@@ -110,7 +115,8 @@ class RawTerminal {
 std::optional<std::pair<uint16_t, uint16_t>> TerminalSize() {
   winsize size{};
   for (int fd : {0, 1}) {
-    if (::ioctl(fd, TIOCGWINSZ, &size) == 0 && size.ws_row > 0) return std::make_pair(size.ws_row, size.ws_col);
+    if (::ioctl(fd, TIOCGWINSZ, &size) == 0 && size.ws_row > 0)
+      return std::make_pair(size.ws_row, size.ws_col);
   }
   return std::nullopt;
 }
@@ -179,7 +185,8 @@ int RunContainer(const RunOptions& options) {
     io.mutable_tty_size()->set_rows(size->first);
     io.mutable_tty_size()->set_columns(size->second);
   }
-  if (auto created = session->CreateContainer(id, bundle->spec_json, bundle->rootfs, io); !created) {
+  if (auto created = session->CreateContainer(id, bundle->spec_json, bundle->rootfs, io);
+      !created) {
     return fail_session(created.error());
   }
   AgentClient* client = &session->client();

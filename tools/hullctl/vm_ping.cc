@@ -124,14 +124,18 @@ int RunVmPing(const PingOptions& options) {
   auto deadline = (*vm)->launched_at() + std::chrono::seconds(config->agent.boot_timeout_seconds);
   if (options.until_poweroff) {
     (*vm)->ExpectExit();
-    auto exited = (*vm)->WaitForExit(std::chrono::duration_cast<milliseconds>(deadline - Clock::now()));
+    auto exited =
+        (*vm)->WaitForExit(std::chrono::duration_cast<milliseconds>(deadline - Clock::now()));
     if (!exited || !*exited) {
-      return fail_with_console(Error(ErrorCode::kDeadlineExceeded, "the guest did not power off in time"));
+      return fail_with_console(
+          Error(ErrorCode::kDeadlineExceeded, "the guest did not power off in time"));
     }
-    auto elapsed = std::chrono::duration_cast<milliseconds>(Clock::now() - (*vm)->launched_at()).count();
+    auto elapsed =
+        std::chrono::duration_cast<milliseconds>(Clock::now() - (*vm)->launched_at()).count();
     if (options.json) {
       std::printf("{\"id\": \"%s\", \"poweroff_ms\": %lld, \"reason\": %s}\n", (*vm)->id().c_str(),
-                  static_cast<long long>(elapsed), nlohmann::json((*exited)->reason).dump().c_str());
+                  static_cast<long long>(elapsed),
+                  nlohmann::json((*exited)->reason).dump().c_str());
     } else {
       std::printf("powered off: %lld ms from QEMU launch (%s)\n", static_cast<long long>(elapsed),
                   (*exited)->reason.c_str());
@@ -139,7 +143,8 @@ int RunVmPing(const PingOptions& options) {
     return finish(0);
   }
   Vm* raw_vm = vm->get();
-  auto client = AgentClient::Connect([raw_vm](Clock::time_point d) { return raw_vm->ConnectAgent(d); }, deadline);
+  auto client = AgentClient::Connect(
+      [raw_vm](Clock::time_point d) { return raw_vm->ConnectAgent(d); }, deadline);
   if (!client) return fail_with_console(client.error());
   auto ready = Clock::now() - (*vm)->launched_at();
   auto details = (*client)->GetGuestDetails(milliseconds(5000));
@@ -159,7 +164,8 @@ int RunVmPing(const PingOptions& options) {
         {"memory_total_bytes", details->memory_total_bytes()},
         {"agent_version", details->agent_version()},
         {"cgroup_mode", details->cgroup_mode()},
-        {"loaded_modules", std::vector<std::string>(details->loaded_modules().begin(), details->loaded_modules().end())},
+        {"loaded_modules", std::vector<std::string>(details->loaded_modules().begin(),
+                                                    details->loaded_modules().end())},
         {"startup_us",
          {{"agent_start", startup.agent_start_us()},
           {"mounts_done", startup.mounts_done_us()},
@@ -170,15 +176,19 @@ int RunVmPing(const PingOptions& options) {
     };
     std::printf("%s\n", out.dump(2).c_str());
   } else {
-    std::printf("guest:     Linux %s %s, %u vCPU, %llu MiB memory\n", details->kernel_release().c_str(),
-                details->machine().c_str(), details->online_cpus(),
+    std::printf("guest:     Linux %s %s, %u vCPU, %llu MiB memory\n",
+                details->kernel_release().c_str(), details->machine().c_str(),
+                details->online_cpus(),
                 static_cast<unsigned long long>(details->memory_total_bytes() >> 20));
     std::printf("agent:     hull-agent %s over %s, cgroup %s, %d kernel modules loaded\n",
-                details->agent_version().c_str(), details->transport().c_str(), details->cgroup_mode().c_str(),
-                details->loaded_modules_size());
-    std::printf("in guest:  kernel start -> agent %.0f ms, agent start -> serving %.0f ms (modules %.0f ms)\n",
-                startup.agent_start_us() / 1000.0, (startup.listening_us() - startup.agent_start_us()) / 1000.0,
-                (startup.modules_done_us() - startup.mounts_done_us()) / 1000.0);
+                details->agent_version().c_str(), details->transport().c_str(),
+                details->cgroup_mode().c_str(), details->loaded_modules_size());
+    std::printf(
+        "in guest:  kernel start -> agent %.0f ms, agent start -> serving %.0f ms (modules %.0f "
+        "ms)\n",
+        startup.agent_start_us() / 1000.0,
+        (startup.listening_us() - startup.agent_start_us()) / 1000.0,
+        (startup.modules_done_us() - startup.mounts_done_us()) / 1000.0);
     std::printf("ready:     %lld ms from QEMU launch to the agent's first answer (%s)\n",
                 static_cast<long long>(ready_ms), std::string(AccelName(vm_config->accel)).c_str());
   }
@@ -192,7 +202,8 @@ int RunVmPing(const PingOptions& options) {
   if (exited && *exited) {
     HULL_LOG_DEBUG("VM {} stopped: {}", (*vm)->id(), (*exited)->reason);
   } else {
-    std::fprintf(stderr, "hullctl vm ping: the guest did not power off within %u s; stopping QEMU\n",
+    std::fprintf(stderr,
+                 "hullctl vm ping: the guest did not power off within %u s; stopping QEMU\n",
                  config->hypervisor.stop_grace_seconds);
   }
   return finish(0);

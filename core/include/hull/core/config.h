@@ -13,37 +13,38 @@
 namespace hull {
 
 struct HypervisorConfig {
-  std::string backend = "qemu";                        // [hypervisor] backend: qemu | libvirt
-  std::string libvirt_uri = "qemu:///system";          // [hypervisor] libvirt_uri
-  std::string path = "/usr/bin/qemu-system-x86_64";    // [hypervisor] path
-  std::string kernel;                                  // [hypervisor] kernel ("" = built-in search)
-  std::string initrd;                                  // [hypervisor] initrd
-  std::string machine = "q35";                         // [hypervisor] machine
-  std::string accel = "auto";                          // [hypervisor] accel: auto | kvm | tcg
-  uint32_t vcpus = 1;                                  // [hypervisor] vcpus
-  uint64_t memory_mib = 512;                           // [hypervisor] memory_mib
-  uint64_t pod_memory_overhead_mib = 160;              // [hypervisor] pod_memory_overhead_mib
-  bool seccomp_sandbox = true;                         // [hypervisor] seccomp_sandbox
-  bool free_page_reporting = true;                     // [hypervisor] free_page_reporting
-  uint32_t tcg_tb_size_mib = 0;                        // [hypervisor] tcg_tb_size_mib: 0 = QEMU's default
-  std::string kernel_params;                           // [hypervisor] kernel_params
-  uint32_t stop_grace_seconds = 5;                     // [hypervisor] stop_grace_seconds
-  std::string virtiofsd = "/usr/lib/qemu/virtiofsd";   // [hypervisor] virtiofsd
-  std::string virtiofs_cache = "auto";                 // [hypervisor] virtiofs_cache: auto | always | none
-  std::string virtiofsd_sandbox = "namespace";         // [hypervisor] virtiofsd_sandbox: namespace | chroot
-  std::vector<std::string> virtiofsd_args;             // [hypervisor] virtiofsd_args
+  std::string backend = "qemu";                      // [hypervisor] backend: qemu | libvirt
+  std::string libvirt_uri = "qemu:///system";        // [hypervisor] libvirt_uri
+  std::string path = "/usr/bin/qemu-system-x86_64";  // [hypervisor] path
+  std::string kernel;                                // [hypervisor] kernel ("" = built-in search)
+  std::string initrd;                                // [hypervisor] initrd
+  std::string machine = "q35";                       // [hypervisor] machine
+  std::string accel = "auto";                        // [hypervisor] accel: auto | kvm | tcg
+  uint32_t vcpus = 1;                                // [hypervisor] vcpus
+  uint64_t memory_mib = 512;                         // [hypervisor] memory_mib
+  uint64_t pod_memory_overhead_mib = 160;            // [hypervisor] pod_memory_overhead_mib
+  bool seccomp_sandbox = true;                       // [hypervisor] seccomp_sandbox
+  bool free_page_reporting = true;                   // [hypervisor] free_page_reporting
+  uint32_t tcg_tb_size_mib = 0;     // [hypervisor] tcg_tb_size_mib: 0 = QEMU's default
+  std::string kernel_params;        // [hypervisor] kernel_params
+  uint32_t stop_grace_seconds = 5;  // [hypervisor] stop_grace_seconds
+  std::string virtiofsd = "/usr/lib/qemu/virtiofsd";  // [hypervisor] virtiofsd
+  std::string virtiofs_cache = "auto";  // [hypervisor] virtiofs_cache: auto | always | none
+  std::string virtiofsd_sandbox =
+      "namespace";                          // [hypervisor] virtiofsd_sandbox: namespace | chroot
+  std::vector<std::string> virtiofsd_args;  // [hypervisor] virtiofsd_args
 };
 
 struct AgentConfig {
-  std::string transport = "auto";   // [agent] transport: auto | serial | vsock
-  std::string log_level = "info";   // [agent] log_level
-  bool debug = false;               // [agent] debug
+  std::string transport = "auto";      // [agent] transport: auto | serial | vsock
+  std::string log_level = "info";      // [agent] log_level
+  bool debug = false;                  // [agent] debug
   uint32_t boot_timeout_seconds = 60;  // [agent] boot_timeout_seconds
 };
 
 struct Config {
-  std::string run_dir = "/run/hull";   // [runtime] run_dir
-  std::string log_level = "info";      // [runtime] log_level
+  std::string run_dir = "/run/hull";  // [runtime] run_dir
+  std::string log_level = "info";     // [runtime] log_level
   HypervisorConfig hypervisor;
   AgentConfig agent;
   std::string source;  // where it was loaded from ("" = built-in defaults)

@@ -100,10 +100,10 @@ class [[nodiscard]] Result {
   Result(Unexpected u) : state_(std::in_place_index<1>, std::move(u.error)) {}
   Result(Error e) : state_(std::in_place_index<1>, std::move(e)) {}
   template <typename U>
-    requires(std::is_constructible_v<T, U &&> && !std::is_same_v<std::decay_t<U>, Result> &&
-             !std::is_same_v<std::decay_t<U>, Error> &&
-             !std::is_same_v<std::decay_t<U>, Unexpected>)
-  Result(U&& value) : state_(std::in_place_index<0>, std::forward<U>(value)) {}
+  requires(std::is_constructible_v<T, U&&> && !std::is_same_v<std::decay_t<U>, Result> &&
+           !std::is_same_v<std::decay_t<U>, Error> && !std::is_same_v<std::decay_t<U>, Unexpected>)
+      Result(U&& value)
+      : state_(std::in_place_index<0>, std::forward<U>(value)) {}
 
   bool has_value() const { return state_.index() == 0; }
   explicit operator bool() const { return has_value(); }
@@ -160,16 +160,18 @@ inline Status Ok() { return {}; }
 #define HULL_CONCAT_INNER(a, b) a##b
 #define HULL_CONCAT(a, b) HULL_CONCAT_INNER(a, b)
 
-#define HULL_TRY_IMPL(tmp, lhs, expr, ...)                                  \
-  auto tmp = (expr);                                                        \
+#define HULL_TRY_IMPL(tmp, lhs, expr, ...)                                       \
+  auto tmp = (expr);                                                             \
   if (!tmp) return ::hull::Unexpected{std::move(tmp).error().Wrap(__VA_ARGS__)}; \
   lhs = std::move(tmp).value()
-#define HULL_TRY(lhs, expr, ...) HULL_TRY_IMPL(HULL_CONCAT(hull_try_, __LINE__), lhs, expr, __VA_ARGS__)
+#define HULL_TRY(lhs, expr, ...) \
+  HULL_TRY_IMPL(HULL_CONCAT(hull_try_, __LINE__), lhs, expr, __VA_ARGS__)
 
-#define HULL_CHECK_OK_IMPL(tmp, expr, ...)                                \
-  do {                                                                    \
-    auto tmp = (expr);                                                    \
+#define HULL_CHECK_OK_IMPL(tmp, expr, ...)                                         \
+  do {                                                                             \
+    auto tmp = (expr);                                                             \
     if (!tmp) return ::hull::Unexpected{std::move(tmp).error().Wrap(__VA_ARGS__)}; \
   } while (0)
 // Propagates the error of a Status (or any Result whose value is unused).
-#define HULL_CHECK_OK(expr, ...) HULL_CHECK_OK_IMPL(HULL_CONCAT(hull_ok_, __LINE__), expr, __VA_ARGS__)
+#define HULL_CHECK_OK(expr, ...) \
+  HULL_CHECK_OK_IMPL(HULL_CONCAT(hull_ok_, __LINE__), expr, __VA_ARGS__)

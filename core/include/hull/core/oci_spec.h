@@ -180,7 +180,8 @@ struct SeccompArg {
   uint32_t index = 0;
   uint64_t value = 0;
   uint64_t value_two = 0;
-  std::string op;  // SCMP_CMP_NE, SCMP_CMP_LT, SCMP_CMP_LE, SCMP_CMP_EQ, SCMP_CMP_GE, SCMP_CMP_GT, SCMP_CMP_MASKED_EQ
+  std::string op;  // SCMP_CMP_NE, SCMP_CMP_LT, SCMP_CMP_LE, SCMP_CMP_EQ, SCMP_CMP_GE, SCMP_CMP_GT,
+                   // SCMP_CMP_MASKED_EQ
   bool operator==(const SeccompArg&) const = default;
 };
 
@@ -209,7 +210,8 @@ struct Linux {
   std::string cgroups_path;
   std::optional<Resources> resources;
   std::optional<Seccomp> seccomp;
-  std::string rootfs_propagation;  // "", "private", "rprivate", "slave", "rslave", "shared", "rshared"
+  std::string
+      rootfs_propagation;  // "", "private", "rprivate", "slave", "rslave", "shared", "rshared"
   std::vector<std::string> masked_paths;
   std::vector<std::string> readonly_paths;
   std::map<std::string, std::string> sysctl;

@@ -29,10 +29,10 @@ struct SpawnOptions {
   // Where stdout/stderr go: a file path opened for append, or empty for /dev/null.
   std::string stdout_path;
   std::string stderr_path;
-  bool inherit_stdio = false;      // overrides the paths: share the parent's stdio
-  std::vector<int> pass_fds;       // kept open (same number) in the child
-  bool kill_with_parent = true;    // PR_SET_PDEATHSIG(SIGKILL)
-  bool new_session = true;         // setsid(): no terminal signals from ours
+  bool inherit_stdio = false;    // overrides the paths: share the parent's stdio
+  std::vector<int> pass_fds;     // kept open (same number) in the child
+  bool kill_with_parent = true;  // PR_SET_PDEATHSIG(SIGKILL)
+  bool new_session = true;       // setsid(): no terminal signals from ours
   // A network namespace to enter before exec (e.g. a pod's CNI netns); "" = ours.
   std::string netns_path;
   // cgroup.procs files (one per hierarchy) the child joins before exec, so

@@ -16,7 +16,7 @@ std::string_view AccelName(Accel accel);
 // decision can be tested without the host.
 struct HostAccelFacts {
   bool kvm_device_opens = false;
-  std::string kvm_error;          // why /dev/kvm did not open, if it did not
+  std::string kvm_error;                 // why /dev/kvm did not open, if it did not
   bool cpu_has_virt_extensions = false;  // vmx or svm in /proc/cpuinfo
 };
 

@@ -29,8 +29,8 @@ inline constexpr char kSharedFsTag[] = "hull-shared";
 // Everything needed to boot one VM. Built from the configuration plus the
 // caller's overrides; validated by the backend before anything is created.
 struct VmConfig {
-  std::string id;          // sandbox id: validated, names /run/hull/<id>
-  std::string run_dir;     // parent of the VM's state directory, e.g. /run/hull
+  std::string id;       // sandbox id: validated, names /run/hull/<id>
+  std::string run_dir;  // parent of the VM's state directory, e.g. /run/hull
   std::string hypervisor_path;
   // The libvirt backend's connection URI (ignored by the QEMU backend).
   std::string libvirt_uri = "qemu:///system";
@@ -88,9 +88,9 @@ struct VmConfig {
 
 // Why a VM is no longer running.
 struct VmExit {
-  ExitStatus process;        // how the hypervisor process ended
-  std::string reason;        // e.g. "guest powered off", "killed by signal 9 (SIGKILL)"
-  bool expected = false;     // true when hull asked for it (Stop, agent Shutdown)
+  ExitStatus process;     // how the hypervisor process ended
+  std::string reason;     // e.g. "guest powered off", "killed by signal 9 (SIGKILL)"
+  bool expected = false;  // true when hull asked for it (Stop, agent Shutdown)
 };
 
 // One running VM. Not copyable; destroying it stops the VM (no grace), its

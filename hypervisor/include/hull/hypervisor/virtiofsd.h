@@ -83,7 +83,8 @@ class SharedMount {
     // its own namespace, which starts virtiofsd there).
     kInherit,
   };
-  static Result<SharedMount> Bind(const std::string& dir, Propagation propagation = Propagation::kOwnPeerGroup);
+  static Result<SharedMount> Bind(const std::string& dir,
+                                  Propagation propagation = Propagation::kOwnPeerGroup);
 
   SharedMount(SharedMount&& other) noexcept;
   SharedMount& operator=(SharedMount&& other) noexcept;
@@ -148,11 +149,14 @@ class Virtiofsd {
 
  private:
   Virtiofsd(VirtiofsdOptions options, Child child, std::optional<SharedMount> mount)
-      : options_(std::move(options)), child_(std::move(child)), active_(true), mount_(std::move(mount)) {}
+      : options_(std::move(options)),
+        child_(std::move(child)),
+        active_(true),
+        mount_(std::move(mount)) {}
 
   VirtiofsdOptions options_;
   Child child_;
-  bool active_ = false;  // false once moved from or stopped
+  bool active_ = false;               // false once moved from or stopped
   std::optional<SharedMount> mount_;  // the namespace sandbox's bind of shared_dir
   std::optional<ExitStatus> stopped_status_;
 };
