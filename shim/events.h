@@ -30,7 +30,15 @@ std::string ForwardRequestBytes(const std::string& ns, std::string_view topic,
                                 const google::protobuf::Message& event,
                                 std::chrono::system_clock::time_point when);
 
-class EventPublisher {
+// Where the task service sends containerd events; an interface so that
+// tests can record them.
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  virtual void Publish(const google::protobuf::Message& event) = 0;
+};
+
+class EventPublisher final : public EventSink {
  public:
   // `ttrpc_address`: containerd's ttrpc socket path ("" drops events, with a
   // debug log). `ns`: the containerd namespace of the events.
@@ -39,7 +47,7 @@ class EventPublisher {
   ~EventPublisher();
 
   // Queues the event; delivery is asynchronous and retried (5 attempts).
-  void Publish(const google::protobuf::Message& event);
+  void Publish(const google::protobuf::Message& event) override;
   // Waits until the queue is empty or `timeout` passed.
   void Flush(std::chrono::milliseconds timeout);
 

@@ -1,7 +1,6 @@
 #include "process_io.h"
 
 #include <fcntl.h>
-#include <grpcpp/client_context.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
@@ -12,8 +11,6 @@
 #include "hull/core/syscall.h"
 
 namespace hull::shim {
-
-namespace v1 = agent::v1;
 
 namespace {
 
@@ -68,9 +65,8 @@ Result<std::unique_ptr<ProcessIo>> ProcessIo::Open(const StdioPaths& paths) {
       io->stderr_fd_ = std::make_shared<UniqueFd>(std::move(fd));
     }
   }
-  io->stop_stdin_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   io->wake_output_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!io->stop_stdin_ || !io->wake_output_) return ErrnoError("eventfd");
+  if (!io->wake_output_) return ErrnoError("eventfd");
   // Output FIFOs are written without blocking: the pump waits in poll, where
   // DropWhenFull can wake it.
   for (auto* out : {&io->stdout_fd_, &io->stderr_fd_}) {
@@ -79,51 +75,47 @@ Result<std::unique_ptr<ProcessIo>> ProcessIo::Open(const StdioPaths& paths) {
   return io;
 }
 
-v1::ProcessIo ProcessIo::AgentIo() const {
-  v1::ProcessIo io;
-  io.set_terminal(paths_.terminal);
-  io.set_stdin(stdin_fd_.valid());
-  io.set_stdout(stdout_fd_ != nullptr);
-  io.set_stderr(stderr_fd_ != nullptr);
-  return io;
+sandbox::StdioSetup ProcessIo::AgentIo() const {
+  return sandbox::StdioSetup{.terminal = paths_.terminal,
+                             .stdin = stdin_fd_.valid(),
+                             .stdout = stdout_fd_ != nullptr,
+                             .stderr = stderr_fd_ != nullptr};
 }
 
-void ProcessIo::Start(AgentClient& client, const std::string& container_id,
-                      const std::string& exec_id) {
+void ProcessIo::Start(sandbox::AgentApi& agent, const sandbox::ProcessRef& process) {
   if (stdout_fd_) {
-    stdout_thread_ = std::thread(&ProcessIo::PumpOutput, this, std::ref(client), container_id,
-                                 exec_id, static_cast<int>(v1::STDOUT), stdout_fd_);
+    stdout_thread_ = std::thread(&ProcessIo::CopyOutput, this, std::ref(agent), process,
+                                 sandbox::OutputStream::kStdout, stdout_fd_);
   }
   if (stderr_fd_) {
-    stderr_thread_ = std::thread(&ProcessIo::PumpOutput, this, std::ref(client), container_id,
-                                 exec_id, static_cast<int>(v1::STDERR), stderr_fd_);
+    stderr_thread_ = std::thread(&ProcessIo::CopyOutput, this, std::ref(agent), process,
+                                 sandbox::OutputStream::kStderr, stderr_fd_);
   }
-  if (stdin_fd_)
-    stdin_thread_ =
-        std::thread(&ProcessIo::PumpStdin, this, std::ref(client), container_id, exec_id);
-}
-
-void ProcessIo::PumpOutput(AgentClient& client, std::string container_id, std::string exec_id,
-                           int stream, std::shared_ptr<UniqueFd> out) {
-  grpc::ClientContext context;
-  v1::ReadOutputRequest request;
-  request.set_container_id(container_id);
-  request.set_exec_id(exec_id);
-  request.set_stream(static_cast<v1::OutputStream>(stream));
-  auto reader = client.agent().ReadOutput(&context, request);
-  v1::OutputChunk chunk;
-  bool writable = true;
-  while (reader->Read(&chunk)) {
-    // A write error (the log file's disk is full) drops output rather than
-    // stalling the process.
-    if (writable && !WriteOutput(out->get(), chunk.data())) {
-      HULL_LOG_WARN("{} {}: output lost: {}", container_id, exec_id, strerror(errno));
-      writable = false;
+  if (stdin_fd_) {
+    auto pump = sandbox::StdinPump::Start(agent, process, stdin_fd_.get());
+    if (pump) {
+      stdin_pump_ = std::move(*pump);
+    } else {
+      HULL_LOG_WARN("{} {}: stdin: {}", process.container_id, process.exec_id,
+                    pump.error().ToString());
     }
   }
-  auto status = reader->Finish();
-  if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
-    HULL_LOG_WARN("{} {}: output stream: {}", container_id, exec_id, status.error_message());
+}
+
+void ProcessIo::CopyOutput(sandbox::AgentApi& agent, sandbox::ProcessRef process,
+                           sandbox::OutputStream stream, std::shared_ptr<UniqueFd> out) {
+  auto ended =
+      sandbox::PumpOutput(agent, process, stream, cancel_output_, [&](std::string_view data) {
+        // A write error (the log file's disk is full) drops output rather than
+        // stalling the process.
+        if (WriteOutput(out->get(), data)) return true;
+        HULL_LOG_WARN("{} {}: output lost: {}", process.container_id, process.exec_id,
+                      strerror(errno));
+        return false;
+      });
+  if (!ended && ended.error().code() != ErrorCode::kCancelled) {
+    HULL_LOG_WARN("{} {}: output stream: {}", process.container_id, process.exec_id,
+                  ended.error().ToString());
   }
 }
 
@@ -155,44 +147,6 @@ void ProcessIo::DropWhenFull() {
   [[maybe_unused]] auto n = ::write(wake_output_.get(), &one, sizeof one);
 }
 
-void ProcessIo::PumpStdin(AgentClient& client, std::string container_id, std::string exec_id) {
-  grpc::ClientContext context;
-  v1::WriteStdinResponse response;
-  auto writer = client.agent().WriteStdin(&context, &response);
-  v1::WriteStdinRequest chunk;
-  chunk.set_container_id(container_id);
-  chunk.set_exec_id(exec_id);
-  // The first message names the process even when there is nothing to send.
-  writer->Write(chunk);
-  chunk.clear_container_id();
-  chunk.clear_exec_id();
-  std::vector<char> buffer(64 * 1024);
-  bool draining = false;
-  while (!abort_) {
-    if (!draining) {
-      pollfd fds[2] = {{stdin_fd_.get(), POLLIN, 0}, {stop_stdin_.get(), POLLIN, 0}};
-      if (RetryEintr([&] { return ::poll(fds, 2, -1); }) < 0) break;
-      // CloseIO: the client wrote everything before asking, so what is still
-      // in the FIFO belongs to the process; read it out, then close.
-      draining = fds[1].revents != 0;
-      if (abort_) break;
-    }
-    ssize_t n = RetryEintr([&] { return ::read(stdin_fd_.get(), buffer.data(), buffer.size()); });
-    if (n < 0 && errno == EAGAIN) {
-      if (draining) break;
-      continue;
-    }
-    if (n <= 0) break;  // EOF: every writer closed the FIFO
-    chunk.set_data(buffer.data(), static_cast<size_t>(n));
-    if (!writer->Write(chunk)) break;
-  }
-  chunk.set_data("");
-  chunk.set_close(true);
-  writer->Write(chunk);
-  writer->WritesDone();
-  (void)writer->Finish();
-}
-
 void ProcessIo::WaitOutput() {
   if (stdout_thread_.joinable()) stdout_thread_.join();
   if (stderr_thread_.joinable()) stderr_thread_.join();
@@ -205,17 +159,15 @@ void ProcessIo::WaitOutput() {
 }
 
 void ProcessIo::CloseStdin() {
-  if (stop_stdin_) {
-    uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(stop_stdin_.get(), &one, sizeof one);
-  }
+  if (stdin_pump_) stdin_pump_->Close();
 }
 
 void ProcessIo::Stop() {
-  abort_ = true;
   DropWhenFull();
-  CloseStdin();
-  if (stdin_thread_.joinable()) stdin_thread_.join();
+  if (stdin_pump_) stdin_pump_->Abort();
+  // By now the output was delivered (the waiter waited for it) or nobody
+  // waits for it any more: a stream the agent holds open must not hold us.
+  cancel_output_.Cancel();
   WaitOutput();
 }
 

@@ -18,9 +18,10 @@
 #include <string>
 #include <thread>
 
-#include "agent_client.h"
 #include "hull/core/error.h"
 #include "hull/core/fd.h"
+#include "hull/sandbox/agent_api.h"
+#include "hull/sandbox/io_pump.h"
 
 namespace hull::shim {
 
@@ -41,11 +42,11 @@ class ProcessIo {
   ProcessIo& operator=(const ProcessIo&) = delete;
 
   // Which streams the agent should set up for the process.
-  agent::v1::ProcessIo AgentIo() const;
+  sandbox::StdioSetup AgentIo() const;
 
-  // Starts copying between the host ends and the process (container_id,
-  // exec_id) in the guest. `client` must outlive this object.
-  void Start(AgentClient& client, const std::string& container_id, const std::string& exec_id);
+  // Starts copying between the host ends and `process` in the guest.
+  // `agent` must outlive this object.
+  void Start(sandbox::AgentApi& agent, const sandbox::ProcessRef& process);
 
   // Blocks until both output streams ended (the agent delivered everything,
   // or the connection failed), then closes the output write ends.
@@ -65,19 +66,18 @@ class ProcessIo {
 
  private:
   ProcessIo() = default;
-  void PumpOutput(AgentClient& client, std::string container_id, std::string exec_id, int stream,
-                  std::shared_ptr<UniqueFd> out);
-  void PumpStdin(AgentClient& client, std::string container_id, std::string exec_id);
+  void CopyOutput(sandbox::AgentApi& agent, sandbox::ProcessRef process,
+                  sandbox::OutputStream stream, std::shared_ptr<UniqueFd> out);
   bool WriteOutput(int fd, std::string_view data);
 
   StdioPaths paths_;
   UniqueFd stdin_fd_;
   std::shared_ptr<UniqueFd> stdout_fd_, stderr_fd_;
-  UniqueFd stop_stdin_;  // eventfd: wakes the stdin pump
-  std::atomic<bool> abort_{false};
-  UniqueFd wake_output_;                     // eventfd: wakes output pumps waiting for room
-  std::atomic<bool> drop_when_full_{false};  // Stop(): end the stdin pump without draining
-  std::thread stdout_thread_, stderr_thread_, stdin_thread_;
+  std::unique_ptr<sandbox::StdinPump> stdin_pump_;
+  sandbox::Cancellation cancel_output_;  // Stop(): ends the output streams
+  UniqueFd wake_output_;                 // eventfd: wakes output pumps waiting for room
+  std::atomic<bool> drop_when_full_{false};
+  std::thread stdout_thread_, stderr_thread_;
   std::mutex mu_;
   bool output_done_ = false;
 };

@@ -28,8 +28,8 @@
 #include "hull/core/oci_spec.h"
 #include "hull/core/syscall.h"
 #include "hull/core/transport.h"
+#include "hull/sandbox/orphans.h"
 #include "mounts.h"
-#include "orphans.h"
 #include "task_service.h"
 #include "ttrpc/ttrpc.h"
 
@@ -221,7 +221,7 @@ int RunDelete(const ShimFlags& flags) {
     const std::string& dir = *state_dir;
     if (auto alive = ConnectUnix(dir + "/" + kShimSocketName); !alive) {
       // The shim is gone: its VM, virtiofsd and mounts are orphans.
-      for (const auto& problem : RemoveOrphanedSandbox(dir))
+      for (const auto& problem : sandbox::RemoveOrphanedSandbox(dir))
         std::fprintf(stderr, "%s\n", problem.c_str());
     }
   }

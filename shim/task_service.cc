@@ -1,16 +1,12 @@
 #include "task_service.h"
 
-#include <google/protobuf/any.pb.h>
-#include <grpcpp/client_context.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <future>
 
-#include "containerd/cgroups/v2/metrics.pb.h"
 #include "containerd/events/task.pb.h"
-#include "containerd/runc/v1/process_details.pb.h"
 #include "hull/core/ids.h"
 #include "hull/core/log.h"
 #include "hull/core/oci_spec.h"
@@ -19,40 +15,22 @@
 
 namespace hull::shim {
 
-namespace v1 = agent::v1;
 namespace events = ::containerd::events;
-namespace types = ::containerd::v1::types;
-namespace cgroups = ::io::containerd::cgroups::v2;
+using sandbox::Sandbox;
 using std::chrono::seconds;
 
 namespace {
 
-constexpr char kProcessTypeUrl[] = "types.containerd.io/opencontainers/runtime-spec/1/Process";
-constexpr char kResourcesTypeUrl[] =
-    "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
 constexpr char kSandboxIdAnnotation[] = "io.kubernetes.cri.sandbox-id";
-// At most this many pids are taken from the guest for one container.
-constexpr int kMaxPids = 1 << 16;
-
-// Go's zero time: what the runc shim reports as exited_at for a live process.
-void SetZeroTime(google::protobuf::Timestamp* out) { out->set_seconds(-62135596800); }
-
 uint32_t ShimPid() { return static_cast<uint32_t>(::getpid()); }
-
-Error FromGrpc(const grpc::Status& status, std::string_view rpc) {
-  return ErrorFromGrpc(status, rpc);
-}
-
-std::chrono::system_clock::time_point AgentDeadline(seconds timeout = seconds(30)) {
-  return std::chrono::system_clock::now() + timeout;
-}
 
 }  // namespace
 
-TaskService::TaskService(TaskServiceOptions options, EventPublisher& events,
+TaskService::TaskService(TaskServiceOptions options, EventSink& events,
                          std::function<void()> request_shutdown)
     : options_(std::move(options)),
       events_(events),
+      timeouts_(sandbox::AgentTimeoutsFromConfig(options_.config)),
       request_shutdown_(std::move(request_shutdown)) {
   vm_thread_ = std::thread([this] {
     std::unique_lock lock(vm_thread_mu_);
@@ -80,15 +58,15 @@ TaskService::~TaskService() {
   {
     std::lock_guard lock(vm_mu_);
     if (session_) RunOnVmThread([this] { session_->Close(); });
+    if (cancel_oom_) cancel_oom_->Cancel();
   }
   for (auto& container : containers) {
     std::vector<std::shared_ptr<Process>> processes{container->init};
     for (auto& [exec_id, process] : container->execs) processes.push_back(process);
-    for (auto& process : processes) {
-      if (!process) continue;
-      if (process->waiter.joinable()) process->waiter.join();
-      if (process->io) process->io->Stop();
-    }
+    std::erase(processes, nullptr);
+    // With the VM stopped nothing answers any more: nobody waits for it.
+    for (auto& process : processes) process->cancel_wait.Cancel();
+    EndProcesses(processes);
     if (!container->mounted_rootfs.empty()) (void)UnmountAll(container->mounted_rootfs);
   }
   if (oom_thread_.joinable()) oom_thread_.join();
@@ -156,7 +134,7 @@ TaskService::FindProcess(const std::string& id, const std::string& exec_id) {
 
 // --- the VM ----------------------------------------------------------------------
 
-Result<std::shared_ptr<Session>> TaskService::EnsureSession(const PodVmSize& size,
+Result<std::shared_ptr<Sandbox>> TaskService::EnsureSession(const PodVmSize& size,
                                                             const std::string& netns_path,
                                                             const std::string& host_cgroup) {
   std::lock_guard lock(vm_mu_);
@@ -167,41 +145,61 @@ Result<std::shared_ptr<Session>> TaskService::EnsureSession(const PodVmSize& siz
         ErrorCode::kUnavailable,
         "the sandbox VM is gone (" + (exit ? exit->reason : std::string("stopped")) + ")");
   }
-  SessionOptions session_options;
-  session_options.vm_parent_dir = options_.state_dir;
-  session_options.vm_id = "vm";
-  session_options.vcpus = size.vcpus;
-  session_options.memory_mib = size.memory_mib;
-  session_options.netns_path = netns_path;
-  session_options.host_cgroup_path = host_cgroup;
-  Result<std::unique_ptr<Session>> opened = MakeError(ErrorCode::kInternal, "not run");
-  RunOnVmThread(
-      [&] { opened = Session::Open(options_.config, options_.sandbox_id, session_options); });
+  sandbox::SandboxOptions sandbox_options{.vm_parent_dir = options_.state_dir,
+                                          .vm_id = "vm",
+                                          .vcpus = size.vcpus,
+                                          .memory_mib = size.memory_mib,
+                                          .netns_path = netns_path,
+                                          .host_cgroup_path = host_cgroup};
+  Result<std::unique_ptr<Sandbox>> opened = MakeError(ErrorCode::kInternal, "not run");
+  RunOnVmThread([&] {
+    opened =
+        Sandbox::Open(options_.config, options_.sandbox_id, sandbox_options, options_.sandbox_deps);
+  });
   if (!opened) return std::move(opened).error().Wrap("boot the sandbox VM");
-  session_ = std::shared_ptr<Session>(std::move(*opened));
+  session_ = std::shared_ptr<Sandbox>(std::move(*opened));
   HULL_LOG_INFO("sandbox {}: VM up (pid {})", options_.sandbox_id, session_->vm().pid());
   if (oom_thread_.joinable()) oom_thread_.join();
+  cancel_oom_ = std::make_unique<sandbox::Cancellation>();
   oom_thread_ = std::thread(&TaskService::WatchOom, this, session_);
   return session_;
 }
 
-void TaskService::WatchOom(std::shared_ptr<Session> session) {
-  grpc::ClientContext context;
-  v1::OomEventsRequest request;
-  auto reader = session->client().agent().OomEvents(&context, request);
-  v1::OomEvent event;
-  while (reader->Read(&event)) {
+void TaskService::WatchOom(std::shared_ptr<Sandbox> session) {
+  auto events = session->agent().OomEvents(*cancel_oom_);
+  sandbox::OomEvent event;
+  while (events->Next(&event)) {
     {
       // The guest names the container: only known ids are reported.
       std::lock_guard lock(mu_);
-      if (containers_.count(event.container_id()) == 0) continue;
+      if (containers_.count(event.container_id) == 0) continue;
     }
-    HULL_LOG_INFO("container {}: OOM kill in the guest", event.container_id());
+    HULL_LOG_INFO("container {}: OOM kill in the guest", event.container_id);
     events::TaskOOM oom;
-    oom.set_container_id(event.container_id());
+    oom.set_container_id(event.container_id);
     events_.Publish(oom);
   }
-  (void)reader->Finish();
+  (void)events->Finish();
+}
+
+void TaskService::EndProcesses(const std::vector<std::shared_ptr<Process>>& processes) {
+  {
+    std::unique_lock lock(mu_);
+    auto deadline = std::chrono::steady_clock::now() + timeouts_.call;
+    for (const auto& process : processes) {
+      // A process never started has no waiter to report it (an exec).
+      if (!process->waiter.joinable()) continue;
+      if (!exited_.wait_until(lock, deadline,
+                              [&] { return process->state == ProcessState::kStopped; })) {
+        break;
+      }
+    }
+  }
+  for (const auto& process : processes) {
+    process->cancel_wait.Cancel();
+    if (process->waiter.joinable()) process->waiter.join();
+    if (process->io) process->io->Stop();
+  }
 }
 
 void TaskService::CloseSessionIfIdle() {
@@ -218,6 +216,7 @@ void TaskService::CloseSessionIfIdle() {
   }
   HULL_LOG_INFO("sandbox {}: last container gone, stopping the VM", options_.sandbox_id);
   RunOnVmThread([this] { session_->Close(); });
+  cancel_oom_->Cancel();
   if (oom_thread_.joinable()) oom_thread_.join();
   for (auto& thread : finished_threads_) thread.join();
   finished_threads_.clear();
@@ -226,25 +225,20 @@ void TaskService::CloseSessionIfIdle() {
 
 // --- waiters ---------------------------------------------------------------------
 
-void TaskService::StartWaiter(const std::shared_ptr<Session>& session,
+void TaskService::StartWaiter(const std::shared_ptr<Sandbox>& session,
                               const std::shared_ptr<Container>& container,
                               const std::shared_ptr<Process>& process) {
   process->waiter = std::thread([this, session, container, process] {
-    grpc::ClientContext context;
-    v1::WaitProcessRequest request;
-    request.set_container_id(container->id);
-    request.set_exec_id(process->exec_id);
-    v1::WaitProcessResponse response;
-    auto status = session ? session->client().agent().WaitProcess(&context, request, &response)
-                          : grpc::Status(grpc::StatusCode::UNAVAILABLE, "the sandbox VM is gone");
+    Result<sandbox::ProcessExit> waited =
+        session
+            ? session->agent().WaitProcess({container->id, process->exec_id}, process->cancel_wait)
+            : MakeError(ErrorCode::kUnavailable, "the sandbox VM is gone");
     uint32_t exit_status = 255;
-    if (status.ok()) {
-      // The guest is untrusted: an exit status is 0..255.
-      int32_t code = response.exit_status();
-      exit_status = code >= 0 && code <= 255 ? static_cast<uint32_t>(code) : 255;
+    if (waited) {
+      exit_status = waited->exit_status;  // 0..255: the agent API checked it
     } else {
       HULL_LOG_WARN("container {} {}: wait: {} (reporting exit status 255)", container->id,
-                    process->exec_id, status.error_message());
+                    process->exec_id, waited.error().ToString());
     }
     // Everything the process wrote reaches the FIFOs before anyone hears of its exit.
     if (process->io) process->io->WaitOutput();
@@ -296,12 +290,7 @@ Status TaskService::CreateInGuest(const std::shared_ptr<Container>& container,
   if (request.rootfs_size() > 0) {
     host_rootfs = container->bundle + "/rootfs";
     HULL_CHECK_OK(MakeDirs(host_rootfs, 0711), "create the rootfs mount point");
-    std::vector<HostMount> mounts;
-    for (const auto& mount : request.rootfs()) {
-      mounts.push_back(
-          {mount.type(), mount.source(), {mount.options().begin(), mount.options().end()}});
-    }
-    HULL_CHECK_OK(MountAll(mounts, host_rootfs), "mount the root filesystem");
+    HULL_CHECK_OK(MountAll(RootfsMounts(request), host_rootfs), "mount the root filesystem");
     container->mounted_rootfs = host_rootfs;
   } else {
     std::filesystem::path root = spec.root.path;
@@ -354,7 +343,7 @@ Status TaskService::CreateInGuest(const std::shared_ptr<Container>& container,
   }
   unshare.Dismiss();
   container->init->io = std::move(io);
-  container->init->io->Start(session->client(), id, "");
+  container->init->io->Start(session->agent(), {id, ""});
   return Ok();
 }
 
@@ -370,8 +359,7 @@ Result<task::CreateTaskResponse> TaskService::Create(const Context&,
   container->id = id;
   container->bundle = request.bundle();
   container->init = std::make_shared<Process>();
-  container->init->stdio = {request.stdin(), request.stdout(), request.stderr(),
-                            request.terminal()};
+  container->init->stdio = StdioOf(request);
   {
     std::lock_guard lock(mu_);
     if (containers_.count(id) != 0)
@@ -418,9 +406,7 @@ Result<task::CreateTaskResponse> TaskService::Create(const Context&,
 // --- Start ---------------------------------------------------------------------------
 
 Result<task::StartResponse> TaskService::Start(const Context&, const task::StartRequest& request) {
-  const std::string what =
-      "start " + (request.exec_id().empty() ? "container `" + request.id() + "`"
-                                            : "process `" + request.exec_id() + "`");
+  const std::string what = "start " + ProcessLabel(request.id(), request.exec_id());
   HULL_TRY(auto found, FindProcess(request.id(), request.exec_id()), what);
   auto [container, process] = found;
   HULL_TRY(auto session, EnsureSession(), what);
@@ -432,32 +418,21 @@ Result<task::StartResponse> TaskService::Start(const Context&, const task::Start
     }
   }
   if (process->exec_id.empty()) {
-    grpc::ClientContext context;
-    context.set_deadline(AgentDeadline());
-    v1::StartContainerRequest start;
-    start.set_container_id(container->id);
-    v1::StartContainerResponse response;
-    auto status = session->client().agent().StartContainer(&context, start, &response);
-    if (!status.ok()) {
+    if (auto started = session->agent().StartContainer(container->id); !started) {
       // The guest's init is gone; its waiter records the exit. The caller
       // must see the task stopped when Start fails (`ctr run --rm` deletes
       // it next, and containerd refuses to delete a created task).
       start_lock.unlock();
       std::unique_lock lock(mu_);
-      exited_.wait_for(lock, seconds(10), [&] { return process->state == ProcessState::kStopped; });
-      return FromGrpc(status, "StartContainer").Wrap(what);
+      exited_.wait_for(lock, timeouts_.call,
+                       [&] { return process->state == ProcessState::kStopped; });
+      return std::move(started).error().Wrap(what);
     }
   } else {
-    grpc::ClientContext context;
-    context.set_deadline(AgentDeadline());
-    v1::ExecProcessRequest exec;
-    exec.set_container_id(container->id);
-    exec.set_exec_id(process->exec_id);
-    exec.set_oci_process_json(process->process_json);
-    *exec.mutable_io() = process->io->AgentIo();
-    v1::ExecProcessResponse response;
-    auto status = session->client().agent().ExecProcess(&context, exec, &response);
-    if (!status.ok()) {
+    auto stdio = process->io->AgentIo();
+    auto pid = session->agent().ExecProcess(
+        {{container->id, process->exec_id}, process->process_json, stdio});
+    if (!pid) {
       // The process never ran: its FIFOs end now (the client waits for
       // their EOF before it hears of the error), and it is done, with
       // runc's status for that.
@@ -467,13 +442,13 @@ Result<task::StartResponse> TaskService::Start(const Context&, const task::Start
       process->exit_status = 255;
       process->exited_at = std::chrono::system_clock::now();
       exited_.notify_all();
-      return FromGrpc(status, "ExecProcess").Wrap(what);
+      return std::move(pid).error().Wrap(what);
     }
     {
       std::lock_guard lock(mu_);
-      process->guest_pid = response.pid();
+      process->guest_pid = *pid;
     }
-    process->io->Start(session->client(), container->id, process->exec_id);
+    process->io->Start(session->agent(), {container->id, process->exec_id});
     StartWaiter(session, container, process);
   }
   {
@@ -508,17 +483,7 @@ Result<task::StateResponse> TaskService::State(const Context&, const task::State
   response.set_exec_id(process->exec_id);
   response.set_bundle(container->bundle);
   response.set_pid(ShimPid());
-  switch (process->state) {
-    case ProcessState::kCreated:
-      response.set_status(types::CREATED);
-      break;
-    case ProcessState::kRunning:
-      response.set_status(container->paused ? types::PAUSED : types::RUNNING);
-      break;
-    case ProcessState::kStopped:
-      response.set_status(types::STOPPED);
-      break;
-  }
+  response.set_status(TaskStatus(process->state, container->paused));
   response.set_stdin(process->stdio.stdin);
   response.set_stdout(process->stdio.stdout);
   response.set_stderr(process->stdio.stderr);
@@ -562,15 +527,10 @@ Result<task::ConnectResponse> TaskService::Connect(const Context&,
 // --- Kill, Delete --------------------------------------------------------------------
 
 Result<Empty> TaskService::Kill(const Context&, const task::KillRequest& request) {
-  const std::string what =
-      "kill " + (request.exec_id().empty() ? "container `" + request.id() + "`"
-                                           : "process `" + request.exec_id() + "`");
+  const std::string what = "kill " + ProcessLabel(request.id(), request.exec_id());
   HULL_TRY(auto found, FindProcess(request.id(), request.exec_id()), what);
   auto [container, process] = found;
-  if (request.signal() == 0 || request.signal() > 64) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     what + ": signal " + std::to_string(request.signal()) + " is invalid");
-  }
+  HULL_CHECK_OK(ValidateSignal(request.signal()), what);
   {
     std::lock_guard lock(mu_);
     if (process->state == ProcessState::kStopped)
@@ -585,20 +545,14 @@ Result<Empty> TaskService::Kill(const Context&, const task::KillRequest& request
   if (!session)
     return MakeError(ErrorCode::kNotFound,
                      "process already finished (" + session.error().ToString() + ")");
-  grpc::ClientContext context;
-  context.set_deadline(AgentDeadline());
-  v1::SignalProcessRequest signal;
-  signal.set_container_id(container->id);
-  signal.set_exec_id(process->exec_id);
-  signal.set_signal(request.signal());
-  signal.set_all(request.all() && process->exec_id.empty());
-  v1::SignalProcessResponse response;
-  auto status = (*session)->client().agent().SignalProcess(&context, signal, &response);
-  if (status.error_code() == grpc::StatusCode::NOT_FOUND ||
-      status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+  auto signalled =
+      (*session)->agent().SignalProcess({container->id, process->exec_id}, request.signal(),
+                                        request.all() && process->exec_id.empty());
+  if (!signalled && (signalled.error().code() == ErrorCode::kNotFound ||
+                     signalled.error().code() == ErrorCode::kFailedPrecondition)) {
     return MakeError(ErrorCode::kNotFound, "process already finished");
   }
-  if (!status.ok()) return FromGrpc(status, "SignalProcess").Wrap(what);
+  if (!signalled) return std::move(signalled).error().Wrap(what);
   if (request.signal() == SIGKILL) {
     std::lock_guard lock(mu_);
     if (process->io) process->io->DropWhenFull();
@@ -615,31 +569,23 @@ Result<Empty> TaskService::Kill(const Context&, const task::KillRequest& request
 // The agent keeps an exited exec (its exit status for late waiters) until
 // told: kubelet's exec probes would otherwise pile up in the guest.
 void TaskService::ForgetExecInGuest(const std::string& container_id, const std::string& exec_id) {
-  std::shared_ptr<Session> session;
+  std::shared_ptr<Sandbox> session;
   {
     std::lock_guard lock(vm_mu_);
     if (!session_ || !session_->vm().running()) return;  // nothing left to forget
     session = session_;
   }
-  grpc::ClientContext context;
-  context.set_deadline(AgentDeadline());
-  v1::RemoveProcessRequest request;
-  request.set_container_id(container_id);
-  request.set_exec_id(exec_id);
-  v1::RemoveProcessResponse response;
-  auto status = session->client().agent().RemoveProcess(&context, request, &response);
+  auto removed = session->agent().RemoveProcess({container_id, exec_id});
   // NOT_FOUND: it never ran there (a failed ExecProcess).
-  if (!status.ok() && status.error_code() != grpc::StatusCode::NOT_FOUND) {
+  if (!removed && removed.error().code() != ErrorCode::kNotFound) {
     HULL_LOG_WARN("container {}: remove exec {} in the guest: {}", container_id, exec_id,
-                  status.error_message());
+                  removed.error().ToString());
   }
 }
 
 Result<task::DeleteResponse> TaskService::Delete(const Context&,
                                                  const task::DeleteRequest& request) {
-  const std::string what =
-      "delete " + (request.exec_id().empty() ? "container `" + request.id() + "`"
-                                             : "process `" + request.exec_id() + "`");
+  const std::string what = "delete " + ProcessLabel(request.id(), request.exec_id());
   HULL_TRY(auto found, FindProcess(request.id(), request.exec_id()), what);
   auto [container, process] = found;
   {
@@ -664,8 +610,7 @@ Result<task::DeleteResponse> TaskService::Delete(const Context&,
       std::lock_guard lock(mu_);
       container->execs.erase(process->exec_id);
     }
-    if (process->waiter.joinable()) process->waiter.join();
-    if (process->io) process->io->Stop();
+    EndProcesses({process});
     ForgetExecInGuest(container->id, process->exec_id);
     event.set_id(process->exec_id);
   } else {
@@ -683,10 +628,7 @@ Result<task::DeleteResponse> TaskService::Delete(const Context&,
       std::lock_guard lock(mu_);
       for (auto& [exec_id, exec] : container->execs) processes.push_back(exec);
     }
-    for (auto& each : processes) {
-      if (each->waiter.joinable()) each->waiter.join();
-      if (each->io) each->io->Stop();
-    }
+    EndProcesses(processes);
     if (!container->mounted_rootfs.empty()) {
       if (auto unmounted = UnmountAll(container->mounted_rootfs); !unmounted) {
         HULL_LOG_WARN("{}: {}", what, unmounted.error().ToString());
@@ -721,17 +663,12 @@ Result<Empty> TaskService::Exec(const Context&, const task::ExecProcessRequest& 
   const std::string what = "exec `" + request.exec_id() + "` in container `" + request.id() + "`";
   HULL_CHECK_OK(ValidateId("exec", request.exec_id()), what);
   HULL_TRY(auto container, FindContainer(request.id()), what);
-  if (request.spec().type_url() != kProcessTypeUrl) {
-    return MakeError(
-        ErrorCode::kInvalidArgument,
-        what + ": the spec is `" + request.spec().type_url() + "`, expected " + kProcessTypeUrl);
-  }
-  HULL_TRY(oci::Process process_spec, oci::ParseOciProcess(request.spec().value()),
-           what + ": process spec");
+  HULL_TRY(std::string process_json, ExecProcessJson(request.spec()), what);
+  HULL_TRY(oci::Process process_spec, oci::ParseOciProcess(process_json), what + ": process spec");
   process_spec.terminal = request.terminal();
   auto process = std::make_shared<Process>();
   process->exec_id = request.exec_id();
-  process->stdio = {request.stdin(), request.stdout(), request.stderr(), request.terminal()};
+  process->stdio = StdioOf(request);
   process->process_json = oci::SerializeOciProcess(process_spec);
   {
     std::lock_guard lock(mu_);
@@ -764,16 +701,9 @@ Result<Empty> TaskService::ResizePty(const Context&, const task::ResizePtyReques
     return MakeError(ErrorCode::kFailedPrecondition, "resize pty: the process has no terminal");
   }
   HULL_TRY(auto session, EnsureSession(), "resize pty");
-  grpc::ClientContext context;
-  context.set_deadline(AgentDeadline());
-  v1::ResizeTtyRequest resize;
-  resize.set_container_id(request.id());
-  resize.set_exec_id(request.exec_id());
-  resize.mutable_size()->set_rows(request.height());
-  resize.mutable_size()->set_columns(request.width());
-  v1::ResizeTtyResponse response;
-  auto status = session->client().agent().ResizeTty(&context, resize, &response);
-  if (!status.ok()) return FromGrpc(status, "ResizeTty");
+  HULL_CHECK_OK(session->agent().ResizeTty({request.id(), request.exec_id()},
+                                           {request.height(), request.width()}),
+                "resize pty");
   return Empty();
 }
 
@@ -788,44 +718,22 @@ Result<Empty> TaskService::CloseIO(const Context&, const task::CloseIORequest& r
 Result<task::PidsResponse> TaskService::Pids(const Context&, const task::PidsRequest& request) {
   HULL_TRY(auto container, FindContainer(request.id()), "pids");
   HULL_TRY(auto session, EnsureSession(), "pids");
-  grpc::ClientContext context;
-  context.set_deadline(AgentDeadline());
-  v1::ListProcessesRequest list;
-  list.set_container_id(request.id());
-  v1::ListProcessesResponse listed;
-  auto status = session->client().agent().ListProcesses(&context, list, &listed);
-  if (!status.ok()) return FromGrpc(status, "ListProcesses");
-  std::map<uint32_t, std::string> exec_pids;
+  HULL_TRY(auto pids, session->agent().ListProcesses(request.id()), "pids");
+  std::map<uint32_t, std::string> exec_ids;
   {
     std::lock_guard lock(mu_);
     for (const auto& [exec_id, exec] : container->execs) {
-      if (exec->guest_pid != 0) exec_pids[exec->guest_pid] = exec_id;
+      if (exec->guest_pid != 0) exec_ids[exec->guest_pid] = exec_id;
     }
   }
-  task::PidsResponse response;
-  for (int i = 0; i < listed.pids_size() && i < kMaxPids; ++i) {
-    auto* info = response.add_processes();
-    info->set_pid(listed.pids(i));
-    if (auto it = exec_pids.find(listed.pids(i)); it != exec_pids.end()) {
-      ::containerd::runc::v1::ProcessDetails details;
-      details.set_exec_id(it->second);
-      info->mutable_info()->set_type_url("containerd.runc.v1.ProcessDetails");
-      info->mutable_info()->set_value(details.SerializeAsString());
-    }
-  }
-  return response;
+  return ToPidsResponse(pids, exec_ids);
 }
 
 Result<Empty> TaskService::Pause(const Context&, const task::PauseRequest& request) {
-  HULL_TRY(auto container, FindContainer(request.id()), "pause");
-  HULL_TRY(auto session, EnsureSession(), "pause");
-  grpc::ClientContext context;
-  context.set_deadline(AgentDeadline());
-  v1::PauseContainerRequest pause;
-  pause.set_container_id(request.id());
-  v1::PauseContainerResponse response;
-  auto status = session->client().agent().PauseContainer(&context, pause, &response);
-  if (!status.ok()) return FromGrpc(status, "PauseContainer").Wrap("pause `" + request.id() + "`");
+  const std::string what = "pause `" + request.id() + "`";
+  HULL_TRY(auto container, FindContainer(request.id()), what);
+  HULL_TRY(auto session, EnsureSession(), what);
+  HULL_CHECK_OK(session->agent().PauseContainer(request.id()), what);
   {
     std::lock_guard lock(mu_);
     container->paused = true;
@@ -837,16 +745,10 @@ Result<Empty> TaskService::Pause(const Context&, const task::PauseRequest& reque
 }
 
 Result<Empty> TaskService::Resume(const Context&, const task::ResumeRequest& request) {
-  HULL_TRY(auto container, FindContainer(request.id()), "resume");
-  HULL_TRY(auto session, EnsureSession(), "resume");
-  grpc::ClientContext context;
-  context.set_deadline(AgentDeadline());
-  v1::ResumeContainerRequest resume;
-  resume.set_container_id(request.id());
-  v1::ResumeContainerResponse response;
-  auto status = session->client().agent().ResumeContainer(&context, resume, &response);
-  if (!status.ok())
-    return FromGrpc(status, "ResumeContainer").Wrap("resume `" + request.id() + "`");
+  const std::string what = "resume `" + request.id() + "`";
+  HULL_TRY(auto container, FindContainer(request.id()), what);
+  HULL_TRY(auto session, EnsureSession(), what);
+  HULL_CHECK_OK(session->agent().ResumeContainer(request.id()), what);
   {
     std::lock_guard lock(mu_);
     container->paused = false;
@@ -858,92 +760,26 @@ Result<Empty> TaskService::Resume(const Context&, const task::ResumeRequest& req
 }
 
 Result<Empty> TaskService::Checkpoint(const Context&, const task::CheckpointTaskRequest& request) {
-  return MakeError(
-      ErrorCode::kUnimplemented,
-      "checkpoint `" + request.id() +
-          "`: not supported: hull runs each sandbox in a VM and does not offer VM checkpoints");
+  return MakeError(ErrorCode::kUnimplemented,
+                   "checkpoint `" + request.id() +
+                       "`: not supported: hull runs each sandbox in a VM and does not offer VM "
+                       "checkpoints");
 }
 
 Result<Empty> TaskService::Update(const Context&, const task::UpdateTaskRequest& request) {
   const std::string what = "update `" + request.id() + "`";
   HULL_TRY(auto container, FindContainer(request.id()), what);
-  if (request.resources().type_url() != kResourcesTypeUrl) {
-    return MakeError(ErrorCode::kInvalidArgument, what + ": resources are `" +
-                                                      request.resources().type_url() +
-                                                      "`, expected " + kResourcesTypeUrl);
-  }
+  HULL_TRY(std::string resources, ResourcesJson(request.resources()), what);
   HULL_TRY(auto session, EnsureSession(), what);
-  grpc::ClientContext context;
-  context.set_deadline(AgentDeadline());
-  v1::UpdateContainerRequest update;
-  update.set_container_id(request.id());
-  update.set_linux_resources_json(request.resources().value());
-  v1::UpdateContainerResponse response;
-  auto status = session->client().agent().UpdateContainer(&context, update, &response);
-  if (!status.ok()) return FromGrpc(status, "UpdateContainer").Wrap(what);
+  HULL_CHECK_OK(session->agent().UpdateContainer(request.id(), resources), what);
   return Empty();
 }
 
 Result<task::StatsResponse> TaskService::Stats(const Context&, const task::StatsRequest& request) {
   HULL_TRY(auto container, FindContainer(request.id()), "stats");
   HULL_TRY(auto session, EnsureSession(), "stats");
-  grpc::ClientContext context;
-  context.set_deadline(AgentDeadline(seconds(10)));
-  v1::StatsContainerRequest stats_request;
-  stats_request.set_container_id(request.id());
-  v1::StatsContainerResponse stats;
-  auto status = session->client().agent().StatsContainer(&context, stats_request, &stats);
-  if (!status.ok()) return FromGrpc(status, "StatsContainer");
-  cgroups::Metrics metrics;
-  metrics.mutable_pids()->set_current(stats.pids().current());
-  metrics.mutable_pids()->set_limit(stats.pids().limit());
-  auto* cpu = metrics.mutable_cpu();
-  cpu->set_usage_usec(stats.cpu().usage_usec());
-  cpu->set_user_usec(stats.cpu().user_usec());
-  cpu->set_system_usec(stats.cpu().system_usec());
-  cpu->set_nr_periods(stats.cpu().nr_periods());
-  cpu->set_nr_throttled(stats.cpu().nr_throttled());
-  cpu->set_throttled_usec(stats.cpu().throttled_usec());
-  auto* memory = metrics.mutable_memory();
-  memory->set_usage(stats.memory().usage_bytes());
-  memory->set_usage_limit(stats.memory().limit_bytes());
-  memory->set_swap_usage(stats.memory().swap_usage_bytes());
-  memory->set_anon(stats.memory().anon_bytes());
-  memory->set_file(stats.memory().file_bytes());
-  const auto& raw = stats.memory().stat();
-  auto stat = [&](const char* key) -> uint64_t {
-    auto it = raw.find(key);
-    return it == raw.end() ? 0 : it->second;
-  };
-  memory->set_kernel_stack(stat("kernel_stack"));
-  memory->set_slab(stat("slab"));
-  memory->set_sock(stat("sock"));
-  memory->set_shmem(stat("shmem"));
-  memory->set_file_mapped(stat("file_mapped"));
-  memory->set_file_dirty(stat("file_dirty"));
-  memory->set_file_writeback(stat("file_writeback"));
-  memory->set_inactive_anon(stat("inactive_anon"));
-  memory->set_active_anon(stat("active_anon"));
-  memory->set_inactive_file(stat("inactive_file"));
-  memory->set_active_file(stat("active_file"));
-  memory->set_unevictable(stat("unevictable"));
-  memory->set_pgfault(stat("pgfault"));
-  memory->set_pgmajfault(stat("pgmajfault"));
-  metrics.mutable_memory_events()->set_oom(stats.memory().oom_events());
-  metrics.mutable_memory_events()->set_oom_kill(stats.memory().oom_kill_events());
-  for (const auto& device : stats.io().devices()) {
-    auto* entry = metrics.mutable_io()->add_usage();
-    entry->set_major(device.major());
-    entry->set_minor(device.minor());
-    entry->set_rbytes(device.read_bytes());
-    entry->set_wbytes(device.write_bytes());
-    entry->set_rios(device.read_ios());
-    entry->set_wios(device.write_ios());
-  }
-  task::StatsResponse response;
-  response.mutable_stats()->set_type_url("io.containerd.cgroups.v2.Metrics");
-  response.mutable_stats()->set_value(metrics.SerializeAsString());
-  return response;
+  HULL_TRY(auto stats, session->agent().StatsContainer(request.id()), "stats");
+  return ToStatsResponse(stats);
 }
 
 // --- Shutdown ------------------------------------------------------------------------------

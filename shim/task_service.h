@@ -15,6 +15,7 @@
 #include <google/protobuf/empty.pb.h>
 
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -27,9 +28,10 @@
 #include "events.h"
 #include "hull/core/config.h"
 #include "hull/core/error.h"
+#include "hull/sandbox/sandbox.h"
 #include "pod.h"
 #include "process_io.h"
-#include "session.h"
+#include "task_convert.h"
 #include "ttrpc/ttrpc.h"
 
 namespace hull::shim {
@@ -44,13 +46,15 @@ struct TaskServiceOptions {
   std::string sandbox_id;
   // <run_dir>/<sandbox id>: the shim's socket and the VM's state dir (vm/).
   std::string state_dir;
+  // The sandbox's collaborators; empty = the real ones (tests: fakes).
+  sandbox::SandboxDeps sandbox_deps;
 };
 
 class TaskService {
  public:
   // `request_shutdown` is called (once) when a Shutdown RPC finds nothing
   // left to serve; the caller then stops the server.
-  TaskService(TaskServiceOptions options, EventPublisher& events,
+  TaskService(TaskServiceOptions options, EventSink& events,
               std::function<void()> request_shutdown);
   // Removes what is left (containers, VM, mounts) without waiting for RPCs.
   ~TaskService();
@@ -82,7 +86,6 @@ class TaskService {
   size_t container_count();
 
  private:
-  enum class ProcessState { kCreated, kRunning, kStopped };
   struct Process {
     std::string exec_id;  // "" = init
     StdioPaths stdio;
@@ -93,6 +96,7 @@ class TaskService {
     std::chrono::system_clock::time_point exited_at{};
     std::unique_ptr<ProcessIo> io;
     std::thread waiter;
+    sandbox::Cancellation cancel_wait;  // ends the waiter's WaitProcess
     std::mutex start_mu;  // held across Start + TaskStart; the waiter takes it before TaskExit
   };
   struct Container {
@@ -115,17 +119,21 @@ class TaskService {
   // Boots the sandbox VM if it is not running. vm_mu_ serialises it.
   // `size`, `netns_path` and `host_cgroup`: a pod sandbox's VM size, CNI
   // netns and host cgroup (only used when this boots the VM).
-  Result<std::shared_ptr<Session>> EnsureSession(const PodVmSize& size = {},
-                                                 const std::string& netns_path = "",
-                                                 const std::string& host_cgroup = "");
+  Result<std::shared_ptr<sandbox::Sandbox>> EnsureSession(const PodVmSize& size = {},
+                                                          const std::string& netns_path = "",
+                                                          const std::string& host_cgroup = "");
   // Stops the VM once no container is left.
   void CloseSessionIfIdle();
   void ForgetExecInGuest(const std::string& container_id, const std::string& exec_id);
   // `session` null: the VM is gone, and the exit is reported at once.
-  void StartWaiter(const std::shared_ptr<Session>& session,
+  void StartWaiter(const std::shared_ptr<sandbox::Sandbox>& session,
                    const std::shared_ptr<Container>& container,
                    const std::shared_ptr<Process>& process);
-  void WatchOom(std::shared_ptr<Session> session);
+  void WatchOom(std::shared_ptr<sandbox::Sandbox> session);
+  // Waits (up to the agent's call deadline) for the processes to be
+  // reported stopped, then gives up on the agent's answer and joins their
+  // waiters and IO: a guest that never answers cannot hold a Delete.
+  void EndProcesses(const std::vector<std::shared_ptr<Process>>& processes);
   Status CreateInGuest(const std::shared_ptr<Container>& container,
                        const task::CreateTaskRequest& request);
   // Runs `fn` on the VM thread: the hypervisor's children die with the thread
@@ -133,7 +141,8 @@ class TaskService {
   void RunOnVmThread(std::function<void()> fn);
 
   TaskServiceOptions options_;
-  EventPublisher& events_;
+  EventSink& events_;
+  sandbox::AgentTimeouts timeouts_;
   std::function<void()> request_shutdown_;
   std::mutex mu_;
   std::condition_variable exited_;
@@ -143,8 +152,9 @@ class TaskService {
   std::mutex vm_mu_;
   // Shared with calls in flight, so a Delete that stops the VM never frees
   // it under them.
-  std::shared_ptr<Session> session_;
+  std::shared_ptr<sandbox::Sandbox> session_;
   std::thread oom_thread_;
+  std::unique_ptr<sandbox::Cancellation> cancel_oom_;
   // Threads of containers already deleted, joined at teardown.
   std::vector<std::thread> finished_threads_;
 

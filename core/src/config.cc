@@ -132,6 +132,10 @@ const std::map<std::string, Setter, std::less<>>& Setters() {
       {"agent.debug", SectionBool("agent.debug", &Config::agent, &A::debug)},
       {"agent.boot_timeout_seconds",
        SectionInt("agent.boot_timeout_seconds", &Config::agent, &A::boot_timeout_seconds, 1, 3600)},
+      {"agent.call_timeout_seconds",
+       SectionInt("agent.call_timeout_seconds", &Config::agent, &A::call_timeout_seconds, 1, 3600)},
+      {"agent.create_timeout_seconds", SectionInt("agent.create_timeout_seconds", &Config::agent,
+                                                  &A::create_timeout_seconds, 1, 3600)},
   };
   return *setters;
 }

@@ -8,9 +8,9 @@
 #include <memory>
 #include <string>
 
-#include "agent_client.h"  // ErrorFromGrpc
 #include "cri/runtime/v1/api.grpc.pb.h"
 #include "hull/core/error.h"
+#include "hull/proto/grpc_error.h"
 
 namespace hull {
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "pod_network.h"
+#include "hull/sandbox/pod_network.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string input(reinterpret_cast<const char*>(data), size);
@@ -15,7 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto split6 = rest.find('\0');
   std::string route = rest.substr(0, split6);
   std::string route6 = split6 == std::string::npos ? "[]" : rest.substr(split6 + 1);
-  auto parsed = hull::ParseCniInterface(addr, route, route6);
+  auto parsed = hull::sandbox::ParseCniInterface(addr, route, route6);
   if (parsed && parsed->name.empty()) __builtin_trap();  // a success always names the interface
   return 0;
 }

@@ -16,11 +16,11 @@ hull_add_fuzzer(ttrpc_frame_fuzz
   INCLUDES ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/shim
   LIBRARIES hull_core hull_containerd_proto)
 
-# ParseCniInterface (shim/pod_network.cc): the pod netns's `ip -j` output.
+# ParseCniInterface (sandbox/src/pod_network.cc): the pod netns's `ip -j` output.
 hull_add_fuzzer(cni_interface_fuzz
   TEST fuzz_cni_interface
   CORPUS ${CMAKE_CURRENT_LIST_DIR}/corpus/cni
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/cni_interface_fuzz.cc
-          ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/shim/pod_network.cc
-  INCLUDES ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/shim ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/hypervisor/include
-  LIBRARIES hull_core hull_proto nlohmann_json::nlohmann_json)
+          ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/sandbox/src/pod_network.cc
+  INCLUDES ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/sandbox/include ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/hypervisor/include
+  LIBRARIES hull_core nlohmann_json::nlohmann_json)

@@ -1,7 +1,7 @@
 // The host's operations in a VM's shared directory, against what a hostile
 // guest can leave there: symlinks out of the share, and writes to read-only
 // volumes. Needs root (mounts).
-#include "shared_dir.h"
+#include "hull/sandbox/shared_dir.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -13,7 +13,7 @@
 
 #include "hull/core/syscall.h"
 
-namespace hull {
+namespace hull::sandbox {
 namespace {
 
 class SharedDirTest : public ::testing::Test {
@@ -101,4 +101,4 @@ TEST_F(SharedDirTest, ABindDoesNotCrossIntoAMountBeneath) {
 }
 
 }  // namespace
-}  // namespace hull
+}  // namespace hull::sandbox

@@ -1,10 +1,14 @@
 #include "sandbox_vm.h"
 
+#include <grpcpp/channel.h>
+
 #include <nlohmann/json.hpp>
 
 #include "bundle.h"
 #include "hull/core/config.h"
 #include "hull/core/syscall.h"
+#include "hull/sandbox/grpc_agent.h"
+#include "hull/sandbox/io_pump.h"
 
 namespace hull::testing {
 
@@ -43,7 +47,11 @@ Result<std::unique_ptr<SandboxVm>> SandboxVm::Boot(const SandboxVmOptions& optio
   config.agent.boot_timeout_seconds = 90;
   std::unique_ptr<SandboxVm> sandbox(new SandboxVm());
   sandbox->sandbox_id_ = "e" + RandomHex(5);
-  HULL_TRY(sandbox->session_, Session::Open(config, sandbox->sandbox_id_), "boot a sandbox VM");
+  HULL_TRY(sandbox->session_, sandbox::Sandbox::Open(config, sandbox->sandbox_id_),
+           "boot a sandbox VM");
+  auto* grpc_agent = dynamic_cast<sandbox::GrpcAgent*>(&sandbox->session_->agent());
+  if (grpc_agent == nullptr) return MakeError(ErrorCode::kInternal, "the agent is not gRPC");
+  sandbox->stub_ = v1::Agent::NewStub(grpc_agent->channel());
   return sandbox;
 }
 
@@ -162,30 +170,26 @@ grpc::Status SandboxVm::WriteStdin(const std::string& id, const std::string& exe
 
 // --- OutputReader ------------------------------------------------------------------
 
-OutputReader::OutputReader(v1::Agent::Stub& agent, const std::string& container_id,
-                           const std::string& exec_id, v1::OutputStream stream) {
-  v1::ReadOutputRequest request;
-  request.set_container_id(container_id);
-  request.set_exec_id(exec_id);
-  request.set_stream(stream);
-  thread_ = std::thread([this, &agent, request] {
-    auto reader = agent.ReadOutput(&context_, request);
-    v1::OutputChunk chunk;
-    while (reader->Read(&chunk)) {
-      std::lock_guard lock(mu_);
-      text_ += chunk.data();
-      changed_.notify_all();
-    }
-    auto status = reader->Finish();
-    std::lock_guard lock(mu_);
-    status_ = status;
-    ended_ = true;
-    changed_.notify_all();
-  });
+OutputReader::OutputReader(sandbox::AgentApi& agent, const std::string& container_id,
+                           const std::string& exec_id, sandbox::OutputStream stream) {
+  thread_ =
+      std::thread([this, &agent, process = sandbox::ProcessRef{container_id, exec_id}, stream] {
+        auto ended = sandbox::PumpOutput(agent, process, stream, cancellation_,
+                                         [this](std::string_view data) {
+                                           std::lock_guard lock(mu_);
+                                           text_ += data;
+                                           changed_.notify_all();
+                                           return true;
+                                         });
+        std::lock_guard lock(mu_);
+        status_ = std::move(ended);
+        ended_ = true;
+        changed_.notify_all();
+      });
 }
 
 OutputReader::~OutputReader() {
-  context_.TryCancel();
+  cancellation_.Cancel();
   thread_.join();
 }
 
@@ -206,7 +210,7 @@ std::string OutputReader::text() {
   return text_;
 }
 
-grpc::Status OutputReader::status() {
+Status OutputReader::status() {
   std::lock_guard lock(mu_);
   return status_;
 }

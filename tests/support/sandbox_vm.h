@@ -14,12 +14,12 @@
 #include <thread>
 #include <vector>
 
-#include "agent_client.h"
 #include "hull/agent/v1/agent.grpc.pb.h"
 #include "hull/core/error.h"
 #include "hull/core/oci_spec.h"
 #include "hull/hypervisor/hypervisor.h"
-#include "session.h"
+#include "hull/sandbox/agent_api.h"
+#include "hull/sandbox/sandbox.h"
 
 namespace hull::testing {
 
@@ -31,10 +31,12 @@ struct SandboxVmOptions {
 };
 
 // Not thread-safe to construct or destroy; the RPC helpers may be called from
-// any thread (gRPC stubs are thread-safe).
+// any thread (gRPC stubs are thread-safe). The helpers speak the agent's wire
+// API (grpc::Status and all): these are tests of that contract. What the
+// host runtime uses is api(), the typed AgentApi.
 class SandboxVm {
  public:
-  static constexpr const char* kGuestSharedDir = ::hull::kGuestSharedDir;
+  static constexpr const char* kGuestSharedDir = ::hull::sandbox::kGuestSharedDir;
 
   // Boots the VM (virtio-fs share created by hull in its state directory),
   // connects to the agent and creates the sandbox. Nothing is left behind on
@@ -47,8 +49,9 @@ class SandboxVm {
   // VM (removing its state directory, container root filesystems included).
   ~SandboxVm();
 
-  agent::v1::Agent::Stub& agent() { return session_->client().agent(); }
-  AgentClient& client() { return session_->client(); }
+  // The agent's raw stub, on the sandbox's own connection.
+  agent::v1::Agent::Stub& agent() { return *stub_; }
+  sandbox::AgentApi& api() { return session_->agent(); }
   Vm& vm() { return session_->vm(); }
   const std::string& sandbox_id() const { return sandbox_id_; }
   // The guest console so far (agent logs), for failure messages.
@@ -88,7 +91,8 @@ class SandboxVm {
  private:
   SandboxVm() = default;
 
-  std::unique_ptr<Session> session_;
+  std::unique_ptr<sandbox::Sandbox> session_;
+  std::unique_ptr<agent::v1::Agent::Stub> stub_;
   std::string sandbox_id_;
 };
 
@@ -98,12 +102,13 @@ std::unique_ptr<grpc::ClientContext> ContextWithTimeout(std::chrono::millisecond
 // The OCI "process" object of `process` as JSON (ExecProcess's oci_process_json).
 std::string ProcessJson(const oci::Process& process);
 
-// Reads one output stream of a process on a thread of its own, collecting
-// what arrives. The destructor cancels the call and joins.
+// Reads one output stream of a process on a thread of its own (the host's
+// one output pump, sandbox::PumpOutput), collecting what arrives. The
+// destructor cancels the call and joins.
 class OutputReader {
  public:
-  OutputReader(agent::v1::Agent::Stub& agent, const std::string& container_id,
-               const std::string& exec_id, agent::v1::OutputStream stream);
+  OutputReader(sandbox::AgentApi& agent, const std::string& container_id,
+               const std::string& exec_id, sandbox::OutputStream stream);
   ~OutputReader();
   OutputReader(const OutputReader&) = delete;
   OutputReader& operator=(const OutputReader&) = delete;
@@ -114,16 +119,16 @@ class OutputReader {
   // Waits until the stream ends; false on timeout.
   bool WaitForEnd(std::chrono::milliseconds timeout);
   std::string text();
-  // The call's final status (valid once ended).
-  grpc::Status status();
+  // How the stream ended (valid once ended).
+  Status status();
 
  private:
-  grpc::ClientContext context_;
+  sandbox::Cancellation cancellation_;
   std::mutex mu_;
   std::condition_variable changed_;
   std::string text_;
   bool ended_ = false;
-  grpc::Status status_;
+  Status status_;
   std::thread thread_;
 };
 

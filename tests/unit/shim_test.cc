@@ -15,12 +15,10 @@
 #include "containerd/runtimeoptions/v1/api.pb.h"
 #include "containerd/services/events/ttrpc/v1/events.pb.h"
 #include "events.h"
-#include "host_cgroup.h"
 #include "hull/core/syscall.h"
 #include "hull/core/transport.h"
 #include "mounts.h"
 #include "pod.h"
-#include "pod_network.h"
 #include "shim_flags.h"
 #include "ttrpc/ttrpc.h"
 
@@ -415,105 +413,6 @@ TEST(PodVmSizing, LimitsPlusOverheadElseDefaults) {
   auto bad = SizePodVm({{"io.kubernetes.cri.sandbox-memory", "lots"}}, 160);
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().ToString().find("io.kubernetes.cri.sandbox-memory"), std::string::npos);
-}
-
-TEST(PodNetworkParse, PicksCnisInterfaceAndItsRoutes) {
-  const std::string addr = R"([
-    {"ifindex":1,"ifname":"lo","link_type":"loopback","address":"00:00:00:00:00:00","mtu":65536,
-     "addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8,"scope":"host"}]},
-    {"ifindex":3,"ifname":"eth0","link_type":"ether","address":"2e:1f:19:87:6c:16","mtu":1450,
-     "addr_info":[{"family":"inet","local":"10.88.0.5","prefixlen":24,"scope":"global"},
-                  {"family":"inet6","local":"fe80::2c1f:19ff:fe87:6c16","prefixlen":64,"scope":"link"}]}])";
-  const std::string routes = R"([
-    {"dst":"default","gateway":"10.88.0.1","dev":"eth0","flags":[]},
-    {"dst":"10.88.0.0/24","dev":"eth0","protocol":"kernel","scope":"link","prefsrc":"10.88.0.5","flags":[]},
-    {"dst":"10.99.0.0/16","dev":"eth0","scope":"link","flags":[]},
-    {"dst":"192.168.0.0/16","gateway":"192.168.0.1","dev":"other0","flags":[]}])";
-  auto parsed = ParseCniInterface(addr, routes);
-  ASSERT_TRUE(parsed) << parsed.error().ToString();
-  EXPECT_EQ(parsed->name, "eth0");
-  EXPECT_EQ(parsed->mac_address, "2e:1f:19:87:6c:16");
-  EXPECT_EQ(parsed->mtu, 1450u);
-  ASSERT_EQ(parsed->addresses.size(), 1u);  // the link-local one is the guest kernel's own business
-  EXPECT_EQ(parsed->addresses[0].address(), "10.88.0.5");
-  EXPECT_EQ(parsed->addresses[0].prefix_length(), 24u);
-  ASSERT_EQ(parsed->routes.size(), 2u);  // not the kernel's subnet route, not another device's
-  EXPECT_EQ(parsed->routes[0].destination(), "");
-  EXPECT_EQ(parsed->routes[0].gateway(), "10.88.0.1");
-  EXPECT_EQ(parsed->routes[1].destination(), "10.99.0.0/16");
-  EXPECT_EQ(parsed->routes[1].scope(), 253u);
-}
-
-TEST(PodNetworkParse, DualStackTakesBothFamiliesRoutes) {
-  const std::string addr = R"([
-    {"ifindex":3,"ifname":"eth0","link_type":"ether","address":"2e:1f:19:87:6c:16","mtu":1500,
-     "addr_info":[{"family":"inet","local":"10.88.0.5","prefixlen":24,"scope":"global"},
-                  {"family":"inet6","local":"fd00:88::5","prefixlen":64,"scope":"global"},
-                  {"family":"inet6","local":"fe80::2c1f:19ff:fe87:6c16","prefixlen":64,"scope":"link"}]}])";
-  const std::string routes4 =
-      R"([{"dst":"default","gateway":"10.88.0.1","dev":"eth0","flags":[]}])";
-  const std::string routes6 = R"([
-    {"dst":"fd00:88::/64","dev":"eth0","protocol":"kernel","metric":256,"flags":[],"pref":"medium"},
-    {"dst":"fe80::/64","dev":"eth0","protocol":"kernel","metric":256,"flags":[],"pref":"medium"},
-    {"type":"multicast","dst":"ff00::/8","dev":"eth0","metric":256,"flags":[]},
-    {"dst":"default","gateway":"fd00:88::1","dev":"eth0","metric":1024,"flags":[],"pref":"medium"}])";
-  auto parsed = ParseCniInterface(addr, routes4, routes6);
-  ASSERT_TRUE(parsed) << parsed.error().ToString();
-  ASSERT_EQ(parsed->addresses.size(), 2u);
-  EXPECT_EQ(parsed->addresses[1].address(), "fd00:88::5");
-  EXPECT_EQ(parsed->addresses[1].family(), agent::v1::IpAddress::IPV6);
-  ASSERT_EQ(parsed->routes.size(), 2u);  // the two defaults; nothing the kernel makes itself
-  EXPECT_EQ(parsed->routes[0].family(), static_cast<uint32_t>(AF_INET));
-  EXPECT_EQ(parsed->routes[1].family(), static_cast<uint32_t>(AF_INET6));
-  EXPECT_EQ(parsed->routes[1].destination(), "");
-  EXPECT_EQ(parsed->routes[1].gateway(), "fd00:88::1");
-  EXPECT_FALSE(ParseCniInterface(addr, routes4, "{")) << "garbage IPv6 routes are an error";
-}
-
-TEST(PodNetworkParse, NoCniInterfaceIsAClearError) {
-  auto only_lo = ParseCniInterface(
-      R"([{"ifname":"lo","link_type":"loopback","addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8}]}])",
-      "[]");
-  ASSERT_FALSE(only_lo);
-  EXPECT_NE(only_lo.error().ToString().find("no interface with an address"), std::string::npos);
-  for (const char* garbage : {"", "{", "{}", "[1,2]", "[{\"ifname\": 3}]"}) {
-    EXPECT_FALSE(ParseCniInterface(garbage, "[]")) << garbage;
-  }
-}
-
-// `delete` after a crash reads back what the shim recorded: only
-// directories under the cgroup root are taken.
-TEST(HostCgroupRecord, RoundTripsAndRefusesPathsOutsideTheRoot) {
-  std::string dir = ::testing::TempDir() + "/hull-cgroup-record-" + RandomHex(4);
-  ASSERT_TRUE(MakeDirs(dir));
-  const std::string record = dir + "/" + kHostCgroupRecord;
-  ASSERT_TRUE(WriteFile(
-      record, "/sys/fs/cgroup/memory/kubepods/pod1/abc\n/sys/fs/cgroup/cpu/kubepods/pod1/abc\n"));
-  auto cgroup = HostCgroup::FromRecord(record);
-  ASSERT_TRUE(cgroup) << cgroup.error().ToString();
-  EXPECT_EQ(cgroup->dirs(), (std::vector<std::string>{"/sys/fs/cgroup/memory/kubepods/pod1/abc",
-                                                      "/sys/fs/cgroup/cpu/kubepods/pod1/abc"}));
-  for (const char* bad : {"/etc/passwd\n", "/sys/fs/cgroup/../../etc\n", "sys/fs/cgroup/x\n"}) {
-    ASSERT_TRUE(WriteFile(record, bad));
-    auto refused = HostCgroup::FromRecord(record);
-    ASSERT_FALSE(refused) << bad;
-    EXPECT_EQ(refused.error().code(), ErrorCode::kInvalidArgument);
-  }
-  auto missing = HostCgroup::FromRecord(dir + "/none");
-  ASSERT_FALSE(missing);
-  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
-  (void)RemoveTree(dir);
-}
-
-TEST(HostTapName, OnlyHullsOwnNamesAreRemovable) {
-  EXPECT_TRUE(IsHostTapName("hull0123abcd"));
-  for (const char* name : {"hull", "hull0123abc", "hull0123abcde", "hullXYZ3abcd", "eth0",
-                           "tap0_hull", "hull0123abc/"}) {
-    EXPECT_FALSE(IsHostTapName(name)) << name;
-  }
-  auto refused = RemoveHostTap("eth0");
-  ASSERT_FALSE(refused);
-  EXPECT_EQ(refused.error().code(), ErrorCode::kInvalidArgument);
 }
 
 }  // namespace hull::shim

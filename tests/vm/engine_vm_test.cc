@@ -156,14 +156,14 @@ TEST_F(EngineVmTest, ExecRunsInTheContainersNamespacesCgroupAndHostname) {
                  "hostname; echo $FOO; for ns in 1/ns/pid self/ns/pid 1/ns/mnt self/ns/mnt; do "
                  "readlink /proc/$ns; done; cat /proc/self/cgroup; cat /proc/1/cgroup"},
                 Io(false, true, true), spec.process->env));
-  testing::OutputReader out(vm().agent(), id, "e1", v1::STDOUT);
-  testing::OutputReader err(vm().agent(), id, "e1", v1::STDERR);
+  testing::OutputReader out(vm().api(), id, "e1", sandbox::OutputStream::kStdout);
+  testing::OutputReader err(vm().api(), id, "e1", sandbox::OutputStream::kStderr);
   v1::WaitProcessResponse exited;
   ASSERT_RPC_OK(vm().Wait(id, "e1", &exited));
   EXPECT_EQ(exited.exit_status(), 0);
   ASSERT_TRUE(out.WaitForEnd(seconds(10)));
   ASSERT_TRUE(err.WaitForEnd(seconds(10)));
-  EXPECT_TRUE(out.status().ok()) << Describe(out.status());
+  EXPECT_TRUE(out.status()) << out.status().error().ToString();
   EXPECT_EQ(err.text(), "");
 
   auto lines = Lines(out.text());
@@ -261,7 +261,7 @@ TEST_F(EngineVmTest, PauseFreezesTheContainerAndResumeThawsIt) {
   // returns only once the output is delivered.)
   ASSERT_RPC_OK(
       vm().Exec(id, "after-resume", spec, {"cat", "/tmp/counter"}, Io(false, true, false)));
-  testing::OutputReader out(vm().agent(), id, "after-resume", v1::STDOUT);
+  testing::OutputReader out(vm().api(), id, "after-resume", sandbox::OutputStream::kStdout);
   v1::WaitProcessResponse exited;
   ASSERT_RPC_OK(vm().Wait(id, "after-resume", &exited));
   EXPECT_EQ(exited.exit_status(), 0);
@@ -386,7 +386,7 @@ TEST_F(EngineVmTest, SignalReachesATrappingInitAndExitedProcessesAreNotFound) {
       {"sh", "-c",
        "trap \"echo got TERM; exit 7\" TERM; echo ready; while true; do sleep 0.1; done"});
   ASSERT_RPC_OK(vm().CreateContainer(id, spec, Io(false, true, true)));
-  testing::OutputReader out(vm().agent(), id, "", v1::STDOUT);
+  testing::OutputReader out(vm().api(), id, "", sandbox::OutputStream::kStdout);
   ASSERT_RPC_OK(vm().StartContainer(id));
   ASSERT_TRUE(out.WaitFor("ready\n", seconds(30))) << out.text();
 
@@ -413,8 +413,8 @@ TEST_F(EngineVmTest, TerminalSizeAndResize) {
   io.mutable_tty_size()->set_rows(24);
   io.mutable_tty_size()->set_columns(80);
   ASSERT_RPC_OK(vm().CreateContainer(id, spec, io));
-  testing::OutputReader out(vm().agent(), id, "", v1::STDOUT);
-  testing::OutputReader err(vm().agent(), id, "", v1::STDERR);
+  testing::OutputReader out(vm().api(), id, "", sandbox::OutputStream::kStdout);
+  testing::OutputReader err(vm().api(), id, "", sandbox::OutputStream::kStderr);
   ASSERT_RPC_OK(vm().StartContainer(id));
   ASSERT_TRUE(out.WaitFor("24 80\r\n", seconds(30))) << out.text();
 
@@ -509,7 +509,7 @@ TEST_F(EngineVmTest, RemoveOfARunningContainerNeedsForceAndFreesTheId) {
   // cgroup tree: it has no cgroup namespace).
   ASSERT_RPC_OK(
       vm().Exec(observer, "ls", spec, {"ls", "/sys/fs/cgroup/hull"}, Io(false, true, false)));
-  testing::OutputReader out(vm().agent(), observer, "ls", v1::STDOUT);
+  testing::OutputReader out(vm().api(), observer, "ls", sandbox::OutputStream::kStdout);
   v1::WaitProcessResponse exited;
   ASSERT_RPC_OK(vm().Wait(observer, "ls", &exited));
   ASSERT_TRUE(out.WaitForEnd(seconds(10)));
@@ -530,7 +530,7 @@ TEST_F(EngineVmTest, RemoveOfARunningContainerNeedsForceAndFreesTheId) {
 TEST_F(EngineVmTest, ClosingStdinGivesTheProcessEof) {
   std::string id = NewId("stdin");
   ASSERT_RPC_OK(vm().CreateContainer(id, testing::TestSpec({"cat"}), Io(true, true, true)));
-  testing::OutputReader out(vm().agent(), id, "", v1::STDOUT);
+  testing::OutputReader out(vm().api(), id, "", sandbox::OutputStream::kStdout);
   ASSERT_RPC_OK(vm().StartContainer(id));
   ASSERT_RPC_OK(vm().WriteStdin(id, "", "abc", true));
   v1::WaitProcessResponse exited;
@@ -546,7 +546,7 @@ TEST_F(EngineVmTest, ClosingStdinGivesTheProcessEof) {
 TEST_F(EngineVmTest, StdinEofIsNotHeldUpByAContainerWaitingToStart) {
   std::string id = NewId("stdin-first");
   ASSERT_RPC_OK(vm().CreateContainer(id, testing::TestSpec({"cat"}), Io(true, true, false)));
-  testing::OutputReader out(vm().agent(), id, "", v1::STDOUT);
+  testing::OutputReader out(vm().api(), id, "", sandbox::OutputStream::kStdout);
   ASSERT_RPC_OK(vm().StartContainer(id));
   std::string waiting = NewId("waiting");
   ASSERT_RPC_OK(

@@ -15,12 +15,12 @@
 #include <string>
 #include <vector>
 
-#include "agent_client.h"
 #include "bundle.h"
 #include "guest_init.h"
 #include "hull/core/process.h"
 #include "hull/core/syscall.h"
 #include "hull/hypervisor/hypervisor.h"
+#include "hull/sandbox/grpc_agent.h"
 
 namespace hull {
 namespace {
@@ -250,33 +250,32 @@ TEST_F(GuestRootTest, AgentRunsOnTheNewRootWithStartupTimedFromTheFirstExec) {
   ASSERT_TRUE(vm_config) << vm_config.error().ToString();
   auto vm = (*hypervisor)->Launch(*vm_config);
   ASSERT_TRUE(vm) << vm.error().ToString();
-  auto client = AgentClient::Connect([&vm](Clock::time_point d) { return (*vm)->ConnectAgent(d); },
-                                     Clock::now() + seconds(90));
+  auto client = sandbox::GrpcAgent::Connect(
+      [&vm](Clock::time_point d) { return (*vm)->ConnectAgent(d); }, Clock::now() + seconds(90));
   std::string console_path = (*vm)->console_log_path();
   ASSERT_TRUE(client) << client.error().ToString() << "\n--- console ---\n"
                       << ReadFile(console_path).value_or("");
 
-  auto details = (*client)->GetGuestDetails(seconds(10));
+  auto details = (*client)->GetGuestDetails();
   ASSERT_TRUE(details) << details.error().ToString();
   // The modules were loaded after the switch, from the copy of the image.
-  std::vector<std::string> modules(details->loaded_modules().begin(),
-                                   details->loaded_modules().end());
+  const std::vector<std::string>& modules = details->loaded_modules;
   EXPECT_NE(std::find(modules.begin(), modules.end(), "virtio_console"), modules.end());
   // agent_start is the first exec, on the initramfs; the re-exec'd agent
   // takes it over, so the switch falls between it and mounts_done.
-  const auto& startup = details->startup();
-  EXPECT_GT(startup.agent_start_us(), 0u);
-  EXPECT_GT(startup.mounts_done_us(), startup.agent_start_us());
-  EXPECT_GE(startup.modules_done_us(), startup.mounts_done_us());
-  EXPECT_GE(startup.network_done_us(), startup.modules_done_us());
-  EXPECT_GE(startup.listening_us(), startup.network_done_us());
-  EXPECT_GE(startup.first_request_us(), startup.listening_us());
-  EXPECT_GT(details->memory_available_bytes(), 0u);
-  std::cout << "agent start " << startup.agent_start_us() / 1000 << " ms, mounts done "
-            << startup.mounts_done_us() / 1000 << " ms, listening " << startup.listening_us() / 1000
-            << " ms; MemTotal " << details->memory_total_bytes() << ", MemAvailable "
-            << details->memory_available_bytes() << "\n";
-  RecordProperty("memory_available_bytes", std::to_string(details->memory_available_bytes()));
+  const sandbox::GuestDetails& startup = *details;
+  EXPECT_GT(startup.agent_start_us, 0u);
+  EXPECT_GT(startup.mounts_done_us, startup.agent_start_us);
+  EXPECT_GE(startup.modules_done_us, startup.mounts_done_us);
+  EXPECT_GE(startup.network_done_us, startup.modules_done_us);
+  EXPECT_GE(startup.listening_us, startup.network_done_us);
+  EXPECT_GE(startup.first_request_us, startup.listening_us);
+  EXPECT_GT(details->memory_available_bytes, 0u);
+  std::cout << "agent start " << startup.agent_start_us / 1000 << " ms, mounts done "
+            << startup.mounts_done_us / 1000 << " ms, listening " << startup.listening_us / 1000
+            << " ms; MemTotal " << details->memory_total_bytes << ", MemAvailable "
+            << details->memory_available_bytes << "\n";
+  RecordProperty("memory_available_bytes", std::to_string(details->memory_available_bytes));
 
   // What only the re-exec'd agent logs, and nothing fatal on the way.
   std::string console = ReadFile(console_path).value_or("");

@@ -12,11 +12,11 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "agent_client.h"
 #include "bundle.h"
 #include "hull/core/config.h"
 #include "hull/core/syscall.h"
 #include "hull/hypervisor/hypervisor.h"
+#include "hull/sandbox/grpc_agent.h"
 #include "libvirt_env.h"
 
 namespace hull {
@@ -193,8 +193,8 @@ TEST_F(LibvirtTest, VmKilledFromOutsideIsReportedAndCleanedUp) {
   VmConfig config = TestVmConfig();
   std::unique_ptr<Vm> vm;
   ASSERT_NO_FATAL_FAILURE(LaunchSharing(config, vm));
-  auto client = AgentClient::Connect([&](Clock::time_point d) { return vm->ConnectAgent(d); },
-                                     Clock::now() + seconds(90));
+  auto client = sandbox::GrpcAgent::Connect(
+      [&](Clock::time_point d) { return vm->ConnectAgent(d); }, Clock::now() + seconds(90));
   ASSERT_TRUE(client) << client.error().ToString() << "\n"
                       << ReadFile(vm->console_log_path()).value_or("");
   EXPECT_EQ(libvirtd_->Domains(), std::vector<std::string>{"hull-" + config.id});

@@ -2,8 +2,6 @@
 // Boots a VM, starts a sleeping busybox container from --rootfs, then times
 // N round trips of ExecProcess(`true`) + WaitProcess, and prints JSON:
 //   {"runs": N, "median_ms": ..., "min_ms": ..., "max_ms": ...}
-#include <grpcpp/client_context.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -12,9 +10,7 @@
 #include "hull/core/log.h"
 #include "hull/core/oci_spec.h"
 #include "hull/core/syscall.h"
-#include "session.h"
-
-namespace v1 = hull::agent::v1;
+#include "hull/sandbox/sandbox.h"
 
 int main(int argc, char** argv) {
   std::string config_path, rootfs;
@@ -36,55 +32,39 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::string id = "bench-" + hull::RandomHex(4);
-  auto session = hull::Session::Open(*config, id);
+  auto session = hull::sandbox::Sandbox::Open(*config, id);
   if (!session) {
     std::fprintf(stderr, "%s\n", session.error().ToString().c_str());
     return 1;
   }
   hull::oci::Spec spec = hull::oci::DefaultSpec({"sleep", "600"}, false);
   spec.root.readonly = false;
-  if (auto created = (*session)->CreateContainer(id, hull::oci::SerializeOciSpec(spec), rootfs,
-                                                 v1::ProcessIo());
+  if (auto created = (*session)->CreateContainer(id, hull::oci::SerializeOciSpec(spec), rootfs, {});
       !created) {
     std::fprintf(stderr, "%s\n", created.error().ToString().c_str());
     return 1;
   }
-  auto& agent = (*session)->client().agent();
-  {
-    grpc::ClientContext context;
-    v1::StartContainerRequest request;
-    request.set_container_id(id);
-    v1::StartContainerResponse response;
-    if (auto status = agent.StartContainer(&context, request, &response); !status.ok()) {
-      std::fprintf(stderr, "start: %s\n", status.error_message().c_str());
-      return 1;
-    }
+  auto& agent = (*session)->agent();
+  if (auto started = agent.StartContainer(id); !started) {
+    std::fprintf(stderr, "start: %s\n", started.error().ToString().c_str());
+    return 1;
   }
   hull::oci::Process process = *spec.process;
   process.args = {"true"};
+  hull::sandbox::Cancellation never;
   std::vector<double> samples;
   for (int i = 0; i < runs; ++i) {
-    std::string exec_id = "e" + std::to_string(i);
+    hull::sandbox::ProcessRef exec{id, "e" + std::to_string(i)};
     auto begin = std::chrono::steady_clock::now();
-    grpc::ClientContext exec_context;
-    v1::ExecProcessRequest exec;
-    exec.set_container_id(id);
-    exec.set_exec_id(exec_id);
-    exec.set_oci_process_json(hull::oci::SerializeOciProcess(process));
-    v1::ExecProcessResponse exec_response;
-    if (auto status = agent.ExecProcess(&exec_context, exec, &exec_response); !status.ok()) {
-      std::fprintf(stderr, "exec: %s\n", status.error_message().c_str());
+    if (auto pid = agent.ExecProcess({exec, hull::oci::SerializeOciProcess(process), {}}); !pid) {
+      std::fprintf(stderr, "exec: %s\n", pid.error().ToString().c_str());
       return 1;
     }
-    grpc::ClientContext wait_context;
-    v1::WaitProcessRequest wait;
-    wait.set_container_id(id);
-    wait.set_exec_id(exec_id);
-    v1::WaitProcessResponse waited;
-    if (auto status = agent.WaitProcess(&wait_context, wait, &waited);
-        !status.ok() || waited.exit_status() != 0) {
-      std::fprintf(stderr, "wait: %s (exit %d)\n", status.error_message().c_str(),
-                   waited.exit_status());
+    auto waited = agent.WaitProcess(exec, never);
+    if (!waited || waited->exit_status != 0) {
+      std::fprintf(stderr, "wait: %s (exit %u)\n",
+                   waited ? "ok" : waited.error().ToString().c_str(),
+                   waited ? waited->exit_status : 255u);
       return 1;
     }
     samples.push_back(

@@ -17,7 +17,7 @@
 #include "commands.h"
 #include "hull/core/ids.h"
 #include "hull/core/syscall.h"
-#include "orphans.h"
+#include "hull/sandbox/orphans.h"
 
 namespace hull::hullctl {
 
@@ -88,7 +88,7 @@ int RunGc(const GcOptions& options) {
     if (!StillLinked(fd.get(), path)) continue;
     const std::string dir = run_dir + "/" + id;
     std::vector<std::string> problems;
-    if (PathExists(dir)) problems = RemoveOrphanedSandbox(dir);
+    if (PathExists(dir)) problems = sandbox::RemoveOrphanedSandbox(dir);
     if (problems.empty()) {
       ::unlink(path.c_str());
       std::printf("removed %s\n", id.c_str());

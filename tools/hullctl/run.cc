@@ -1,7 +1,6 @@
 // hullctl run: one OCI bundle in a fresh microVM, stdio attached, the
 // container's exit status as ours, and nothing left behind.
 #include <fcntl.h>
-#include <grpcpp/client_context.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -16,18 +15,17 @@
 #include <mutex>
 #include <thread>
 
-#include "agent_client.h"
 #include "commands.h"
 #include "hull/core/ids.h"
 #include "hull/core/log.h"
 #include "hull/core/oci_spec.h"
 #include "hull/core/syscall.h"
 #include "hull/hypervisor/hypervisor.h"
-#include "session.h"
+#include "hull/sandbox/io_pump.h"
+#include "hull/sandbox/sandbox.h"
 
 namespace hull::hullctl {
 
-namespace v1 = agent::v1;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
@@ -121,23 +119,6 @@ std::optional<std::pair<uint16_t, uint16_t>> TerminalSize() {
   return std::nullopt;
 }
 
-// Copies one output stream of the container to a host fd.
-void PumpOutput(AgentClient& client, const std::string& id, v1::OutputStream stream, int out_fd) {
-  grpc::ClientContext context;
-  v1::ReadOutputRequest request;
-  request.set_container_id(id);
-  request.set_stream(stream);
-  auto reader = client.agent().ReadOutput(&context, request);
-  v1::OutputChunk chunk;
-  while (reader->Read(&chunk)) {
-    if (!WriteAll(out_fd, chunk.data())) break;  // our reader went away; stop copying
-  }
-  auto status = reader->Finish();
-  if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
-    HULL_LOG_WARN("output stream: {}", status.error_message());
-  }
-}
-
 }  // namespace
 
 int RunContainer(const RunOptions& options) {
@@ -168,59 +149,44 @@ int RunContainer(const RunOptions& options) {
 
   auto claim = RunClaim::Take(config->run_dir, id);
   if (!claim) return fail(claim.error());
-  auto opened = Session::Open(*config, id);
+  auto opened = sandbox::Sandbox::Open(*config, id);
   if (!opened) return fail(opened.error());
-  std::unique_ptr<Session> session = std::move(*opened);
+  std::unique_ptr<sandbox::Sandbox> session = std::move(*opened);
   auto fail_session = [&](const Error& error, int code = 125) {
     session->Close();
     return fail(error, code);
   };
   bool terminal = bundle->spec.process->terminal;
-  v1::ProcessIo io;
-  io.set_terminal(terminal);
-  io.set_stdin(true);
-  io.set_stdout(true);
-  io.set_stderr(!terminal);
-  if (auto size = TerminalSize(); terminal && size) {
-    io.mutable_tty_size()->set_rows(size->first);
-    io.mutable_tty_size()->set_columns(size->second);
-  }
-  if (auto created = session->CreateContainer(id, bundle->spec_json, bundle->rootfs, io);
+  sandbox::StdioSetup stdio{
+      .terminal = terminal, .stdin = true, .stdout = true, .stderr = !terminal};
+  if (auto size = TerminalSize(); terminal && size) stdio.tty_size = {size->first, size->second};
+  if (auto created = session->CreateContainer(id, bundle->spec_json, bundle->rootfs, stdio);
       !created) {
     return fail_session(created.error());
   }
-  AgentClient* client = &session->client();
+  sandbox::AgentApi& agent = session->agent();
+  const sandbox::ProcessRef init{id, ""};
 
   std::optional<RawTerminal> raw;
   if (terminal) raw.emplace();
-  std::thread stdout_pump([&] { PumpOutput(*client, id, v1::STDOUT, 1); });
+  sandbox::Cancellation cancel_output;
+  auto copy_to = [&](sandbox::OutputStream stream, int fd) {
+    return std::thread([&, stream, fd] {
+      // Once our reader is gone the rest is dropped; the container goes on.
+      auto ended =
+          sandbox::PumpOutput(agent, init, stream, cancel_output,
+                              [fd](std::string_view data) { return !!WriteAll(fd, data); });
+      if (!ended && ended.error().code() != ErrorCode::kCancelled) {
+        HULL_LOG_WARN("output stream: {}", ended.error().ToString());
+      }
+    });
+  };
+  std::thread stdout_pump = copy_to(sandbox::OutputStream::kStdout, 1);
   std::thread stderr_pump;
-  if (!terminal) stderr_pump = std::thread([&] { PumpOutput(*client, id, v1::STDERR, 2); });
-
+  if (!terminal) stderr_pump = copy_to(sandbox::OutputStream::kStderr, 2);
   // stdin: copied until EOF, then the container's stdin is closed.
-  UniqueFd stop_stdin(::eventfd(0, EFD_CLOEXEC));
-  std::thread stdin_pump([&] {
-    grpc::ClientContext context;
-    v1::WriteStdinResponse response;
-    auto writer = client->agent().WriteStdin(&context, &response);
-    v1::WriteStdinRequest chunk;
-    chunk.set_container_id(id);
-    std::vector<char> buffer(64 * 1024);
-    while (true) {
-      pollfd fds[2] = {{0, POLLIN, 0}, {stop_stdin.get(), POLLIN, 0}};
-      if (RetryEintr([&] { return ::poll(fds, 2, -1); }) < 0 || fds[1].revents != 0) break;
-      ssize_t n = RetryEintr([&] { return ::read(0, buffer.data(), buffer.size()); });
-      if (n <= 0) break;
-      chunk.set_data(buffer.data(), static_cast<size_t>(n));
-      if (!writer->Write(chunk)) break;
-      chunk.clear_container_id();
-    }
-    chunk.set_data("");
-    chunk.set_close(true);
-    writer->Write(chunk);
-    writer->WritesDone();
-    (void)writer->Finish();
-  });
+  auto stdin_pump = sandbox::StdinPump::Start(agent, init, 0);
+  if (!stdin_pump) return fail_session(stdin_pump.error());
 
   // Forward signals; resize the tty on SIGWINCH.
   std::atomic<bool> done{false};
@@ -230,28 +196,16 @@ int RunContainer(const RunOptions& options) {
       int sig = 0;
       sigwait(&signals, &sig);
       if (done) return;
-      grpc::ClientContext context;
-      context.set_deadline(std::chrono::system_clock::now() + seconds(5));
       if (sig == SIGWINCH) {
         auto size = TerminalSize();
         if (!size || !terminal) continue;
-        v1::ResizeTtyRequest request;
-        request.set_container_id(id);
-        request.mutable_size()->set_rows(size->first);
-        request.mutable_size()->set_columns(size->second);
-        v1::ResizeTtyResponse response;
-        (void)client->agent().ResizeTty(&context, request, &response);
+        (void)agent.ResizeTty(init, {size->first, size->second});
         continue;
       }
       if (sig == SIGUSR1) continue;
       // A second interrupt means: stop waiting, kill it.
       int count = ++interrupts;
-      v1::SignalProcessRequest request;
-      request.set_container_id(id);
-      request.set_signal(count > 1 ? SIGKILL : static_cast<uint32_t>(sig));
-      request.set_all(count > 1);
-      v1::SignalProcessResponse response;
-      (void)client->agent().SignalProcess(&context, request, &response);
+      (void)agent.SignalProcess(init, count > 1 ? SIGKILL : static_cast<uint32_t>(sig), count > 1);
     }
   });
   auto stop_signal_thread = [&] {
@@ -262,32 +216,17 @@ int RunContainer(const RunOptions& options) {
 
   int exit_code = 0;
   std::optional<Error> start_error;
-  {
-    grpc::ClientContext context;
-    v1::StartContainerRequest request;
-    request.set_container_id(id);
-    v1::StartContainerResponse response;
-    auto status = client->agent().StartContainer(&context, request, &response);
-    if (!status.ok()) start_error = ErrorFromGrpc(status, "StartContainer");
-  }
-  {
-    grpc::ClientContext context;
-    v1::WaitProcessRequest request;
-    request.set_container_id(id);
-    v1::WaitProcessResponse response;
-    auto status = client->agent().WaitProcess(&context, request, &response);
-    if (status.ok()) {
-      exit_code = response.exit_status();
-    } else {
-      start_error = start_error.value_or(ErrorFromGrpc(status, "WaitProcess"));
-      exit_code = 125;
-    }
+  if (auto started = agent.StartContainer(id); !started) start_error = started.error();
+  sandbox::Cancellation never;
+  if (auto waited = agent.WaitProcess(init, never); waited) {
+    exit_code = static_cast<int>(waited->exit_status);
+  } else {
+    start_error = start_error.value_or(waited.error());
+    exit_code = 125;
   }
   stdout_pump.join();
   if (stderr_pump.joinable()) stderr_pump.join();
-  uint64_t one = 1;
-  [[maybe_unused]] auto n = ::write(stop_stdin.get(), &one, sizeof one);
-  stdin_pump.join();
+  stdin_pump->reset();  // the container is gone: stop copying
   stop_signal_thread();
   raw.reset();
   if (start_error) std::fprintf(stderr, "hullctl run: %s\n", start_error->ToString().c_str());

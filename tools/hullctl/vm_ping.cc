@@ -6,11 +6,12 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "agent_client.h"
 #include "commands.h"
 #include "hull/core/log.h"
 #include "hull/core/syscall.h"
 #include "hull/hypervisor/hypervisor.h"
+#include "hull/sandbox/grpc_agent.h"
+#include "hull/sandbox/sandbox.h"
 
 namespace hull::hullctl {
 
@@ -143,58 +144,56 @@ int RunVmPing(const PingOptions& options) {
     return finish(0);
   }
   Vm* raw_vm = vm->get();
-  auto client = AgentClient::Connect(
-      [raw_vm](Clock::time_point d) { return raw_vm->ConnectAgent(d); }, deadline);
+  auto client =
+      sandbox::GrpcAgent::Connect([raw_vm](Clock::time_point d) { return raw_vm->ConnectAgent(d); },
+                                  deadline, sandbox::AgentTimeoutsFromConfig(*config));
   if (!client) return fail_with_console(client.error());
   auto ready = Clock::now() - (*vm)->launched_at();
-  auto details = (*client)->GetGuestDetails(milliseconds(5000));
+  auto details = (*client)->GetGuestDetails();
   if (!details) return fail_with_console(details.error());
 
   auto ready_ms = std::chrono::duration_cast<milliseconds>(ready).count();
-  const auto& startup = details->startup();
+  const sandbox::GuestDetails& startup = *details;
   if (options.json) {
     nlohmann::json out = {
         {"id", (*vm)->id()},
         {"accel", std::string(AccelName(vm_config->accel))},
-        {"transport", details->transport()},
+        {"transport", details->transport},
         {"ready_ms", ready_ms},
-        {"kernel_release", details->kernel_release()},
-        {"machine", details->machine()},
-        {"online_cpus", details->online_cpus()},
-        {"memory_total_bytes", details->memory_total_bytes()},
-        {"agent_version", details->agent_version()},
-        {"cgroup_mode", details->cgroup_mode()},
-        {"loaded_modules", std::vector<std::string>(details->loaded_modules().begin(),
-                                                    details->loaded_modules().end())},
+        {"kernel_release", details->kernel_release},
+        {"machine", details->machine},
+        {"online_cpus", details->online_cpus},
+        {"memory_total_bytes", details->memory_total_bytes},
+        {"agent_version", details->agent_version},
+        {"cgroup_mode", details->cgroup_mode},
+        {"loaded_modules", details->loaded_modules},
         {"startup_us",
-         {{"agent_start", startup.agent_start_us()},
-          {"mounts_done", startup.mounts_done_us()},
-          {"modules_done", startup.modules_done_us()},
-          {"network_done", startup.network_done_us()},
-          {"listening", startup.listening_us()},
-          {"first_request", startup.first_request_us()}}},
+         {{"agent_start", startup.agent_start_us},
+          {"mounts_done", startup.mounts_done_us},
+          {"modules_done", startup.modules_done_us},
+          {"network_done", startup.network_done_us},
+          {"listening", startup.listening_us},
+          {"first_request", startup.first_request_us}}},
     };
     std::printf("%s\n", out.dump(2).c_str());
   } else {
     std::printf("guest:     Linux %s %s, %u vCPU, %llu MiB memory\n",
-                details->kernel_release().c_str(), details->machine().c_str(),
-                details->online_cpus(),
-                static_cast<unsigned long long>(details->memory_total_bytes() >> 20));
+                details->kernel_release.c_str(), details->machine.c_str(), details->online_cpus,
+                static_cast<unsigned long long>(details->memory_total_bytes >> 20));
     std::printf("agent:     hull-agent %s over %s, cgroup %s, %d kernel modules loaded\n",
-                details->agent_version().c_str(), details->transport().c_str(),
-                details->cgroup_mode().c_str(), details->loaded_modules_size());
+                details->agent_version.c_str(), details->transport.c_str(),
+                details->cgroup_mode.c_str(), static_cast<int>(details->loaded_modules.size()));
     std::printf(
         "in guest:  kernel start -> agent %.0f ms, agent start -> serving %.0f ms (modules %.0f "
         "ms)\n",
-        startup.agent_start_us() / 1000.0,
-        (startup.listening_us() - startup.agent_start_us()) / 1000.0,
-        (startup.modules_done_us() - startup.mounts_done_us()) / 1000.0);
+        startup.agent_start_us / 1000.0, (startup.listening_us - startup.agent_start_us) / 1000.0,
+        (startup.modules_done_us - startup.mounts_done_us) / 1000.0);
     std::printf("ready:     %lld ms from QEMU launch to the agent's first answer (%s)\n",
                 static_cast<long long>(ready_ms), std::string(AccelName(vm_config->accel)).c_str());
   }
 
   (*vm)->ExpectExit();
-  if (auto shutdown = (*client)->Shutdown(false, milliseconds(5000)); !shutdown) {
+  if (auto shutdown = (*client)->Shutdown(false); !shutdown) {
     return fail_with_console(shutdown.error());
   }
   client->reset();

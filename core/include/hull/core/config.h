@@ -40,6 +40,10 @@ struct AgentConfig {
   std::string log_level = "info";      // [agent] log_level
   bool debug = false;                  // [agent] debug
   uint32_t boot_timeout_seconds = 60;  // [agent] boot_timeout_seconds
+  // Deadline of one agent call (everything but waits and streams).
+  uint32_t call_timeout_seconds = 30;  // [agent] call_timeout_seconds
+  // Deadline of CreateContainer: the guest mounts and sets up the container.
+  uint32_t create_timeout_seconds = 120;  // [agent] create_timeout_seconds
 };
 
 struct Config {

@@ -8,12 +8,12 @@
 #include <string>
 #include <vector>
 
-#include "hull/agent/v1/agent.pb.h"
 #include "hull/core/error.h"
 #include "hull/core/fd.h"
 #include "hull/hypervisor/hypervisor.h"
+#include "hull/sandbox/agent_api.h"
 
-namespace hull {
+namespace hull::sandbox {
 
 inline constexpr char kPodTapName[] = "tap0_hull";
 // A tap made in the host's netns for a backend that opens it by name
@@ -33,8 +33,8 @@ struct CniInterface {
   std::string name;  // e.g. eth0
   std::string mac_address;
   uint32_t mtu = 0;
-  std::vector<agent::v1::IpAddress> addresses;
-  std::vector<agent::v1::Route> routes;  // device = the guest's interface name is filled in later
+  std::vector<IpAddress> addresses;
+  std::vector<Route> routes;  // device = the guest's interface name is filled in later
 };
 
 // Picks the interface CNI set up: the first one that is not loopback and has
@@ -83,4 +83,4 @@ class PodNetwork {
   bool attached_ = false;
 };
 
-}  // namespace hull
+}  // namespace hull::sandbox

@@ -1,32 +1,35 @@
-// A sandbox session: one VM with a shared directory, its agent connected and
-// its sandbox created; containers are added from host root filesystems, and
-// host paths (volumes) are shared into them. Tearing down removes every
-// container, powers the guest off, stops the VM and virtiofsd, and unmounts
-// what was shared. Used by the shim (one per pod) and by hullctl.
+// A sandbox: one VM with a shared directory, its agent connected and its
+// sandbox created; containers are added from host root filesystems, and host
+// paths (volumes) are shared into them. Closing removes every container,
+// powers the guest off, stops the VM and virtiofsd, unmounts what was shared,
+// and takes down the pod's tap and host cgroup. The host runtime's unit: the
+// shim runs one per pod, hullctl one per `run`.
 //
 // Threading: every method may be called from any thread.
 #pragma once
 
-#include <map>
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "agent_client.h"
-#include "host_cgroup.h"
 #include "hull/core/config.h"
 #include "hull/core/error.h"
 #include "hull/hypervisor/hypervisor.h"
-#include "pod_network.h"
+#include "hull/sandbox/agent_api.h"
+#include "hull/sandbox/host_cgroup.h"
+#include "hull/sandbox/pod_network.h"
+#include "hull/sandbox/shared_dir.h"
 
-namespace hull {
+namespace hull::sandbox {
 
 // Where the guest mounts the VM's shared directory.
 inline constexpr char kGuestSharedDir[] = "/run/hull/shared";
 
-struct SessionOptions {
+struct SandboxOptions {
   // The VM's state directory is <vm_parent_dir>/<vm_id>; "" = the
   // configuration's run_dir and the sandbox id.
   std::string vm_parent_dir;
@@ -42,17 +45,36 @@ struct SessionOptions {
   std::string host_cgroup_path;
 };
 
-class Session {
+// The collaborators a sandbox is built from. Each empty one is the real
+// thing; tests put doubles in (tests/support/fake_vm.h, fake_agent.h).
+struct SandboxDeps {
+  using Clock = std::chrono::steady_clock;
+  // Default: MakeHypervisor(config.hypervisor.backend).
+  std::shared_ptr<Hypervisor> hypervisor;
+  // Connects to the VM's agent and waits until it serves, until `deadline`.
+  // Default: GrpcAgent over Vm::ConnectAgent.
+  std::function<Result<std::unique_ptr<AgentApi>>(Vm& vm, Clock::time_point deadline,
+                                                  const AgentTimeouts& timeouts)>
+      connect_agent;
+  // What shares host paths into the VM. Default: BindShare.
+  std::function<std::unique_ptr<HostShare>(const std::string& shared_dir)> make_share;
+};
+
+// The agent's deadlines as the configuration sets them.
+AgentTimeouts AgentTimeoutsFromConfig(const Config& config);
+
+class Sandbox {
  public:
   // Boots the VM for sandbox `id` and creates its sandbox. On failure nothing
   // is left behind. The hypervisor and virtiofsd die with the calling thread
   // (PR_SET_PDEATHSIG follows the thread that forks): call it from a thread
-  // that lives as long as the session.
-  static Result<std::unique_ptr<Session>> Open(const Config& config, const std::string& id,
-                                               const SessionOptions& options = {});
-  ~Session();
-  Session(const Session&) = delete;
-  Session& operator=(const Session&) = delete;
+  // that lives as long as the sandbox.
+  static Result<std::unique_ptr<Sandbox>> Open(const Config& config, const std::string& id,
+                                               const SandboxOptions& options = {},
+                                               SandboxDeps deps = {});
+  ~Sandbox();  // Close()
+  Sandbox(const Sandbox&) = delete;
+  Sandbox& operator=(const Sandbox&) = delete;
 
   // Shares `host_path` (a directory or file) read-write or read-only for
   // container `container_id`; returns the path the guest sees it at. Undone
@@ -65,7 +87,7 @@ class Session {
   // init's pid in the guest (only meaningful inside the guest). On failure,
   // what was shared for `id` is unshared.
   Result<uint32_t> CreateContainer(const std::string& id, const std::string& spec_json,
-                                   const std::string& host_rootfs, const agent::v1::ProcessIo& io);
+                                   const std::string& host_rootfs, const StdioSetup& stdio);
   // Removes the container from the guest (killing what still runs) and
   // unshares what was shared for it. Unknown ids are fine.
   Status RemoveContainer(const std::string& id);
@@ -74,32 +96,30 @@ class Session {
   // call more than once.
   void Close();
 
-  AgentClient& client() { return *client_; }
+  // The agent stays valid until the sandbox is destroyed; after Close its
+  // calls fail (the VM is gone).
+  AgentApi& agent() { return *agent_; }
   Vm& vm() { return *vm_; }
+  const std::string& id() const { return id_; }
 
  private:
-  Session(Config config, std::unique_ptr<Vm> vm) : config_(std::move(config)), vm_(std::move(vm)) {}
-  // Binds `host_path` at `relative` (beneath the shared dir) for
-  // `container_id`; mu_ held.
-  Status ShareLocked(const std::string& container_id, const std::string& host_path,
-                     const std::string& relative, bool directory, bool read_only);
+  Sandbox(Config config, std::string id, std::unique_ptr<Vm> vm)
+      : config_(std::move(config)), id_(std::move(id)), vm_(std::move(vm)) {}
   // Gives the guest's NIC the pod interface's addresses, MTU and routes.
   Status ConfigureGuestNetwork();
-  // Unmounts and removes what was shared for `id`; mu_ held.
-  void UnshareLocked(const std::string& id);
 
   Config config_;
+  std::string id_;
+  std::shared_ptr<Hypervisor> hypervisor_;  // outlives vm_
   std::unique_ptr<Vm> vm_;
-  std::unique_ptr<AgentClient> client_;
+  std::unique_ptr<AgentApi> agent_;
+  std::unique_ptr<HostShare> share_;
   std::optional<PodNetwork> network_;
   std::optional<HostCgroup> host_cgroup_;
   std::mutex mu_;
   std::vector<std::string> containers_;
-  UniqueFd shared_fd_;  // O_PATH of the shared dir
-  // Per container: mount points relative to the shared dir, in mount order.
-  std::map<std::string, std::vector<std::string>> mounts_;
   std::map<std::string, int> share_counter_;
   bool closed_ = false;
 };
 
-}  // namespace hull
+}  // namespace hull::sandbox

@@ -1,4 +1,4 @@
-#include "orphans.h"
+#include "hull/sandbox/orphans.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -9,11 +9,11 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "host_cgroup.h"
 #include "hull/core/syscall.h"
-#include "pod_network.h"
+#include "hull/sandbox/host_cgroup.h"
+#include "hull/sandbox/pod_network.h"
 
-namespace hull {
+namespace hull::sandbox {
 
 std::vector<pid_t> HelpersOf(const std::string& dir) {
   std::vector<pid_t> pids;
@@ -64,4 +64,4 @@ std::vector<std::string> RemoveOrphanedSandbox(const std::string& dir) {
   return problems;
 }
 
-}  // namespace hull
+}  // namespace hull::sandbox

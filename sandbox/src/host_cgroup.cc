@@ -1,4 +1,4 @@
-#include "host_cgroup.h"
+#include "hull/sandbox/host_cgroup.h"
 
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -12,7 +12,7 @@
 #include "hull/core/log.h"
 #include "hull/core/syscall.h"
 
-namespace hull {
+namespace hull::sandbox {
 
 namespace {
 
@@ -134,4 +134,4 @@ void HostCgroup::Remove() {
   dirs_.clear();
 }
 
-}  // namespace hull
+}  // namespace hull::sandbox

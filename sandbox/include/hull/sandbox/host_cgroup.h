@@ -15,7 +15,7 @@
 
 #include "hull/core/error.h"
 
-namespace hull {
+namespace hull::sandbox {
 
 // The file in the sandbox's state dir that names the cgroup's directories.
 inline constexpr char kHostCgroupRecord[] = "host-cgroup";
@@ -49,4 +49,4 @@ class HostCgroup {
   std::vector<std::string> dirs_;  // one per hierarchy
 };
 
-}  // namespace hull
+}  // namespace hull::sandbox

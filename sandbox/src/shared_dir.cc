@@ -1,4 +1,4 @@
-#include "shared_dir.h"
+#include "hull/sandbox/shared_dir.h"
 
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -7,7 +7,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-namespace hull {
+#include "hull/core/log.h"
+#include "hull/core/syscall.h"
+
+namespace hull::sandbox {
 
 Result<UniqueFd> OpenBeneath(int dir_fd, const std::string& name, uint64_t flags, mode_t mode) {
   open_how how{};
@@ -70,4 +73,62 @@ Status BindOnto(const std::string& source, int target_fd, bool read_only) {
   return Ok();
 }
 
-}  // namespace hull
+Status BindShare::Add(const std::string& owner, const std::string& host_path,
+                      const std::string& relative, bool read_only) {
+  struct stat st {};
+  if (::stat(host_path.c_str(), &st) < 0) return ErrnoError("`" + host_path + "`");
+  std::lock_guard lock(mu_);
+  if (!shared_fd_) {
+    shared_fd_.reset(::open(shared_dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!shared_fd_) return ErrnoError("open the shared directory `" + shared_dir_ + "`");
+  }
+  auto slash = relative.rfind('/');
+  HULL_TRY(UniqueFd parent, OpenDirBeneath(shared_fd_.get(), relative.substr(0, slash), true), "");
+  std::string name = relative.substr(slash + 1);
+  UniqueFd target;
+  if (S_ISDIR(st.st_mode)) {
+    if (::mkdirat(parent.get(), name.c_str(), 0755) < 0 && errno != EEXIST) {
+      return ErrnoError("create the mount point `" + relative + "`");
+    }
+    HULL_TRY(target, OpenBeneath(parent.get(), name, O_PATH | O_DIRECTORY), "");
+  } else {
+    HULL_TRY(target, OpenBeneath(parent.get(), name, O_WRONLY | O_CREAT, 0644), "");
+  }
+  HULL_CHECK_OK(BindOnto(host_path, target.get(), read_only), "");
+  mounts_[owner].push_back(relative);
+  return Ok();
+}
+
+void BindShare::Remove(const std::string& owner) {
+  std::lock_guard lock(mu_);
+  bool clean = true;
+  if (auto it = mounts_.find(owner); it != mounts_.end()) {
+    for (auto mount = it->second.rbegin(); mount != it->second.rend(); ++mount) {
+      // The mount point is found as it was made: component by component, so
+      // a symlink the guest put in its way cannot aim the unmount elsewhere.
+      auto slash = mount->rfind('/');
+      auto parent = OpenDirBeneath(shared_fd_.get(), mount->substr(0, slash), false);
+      UniqueFd target;
+      if (parent) {
+        target.reset(::openat(parent->get(), mount->substr(slash + 1).c_str(),
+                              O_PATH | O_NOFOLLOW | O_CLOEXEC));
+      }
+      if (!target || ::umount2(FdPath(target.get()).c_str(), MNT_DETACH) < 0) {
+        HULL_LOG_WARN("unmount {}/{}: {}", shared_dir_, *mount, strerror(errno));
+        clean = false;
+      }
+    }
+    mounts_.erase(it);
+  }
+  if (shared_dir_.empty() || owner.empty()) return;
+  std::string dir = shared_dir_ + "/" + owner;
+  // Never delete through something still mounted (a bind of a host
+  // directory on the same filesystem would not stop RemoveTree).
+  if (clean && MountPointsUnder(dir).empty()) {
+    (void)RemoveTree(dir);
+  } else {
+    HULL_LOG_WARN("{} still has mounts: left for the VM's teardown", dir);
+  }
+}
+
+}  // namespace hull::sandbox

@@ -1,4 +1,4 @@
-#include "pod_network.h"
+#include "hull/sandbox/pod_network.h"
 
 #include <fcntl.h>
 #include <linux/if_tun.h>
@@ -16,11 +16,9 @@
 #include "hull/core/process.h"
 #include "hull/core/syscall.h"
 
-namespace hull {
+namespace hull::sandbox {
 
 namespace {
-
-namespace v1 = agent::v1;
 
 constexpr char kNsenter[] = "/usr/bin/nsenter";
 constexpr char kIp[] = "/usr/sbin/ip";
@@ -135,11 +133,11 @@ Result<CniInterface> ParseCniInterface(const std::string& addr_json, const std::
       std::string family = StringField(info, "family");
       std::string scope = StringField(info, "scope");
       if ((family != "inet" && family != "inet6") || scope == "link" || scope == "host") continue;
-      v1::IpAddress address;
-      address.set_family(family == "inet" ? v1::IpAddress::IPV4 : v1::IpAddress::IPV6);
-      address.set_address(StringField(info, "local"));
-      address.set_prefix_length(UintField(info, "prefixlen"));
-      if (address.address().empty()) continue;
+      IpAddress address;
+      address.family = family == "inet" ? IpAddress::Family::kIpv4 : IpAddress::Family::kIpv6;
+      address.address = StringField(info, "local");
+      address.prefix_length = UintField(info, "prefixlen");
+      if (address.address.empty()) continue;
       candidate.addresses.push_back(address);
     }
     if (candidate.addresses.empty()) continue;
@@ -163,11 +161,11 @@ Result<CniInterface> ParseCniInterface(const std::string& addr_json, const std::
       if (entry.contains("type") && StringField(entry, "type") != "unicast") continue;
       std::string dst = StringField(entry, "dst");
       if (family == AF_INET6 && (dst.starts_with("fe80:") || dst.starts_with("ff00:"))) continue;
-      v1::Route route;
-      route.set_destination(dst == "default" ? "" : dst);
-      route.set_gateway(StringField(entry, "gateway"));
-      route.set_scope(StringField(entry, "scope") == "link" ? 253 : 0);
-      route.set_family(static_cast<uint32_t>(family));
+      Route route;
+      route.destination = dst == "default" ? "" : dst;
+      route.gateway = StringField(entry, "gateway");
+      route.scope = StringField(entry, "scope") == "link" ? 253 : 0;
+      route.family = static_cast<uint32_t>(family);
       found.routes.push_back(route);
     }
   }
@@ -282,4 +280,4 @@ PodNetwork& PodNetwork::operator=(PodNetwork&& other) noexcept {
 
 PodNetwork::~PodNetwork() { Detach(); }
 
-}  // namespace hull
+}  // namespace hull::sandbox

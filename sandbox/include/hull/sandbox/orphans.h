@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace hull {
+namespace hull::sandbox {
 
 // QEMU and virtiofsd processes whose command line names `dir/` (a sandbox's
 // helpers name their state directory in their arguments). Only those: an
@@ -21,4 +21,4 @@ std::vector<pid_t> HelpersOf(const std::string& dir);
 // could not be undone (empty: all gone).
 std::vector<std::string> RemoveOrphanedSandbox(const std::string& dir);
 
-}  // namespace hull
+}  // namespace hull::sandbox

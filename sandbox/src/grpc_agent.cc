@@ -1,0 +1,703 @@
+#include "hull/sandbox/grpc_agent.h"
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/create_channel_posix.h>
+
+#include <algorithm>
+
+#include "hull/agent/v1/agent.grpc.pb.h"
+#include "hull/core/log.h"
+#include "hull/proto/grpc_error.h"
+
+namespace hull::sandbox {
+
+namespace v1 = agent::v1;
+using std::chrono::milliseconds;
+
+// --- Cancellation ----------------------------------------------------------------
+
+void Cancellation::Cancel() {
+  std::map<uint64_t, std::function<void()>> callbacks;
+  {
+    std::lock_guard lock(mu_);
+    if (cancelled_) return;
+    cancelled_ = true;
+    callbacks.swap(callbacks_);
+  }
+  for (auto& [id, fn] : callbacks) fn();
+}
+
+bool Cancellation::cancelled() const {
+  std::lock_guard lock(mu_);
+  return cancelled_;
+}
+
+uint64_t Cancellation::OnCancel(std::function<void()> fn) {
+  {
+    std::lock_guard lock(mu_);
+    if (!cancelled_) {
+      callbacks_.emplace(++next_id_, std::move(fn));
+      return next_id_;
+    }
+  }
+  fn();
+  return 0;
+}
+
+void Cancellation::Forget(uint64_t id) {
+  std::lock_guard lock(mu_);
+  callbacks_.erase(id);
+}
+
+// --- helpers ------------------------------------------------------------------------
+
+struct GrpcAgent::Stubs {
+  explicit Stubs(const std::shared_ptr<grpc::Channel>& channel)
+      : health(v1::Health::NewStub(channel)), agent(v1::Agent::NewStub(channel)) {}
+  std::unique_ptr<v1::Health::Stub> health;
+  std::unique_ptr<v1::Agent::Stub> agent;
+};
+
+namespace {
+
+// At most this many entries are taken from the guest for one list or map.
+constexpr int kMaxListEntries = 4096;
+
+// A deadline missed names the call and the deadline; other errors keep the
+// agent's code and message.
+Error CallError(const grpc::Status& status, std::string_view call, milliseconds deadline) {
+  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    auto ms = deadline.count();
+    std::string limit =
+        ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
+    return Error(ErrorCode::kDeadlineExceeded,
+                 "agent call " + std::string(call) + ": deadline of " + limit + " exceeded");
+  }
+  return ErrorFromGrpc(status, "agent call " + std::string(call));
+}
+
+// One unary call with its deadline: `invoke(context, response)` runs the stub.
+template <typename Response, typename Invoke>
+Result<Response> Call(std::string_view name, milliseconds timeout, Invoke invoke) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  Response response;
+  grpc::Status status = invoke(&context, &response);
+  if (!status.ok()) return Unexpected{CallError(status, name, timeout)};
+  return response;
+}
+
+// Ties a ClientContext to a Cancellation for as long as it lives.
+class CancelLink {
+ public:
+  CancelLink(Cancellation& cancellation, grpc::ClientContext& context)
+      : cancellation_(cancellation),
+        id_(cancellation.OnCancel([&context] { context.TryCancel(); })) {}
+  ~CancelLink() { cancellation_.Forget(id_); }
+  CancelLink(const CancelLink&) = delete;
+  CancelLink& operator=(const CancelLink&) = delete;
+
+ private:
+  Cancellation& cancellation_;
+  uint64_t id_;
+};
+
+v1::ProcessIo ToWire(const StdioSetup& stdio) {
+  v1::ProcessIo io;
+  io.set_terminal(stdio.terminal);
+  io.set_stdin(stdio.stdin);
+  io.set_stdout(stdio.stdout);
+  io.set_stderr(stdio.stderr);
+  if (stdio.tty_size.rows != 0 || stdio.tty_size.columns != 0) {
+    io.mutable_tty_size()->set_rows(stdio.tty_size.rows);
+    io.mutable_tty_size()->set_columns(stdio.tty_size.columns);
+  }
+  return io;
+}
+
+v1::Storage ToWire(const GuestStorage& storage) {
+  v1::Storage out;
+  out.set_driver(storage.driver);
+  out.set_source(storage.source);
+  out.set_fstype(storage.fstype);
+  for (const auto& option : storage.options) out.add_options(option);
+  out.set_mount_point(storage.mount_point);
+  return out;
+}
+
+v1::IpAddress ToWire(const IpAddress& address) {
+  v1::IpAddress out;
+  switch (address.family) {
+    case IpAddress::Family::kIpv4:
+      out.set_family(v1::IpAddress::IPV4);
+      break;
+    case IpAddress::Family::kIpv6:
+      out.set_family(v1::IpAddress::IPV6);
+      break;
+    case IpAddress::Family::kUnspecified:
+      break;
+  }
+  out.set_address(address.address);
+  out.set_prefix_length(address.prefix_length);
+  return out;
+}
+
+IpAddress FromWire(const v1::IpAddress& address) {
+  IpAddress out;
+  out.family = address.family() == v1::IpAddress::IPV4   ? IpAddress::Family::kIpv4
+               : address.family() == v1::IpAddress::IPV6 ? IpAddress::Family::kIpv6
+                                                         : IpAddress::Family::kUnspecified;
+  out.address = address.address();
+  out.prefix_length = address.prefix_length();
+  return out;
+}
+
+v1::Route ToWire(const Route& route) {
+  v1::Route out;
+  out.set_destination(route.destination);
+  out.set_gateway(route.gateway);
+  out.set_device(route.device);
+  out.set_source(route.source);
+  out.set_scope(route.scope);
+  out.set_family(route.family);
+  return out;
+}
+
+Route FromWire(const v1::Route& route) {
+  return Route{.destination = route.destination(),
+               .gateway = route.gateway(),
+               .device = route.device(),
+               .source = route.source(),
+               .scope = route.scope(),
+               .family = route.family()};
+}
+
+NetInterface FromWire(const v1::Interface& interface) {
+  NetInterface out;
+  out.name = interface.name();
+  out.mac_address = interface.mac_address();
+  out.mtu = interface.mtu();
+  out.up = interface.up();
+  for (int i = 0; i < interface.addresses_size() && i < kMaxListEntries; ++i) {
+    out.addresses.push_back(FromWire(interface.addresses(i)));
+  }
+  return out;
+}
+
+std::vector<Route> FromWire(const google::protobuf::RepeatedPtrField<v1::Route>& routes) {
+  std::vector<Route> out;
+  for (int i = 0; i < routes.size() && i < kMaxListEntries; ++i) out.push_back(FromWire(routes[i]));
+  return out;
+}
+
+ContainerStats FromWire(const v1::StatsContainerResponse& stats) {
+  ContainerStats out;
+  const auto& cpu = stats.cpu();
+  out.cpu = {cpu.usage_usec(), cpu.user_usec(),    cpu.system_usec(),
+             cpu.nr_periods(), cpu.nr_throttled(), cpu.throttled_usec()};
+  const auto& memory = stats.memory();
+  out.memory.usage_bytes = memory.usage_bytes();
+  out.memory.limit_bytes = memory.limit_bytes();
+  out.memory.swap_usage_bytes = memory.swap_usage_bytes();
+  out.memory.anon_bytes = memory.anon_bytes();
+  out.memory.file_bytes = memory.file_bytes();
+  out.memory.oom_events = memory.oom_events();
+  out.memory.oom_kill_events = memory.oom_kill_events();
+  for (const auto& [key, value] : memory.stat()) {
+    if (out.memory.stat.size() >= static_cast<size_t>(kMaxListEntries)) break;
+    if (key.size() <= 64) out.memory.stat.emplace(key, value);
+  }
+  out.pids = {stats.pids().current(), stats.pids().limit()};
+  for (int i = 0; i < stats.io().devices_size() && i < kMaxListEntries; ++i) {
+    const auto& device = stats.io().devices(i);
+    out.io.push_back({device.major(), device.minor(), device.read_bytes(), device.write_bytes(),
+                      device.read_ios(), device.write_ios()});
+  }
+  return out;
+}
+
+v1::OutputStream ToWire(OutputStream stream) {
+  return stream == OutputStream::kStdout ? v1::STDOUT : v1::STDERR;
+}
+
+// --- streams ----------------------------------------------------------------------
+
+class OutputReader final : public AgentStream<std::string> {
+ public:
+  OutputReader(v1::Agent::Stub& stub, const ProcessRef& process, OutputStream stream,
+               Cancellation& cancellation)
+      : link_(cancellation, context_) {
+    v1::ReadOutputRequest request;
+    request.set_container_id(process.container_id);
+    request.set_exec_id(process.exec_id);
+    request.set_stream(ToWire(stream));
+    reader_ = stub.ReadOutput(&context_, request);
+  }
+  bool Next(std::string* data) override {
+    if (!reader_->Read(&chunk_)) return false;
+    *data = std::move(*chunk_.mutable_data());
+    return true;
+  }
+  Status Finish() override {
+    auto status = reader_->Finish();
+    if (!status.ok()) return Unexpected{ErrorFromGrpc(status, "agent call ReadOutput")};
+    return Ok();
+  }
+
+ private:
+  grpc::ClientContext context_;
+  CancelLink link_;
+  std::unique_ptr<grpc::ClientReader<v1::OutputChunk>> reader_;
+  v1::OutputChunk chunk_;
+};
+
+class OomReader final : public AgentStream<OomEvent> {
+ public:
+  OomReader(v1::Agent::Stub& stub, Cancellation& cancellation) : link_(cancellation, context_) {
+    reader_ = stub.OomEvents(&context_, v1::OomEventsRequest());
+  }
+  bool Next(OomEvent* event) override {
+    v1::OomEvent wire;
+    if (!reader_->Read(&wire)) return false;
+    event->container_id = wire.container_id();
+    return true;
+  }
+  Status Finish() override {
+    auto status = reader_->Finish();
+    if (!status.ok()) return Unexpected{ErrorFromGrpc(status, "agent call OomEvents")};
+    return Ok();
+  }
+
+ private:
+  grpc::ClientContext context_;
+  CancelLink link_;
+  std::unique_ptr<grpc::ClientReader<v1::OomEvent>> reader_;
+};
+
+class StdinWriter final : public StdinStream {
+ public:
+  StdinWriter(v1::Agent::Stub& stub, const ProcessRef& process, Cancellation& cancellation)
+      : link_(cancellation, context_) {
+    writer_ = stub.WriteStdin(&context_, &response_);
+    // The first message names the process, even with nothing to send.
+    v1::WriteStdinRequest first;
+    first.set_container_id(process.container_id);
+    first.set_exec_id(process.exec_id);
+    open_ = writer_->Write(first);
+  }
+  ~StdinWriter() override { (void)Close(); }
+  bool Write(std::string_view data) override {
+    if (!open_ || closed_) return false;
+    // The agent takes at most 1 MiB per message.
+    constexpr size_t kMaxChunk = 1 << 20;
+    while (!data.empty()) {
+      v1::WriteStdinRequest chunk;
+      size_t n = std::min(data.size(), kMaxChunk);
+      chunk.set_data(data.data(), n);
+      if (!writer_->Write(chunk)) return open_ = false;
+      data.remove_prefix(n);
+    }
+    return true;
+  }
+  Status Close() override {
+    if (closed_) return Ok();
+    closed_ = true;
+    v1::WriteStdinRequest last;
+    last.set_close(true);
+    if (open_) writer_->Write(last);
+    writer_->WritesDone();
+    auto status = writer_->Finish();
+    if (!status.ok()) return Unexpected{ErrorFromGrpc(status, "agent call WriteStdin")};
+    return Ok();
+  }
+
+ private:
+  grpc::ClientContext context_;
+  CancelLink link_;
+  v1::WriteStdinResponse response_;
+  std::unique_ptr<grpc::ClientWriter<v1::WriteStdinRequest>> writer_;
+  bool open_ = false;
+  bool closed_ = false;
+};
+
+std::shared_ptr<grpc::Channel> ChannelOnFd(UniqueFd fd) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(16 << 20);
+  // A large receive window: the transport is slow to round-trip under
+  // emulation, and a 64 KiB window caps output streams at window/RTT.
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8 << 20);
+  return grpc::CreateCustomInsecureChannelFromFd("hull-agent", fd.release(), args);
+}
+
+}  // namespace
+
+// --- connection -----------------------------------------------------------------------
+
+GrpcAgent::GrpcAgent(std::shared_ptr<grpc::Channel> channel, AgentTimeouts timeouts)
+    : channel_(std::move(channel)),
+      stubs_(std::make_unique<Stubs>(channel_)),
+      timeouts_(timeouts) {}
+
+GrpcAgent::~GrpcAgent() = default;
+
+std::shared_ptr<grpc::Channel> GrpcAgent::channel() const { return channel_; }
+
+std::unique_ptr<GrpcAgent> GrpcAgent::FromFd(UniqueFd fd, AgentTimeouts timeouts) {
+  return std::unique_ptr<GrpcAgent>(new GrpcAgent(ChannelOnFd(std::move(fd)), timeouts));
+}
+
+Result<std::unique_ptr<GrpcAgent>> GrpcAgent::Connect(const Dialer& dial,
+                                                      Clock::time_point deadline,
+                                                      AgentTimeouts timeouts) {
+  Error last(ErrorCode::kDeadlineExceeded, "no attempt made");
+  while (Clock::now() < deadline) {
+    auto fd = dial(deadline);
+    // The dialer does its own waiting; its failure (a dead VM, a deadline)
+    // does not get better by dialling again.
+    if (!fd) return std::move(fd).error().Wrap("connect to the agent");
+    auto agent = FromFd(std::move(*fd), timeouts);
+    auto remaining = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    auto check = agent->CheckWithin(std::clamp(remaining, milliseconds(1), milliseconds(30000)));
+    if (check && *check) return agent;
+    last = check ? Error(ErrorCode::kUnavailable, "agent is not serving yet")
+                 : std::move(check).error();
+    HULL_LOG_DEBUG("agent not ready: {}", last.ToString());
+  }
+  return Unexpected{std::move(last).Wrap("connect to the agent (deadline passed)")};
+}
+
+Result<bool> GrpcAgent::CheckWithin(milliseconds timeout) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  context.set_wait_for_ready(true);
+  v1::CheckResponse response;
+  auto status = stubs_->health->Check(&context, v1::CheckRequest(), &response);
+  if (!status.ok()) return Unexpected{CallError(status, "Health.Check", timeout)};
+  return response.status() == v1::CheckResponse::SERVING;
+}
+
+// --- calls ---------------------------------------------------------------------------
+
+Result<bool> GrpcAgent::Check() { return CheckWithin(timeouts_.call); }
+
+Result<AgentVersion> GrpcAgent::Version() {
+  HULL_TRY(auto response,
+           Call<v1::VersionResponse>(
+               "Health.Version", timeouts_.call,
+               [&](auto* context, auto* out) { return stubs_->health->Version(context, {}, out); }),
+           "");
+  return AgentVersion{response.agent_version(), response.api_version(), response.git_commit()};
+}
+
+Result<GuestDetails> GrpcAgent::GetGuestDetails() {
+  HULL_TRY(auto response,
+           Call<v1::GetGuestDetailsResponse>("GetGuestDetails", timeouts_.call,
+                                             [&](auto* context, auto* out) {
+                                               return stubs_->agent->GetGuestDetails(context, {},
+                                                                                     out);
+                                             }),
+           "");
+  GuestDetails out;
+  out.kernel_release = response.kernel_release();
+  out.kernel_version = response.kernel_version();
+  out.machine = response.machine();
+  out.online_cpus = response.online_cpus();
+  out.memory_total_bytes = response.memory_total_bytes();
+  out.memory_available_bytes = response.memory_available_bytes();
+  out.agent_version = response.agent_version();
+  out.transport = response.transport();
+  out.cgroup_mode = response.cgroup_mode();
+  for (int i = 0; i < response.loaded_modules_size() && i < kMaxListEntries; ++i) {
+    out.loaded_modules.push_back(response.loaded_modules(i));
+  }
+  const auto& startup = response.startup();
+  out.agent_start_us = startup.agent_start_us();
+  out.mounts_done_us = startup.mounts_done_us();
+  out.modules_done_us = startup.modules_done_us();
+  out.network_done_us = startup.network_done_us();
+  out.listening_us = startup.listening_us();
+  out.first_request_us = startup.first_request_us();
+  return out;
+}
+
+Status GrpcAgent::Shutdown(bool force) {
+  v1::ShutdownRequest request;
+  request.set_force(force);
+  auto done = Call<v1::ShutdownResponse>("Shutdown", timeouts_.call, [&](auto* context, auto* out) {
+    return stubs_->agent->Shutdown(context, request, out);
+  });
+  if (done || done.error().code() == ErrorCode::kUnavailable) return Ok();
+  return Unexpected{std::move(done).error()};
+}
+
+Status GrpcAgent::CreateSandbox(const SandboxSetup& setup) {
+  v1::CreateSandboxRequest request;
+  request.set_sandbox_id(setup.sandbox_id);
+  request.set_hostname(setup.hostname);
+  for (const auto& storage : setup.storages) *request.add_storages() = ToWire(storage);
+  HULL_TRY(auto response,
+           Call<v1::CreateSandboxResponse>("CreateSandbox", timeouts_.call,
+                                           [&](auto* context, auto* out) {
+                                             return stubs_->agent->CreateSandbox(context, request,
+                                                                                 out);
+                                           }),
+           "");
+  return Ok();
+}
+
+Status GrpcAgent::DestroySandbox(const std::string& sandbox_id, bool power_off) {
+  v1::DestroySandboxRequest request;
+  request.set_sandbox_id(sandbox_id);
+  request.set_power_off(power_off);
+  HULL_TRY(auto response,
+           Call<v1::DestroySandboxResponse>("DestroySandbox", timeouts_.call,
+                                            [&](auto* context, auto* out) {
+                                              return stubs_->agent->DestroySandbox(context, request,
+                                                                                   out);
+                                            }),
+           "");
+  return Ok();
+}
+
+Result<uint32_t> GrpcAgent::CreateContainer(const ContainerSetup& setup) {
+  v1::CreateContainerRequest request;
+  request.set_container_id(setup.container_id);
+  request.set_oci_spec_json(setup.oci_spec_json);
+  request.set_rootfs_path(setup.rootfs_path);
+  *request.mutable_io() = ToWire(setup.stdio);
+  HULL_TRY(auto response,
+           Call<v1::CreateContainerResponse>("CreateContainer", timeouts_.create,
+                                             [&](auto* context, auto* out) {
+                                               return stubs_->agent->CreateContainer(context,
+                                                                                     request, out);
+                                             }),
+           "");
+  return response.init_pid();
+}
+
+// The calls that name one container and answer nothing.
+#define HULL_CONTAINER_CALL(Name)                                                          \
+  Status GrpcAgent::Name(const std::string& container_id) {                                \
+    v1::Name##Request request;                                                             \
+    request.set_container_id(container_id);                                                \
+    HULL_TRY(auto response,                                                                \
+             Call<v1::Name##Response>(#Name, timeouts_.call,                               \
+                                      [&](auto* context, auto* out) {                      \
+                                        return stubs_->agent->Name(context, request, out); \
+                                      }),                                                  \
+             "");                                                                          \
+    return Ok();                                                                           \
+  }
+HULL_CONTAINER_CALL(StartContainer)
+HULL_CONTAINER_CALL(PauseContainer)
+HULL_CONTAINER_CALL(ResumeContainer)
+#undef HULL_CONTAINER_CALL
+
+Status GrpcAgent::RemoveContainer(const std::string& container_id, bool force) {
+  v1::RemoveContainerRequest request;
+  request.set_container_id(container_id);
+  request.set_force(force);
+  HULL_TRY(auto response,
+           Call<v1::RemoveContainerResponse>("RemoveContainer", timeouts_.call,
+                                             [&](auto* context, auto* out) {
+                                               return stubs_->agent->RemoveContainer(context,
+                                                                                     request, out);
+                                             }),
+           "");
+  return Ok();
+}
+
+Status GrpcAgent::UpdateContainer(const std::string& container_id,
+                                  const std::string& linux_resources_json) {
+  v1::UpdateContainerRequest request;
+  request.set_container_id(container_id);
+  request.set_linux_resources_json(linux_resources_json);
+  HULL_TRY(auto response,
+           Call<v1::UpdateContainerResponse>("UpdateContainer", timeouts_.call,
+                                             [&](auto* context, auto* out) {
+                                               return stubs_->agent->UpdateContainer(context,
+                                                                                     request, out);
+                                             }),
+           "");
+  return Ok();
+}
+
+Result<ContainerStats> GrpcAgent::StatsContainer(const std::string& container_id) {
+  v1::StatsContainerRequest request;
+  request.set_container_id(container_id);
+  HULL_TRY(auto response,
+           Call<v1::StatsContainerResponse>("StatsContainer", timeouts_.call,
+                                            [&](auto* context, auto* out) {
+                                              return stubs_->agent->StatsContainer(context, request,
+                                                                                   out);
+                                            }),
+           "");
+  return FromWire(response);
+}
+
+Result<std::vector<uint32_t>> GrpcAgent::ListProcesses(const std::string& container_id) {
+  v1::ListProcessesRequest request;
+  request.set_container_id(container_id);
+  HULL_TRY(auto response,
+           Call<v1::ListProcessesResponse>("ListProcesses", timeouts_.call,
+                                           [&](auto* context, auto* out) {
+                                             return stubs_->agent->ListProcesses(context, request,
+                                                                                 out);
+                                           }),
+           "");
+  size_t count = std::min(static_cast<size_t>(response.pids_size()), kMaxPids);
+  return std::vector<uint32_t>(response.pids().begin(), response.pids().begin() + count);
+}
+
+Result<uint32_t> GrpcAgent::ExecProcess(const ExecSetup& setup) {
+  v1::ExecProcessRequest request;
+  request.set_container_id(setup.process.container_id);
+  request.set_exec_id(setup.process.exec_id);
+  request.set_oci_process_json(setup.oci_process_json);
+  *request.mutable_io() = ToWire(setup.stdio);
+  HULL_TRY(auto response,
+           Call<v1::ExecProcessResponse>("ExecProcess", timeouts_.call,
+                                         [&](auto* context, auto* out) {
+                                           return stubs_->agent->ExecProcess(context, request, out);
+                                         }),
+           "");
+  return response.pid();
+}
+
+Status GrpcAgent::SignalProcess(const ProcessRef& process, uint32_t signal, bool all) {
+  v1::SignalProcessRequest request;
+  request.set_container_id(process.container_id);
+  request.set_exec_id(process.exec_id);
+  request.set_signal(signal);
+  request.set_all(all);
+  HULL_TRY(auto response,
+           Call<v1::SignalProcessResponse>("SignalProcess", timeouts_.call,
+                                           [&](auto* context, auto* out) {
+                                             return stubs_->agent->SignalProcess(context, request,
+                                                                                 out);
+                                           }),
+           "");
+  return Ok();
+}
+
+Result<ProcessExit> GrpcAgent::WaitProcess(const ProcessRef& process, Cancellation& cancellation) {
+  grpc::ClientContext context;
+  CancelLink link(cancellation, context);
+  v1::WaitProcessRequest request;
+  request.set_container_id(process.container_id);
+  request.set_exec_id(process.exec_id);
+  v1::WaitProcessResponse response;
+  auto status = stubs_->agent->WaitProcess(&context, request, &response);
+  if (!status.ok()) return Unexpected{ErrorFromGrpc(status, "agent call WaitProcess")};
+  ProcessExit exit;
+  // The guest is untrusted: an exit status is 0..255, a signal 0..64.
+  int32_t code = response.exit_status();
+  exit.exit_status = code >= 0 && code <= 255 ? static_cast<uint32_t>(code) : 255;
+  exit.signal = response.signal() <= 64 ? response.signal() : 0;
+  exit.oom_killed = response.oom_killed();
+  exit.exited_at = std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::nanoseconds(response.exited_at_ns())));
+  return exit;
+}
+
+Status GrpcAgent::RemoveProcess(const ProcessRef& process) {
+  v1::RemoveProcessRequest request;
+  request.set_container_id(process.container_id);
+  request.set_exec_id(process.exec_id);
+  HULL_TRY(auto response,
+           Call<v1::RemoveProcessResponse>("RemoveProcess", timeouts_.call,
+                                           [&](auto* context, auto* out) {
+                                             return stubs_->agent->RemoveProcess(context, request,
+                                                                                 out);
+                                           }),
+           "");
+  return Ok();
+}
+
+Status GrpcAgent::ResizeTty(const ProcessRef& process, TtySize size) {
+  v1::ResizeTtyRequest request;
+  request.set_container_id(process.container_id);
+  request.set_exec_id(process.exec_id);
+  request.mutable_size()->set_rows(size.rows);
+  request.mutable_size()->set_columns(size.columns);
+  HULL_TRY(auto response,
+           Call<v1::ResizeTtyResponse>("ResizeTty", timeouts_.call,
+                                       [&](auto* context, auto* out) {
+                                         return stubs_->agent->ResizeTty(context, request, out);
+                                       }),
+           "");
+  return Ok();
+}
+
+std::unique_ptr<AgentStream<std::string>> GrpcAgent::ReadOutput(const ProcessRef& process,
+                                                                OutputStream stream,
+                                                                Cancellation& cancellation) {
+  return std::make_unique<OutputReader>(*stubs_->agent, process, stream, cancellation);
+}
+
+std::unique_ptr<StdinStream> GrpcAgent::WriteStdin(const ProcessRef& process,
+                                                   Cancellation& cancellation) {
+  return std::make_unique<StdinWriter>(*stubs_->agent, process, cancellation);
+}
+
+std::unique_ptr<AgentStream<OomEvent>> GrpcAgent::OomEvents(Cancellation& cancellation) {
+  return std::make_unique<OomReader>(*stubs_->agent, cancellation);
+}
+
+Result<NetInterface> GrpcAgent::UpdateInterface(const NetInterface& interface) {
+  v1::UpdateInterfaceRequest request;
+  auto* wire = request.mutable_interface();
+  wire->set_name(interface.name);
+  wire->set_mac_address(interface.mac_address);
+  wire->set_mtu(interface.mtu);
+  wire->set_up(interface.up);
+  for (const auto& address : interface.addresses) *wire->add_addresses() = ToWire(address);
+  HULL_TRY(auto response,
+           Call<v1::Interface>("UpdateInterface", timeouts_.call,
+                               [&](auto* context, auto* out) {
+                                 return stubs_->agent->UpdateInterface(context, request, out);
+                               }),
+           "");
+  return FromWire(response);
+}
+
+Result<std::vector<Route>> GrpcAgent::UpdateRoutes(const std::vector<Route>& routes) {
+  v1::UpdateRoutesRequest request;
+  for (const auto& route : routes) *request.add_routes() = ToWire(route);
+  HULL_TRY(auto response,
+           Call<v1::UpdateRoutesResponse>("UpdateRoutes", timeouts_.call,
+                                          [&](auto* context, auto* out) {
+                                            return stubs_->agent->UpdateRoutes(context, request,
+                                                                               out);
+                                          }),
+           "");
+  return FromWire(response.routes());
+}
+
+Result<std::vector<NetInterface>> GrpcAgent::ListInterfaces() {
+  HULL_TRY(auto response,
+           Call<v1::ListInterfacesResponse>("ListInterfaces", timeouts_.call,
+                                            [&](auto* context, auto* out) {
+                                              return stubs_->agent->ListInterfaces(context, {},
+                                                                                   out);
+                                            }),
+           "");
+  std::vector<NetInterface> out;
+  for (int i = 0; i < response.interfaces_size() && i < kMaxListEntries; ++i) {
+    out.push_back(FromWire(response.interfaces(i)));
+  }
+  return out;
+}
+
+Result<std::vector<Route>> GrpcAgent::ListRoutes() {
+  HULL_TRY(auto response,
+           Call<v1::ListRoutesResponse>("ListRoutes", timeouts_.call,
+                                        [&](auto* context, auto* out) {
+                                          return stubs_->agent->ListRoutes(context, {}, out);
+                                        }),
+           "");
+  return FromWire(response.routes());
+}
+
+}  // namespace hull::sandbox

@@ -1,0 +1,225 @@
+#include "hull/sandbox/sandbox.h"
+
+#include <algorithm>
+
+#include "hull/core/log.h"
+#include "hull/core/syscall.h"
+#include "hull/sandbox/grpc_agent.h"
+
+namespace hull::sandbox {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::seconds;
+
+AgentTimeouts AgentTimeoutsFromConfig(const Config& config) {
+  return AgentTimeouts{.call = seconds(config.agent.call_timeout_seconds),
+                       .create = seconds(config.agent.create_timeout_seconds)};
+}
+
+namespace {
+
+Result<std::unique_ptr<AgentApi>> ConnectGrpcAgent(Vm& vm, Clock::time_point deadline,
+                                                   const AgentTimeouts& timeouts) {
+  HULL_TRY(auto agent,
+           GrpcAgent::Connect([&vm](Clock::time_point d) { return vm.ConnectAgent(d); }, deadline,
+                              timeouts),
+           "");
+  return std::unique_ptr<AgentApi>(std::move(agent));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Sandbox>> Sandbox::Open(const Config& config, const std::string& id,
+                                               const SandboxOptions& options, SandboxDeps deps) {
+  const std::string what = "open sandbox `" + id + "`";
+  HULL_TRY(VmConfig vm_config,
+           VmConfigFromConfig(config, options.vm_id.empty() ? id : options.vm_id), what);
+  if (!options.vm_parent_dir.empty()) vm_config.run_dir = options.vm_parent_dir;
+  if (options.vcpus != 0) vm_config.vcpus = options.vcpus;
+  if (options.memory_mib != 0) vm_config.memory_mib = options.memory_mib;
+  vm_config.share_dir = true;
+  std::shared_ptr<Hypervisor> hypervisor = std::move(deps.hypervisor);
+  if (!hypervisor) {
+    HULL_TRY(hypervisor, MakeHypervisor(config.hypervisor.backend), what);
+  }
+  std::optional<PodNetwork> network;
+  if (!options.netns_path.empty()) {
+    HULL_TRY(PodNetwork attached,
+             PodNetwork::Attach(options.netns_path, hypervisor->tap_handover()), what);
+    network.emplace(std::move(attached));
+    vm_config.network.netns_path = options.netns_path;
+    vm_config.network.tap_fd = network->tap_fd();
+    vm_config.network.mac_address = network->interface().mac_address;
+    if (hypervisor->tap_handover() == TapHandover::kNameInHostNetns) {
+      vm_config.network.tap_name = network->tap_name();
+      // For `delete` after a crash of this process before the move below.
+      if (!options.vm_parent_dir.empty()) {
+        HULL_CHECK_OK(WriteFile(options.vm_parent_dir + "/" + kHostTapRecord, network->tap_name()),
+                      what);
+      }
+    }
+  }
+  std::optional<HostCgroup> host_cgroup;
+  if (!options.host_cgroup_path.empty()) {
+    // The node's accounting of the pod: QEMU starts in the pod's cgroup, so
+    // the guest's RAM is charged there. A pod still runs without it.
+    if (auto cgroup = HostCgroup::Create(options.host_cgroup_path); cgroup) {
+      host_cgroup.emplace(std::move(*cgroup));
+      vm_config.host_cgroup_dirs = host_cgroup->dirs();
+      // For `delete` after a crash of this process.
+      if (!options.vm_parent_dir.empty()) {
+        HULL_CHECK_OK(host_cgroup->Record(options.vm_parent_dir + "/" + kHostCgroupRecord), what);
+      }
+    } else {
+      HULL_LOG_WARN("sandbox {}: the VM stays outside the pod's host cgroup: {}", id,
+                    cgroup.error().ToString());
+    }
+  }
+  HULL_TRY(auto vm, hypervisor->Launch(vm_config), what);
+  std::unique_ptr<Sandbox> sandbox(new Sandbox(config, id, std::move(vm)));
+  sandbox->hypervisor_ = std::move(hypervisor);
+  sandbox->share_ = deps.make_share ? deps.make_share(sandbox->vm_->shared_dir())
+                                    : std::make_unique<BindShare>(sandbox->vm_->shared_dir());
+  if (network) {
+    network->CloseTap();  // QEMU holds it now: the tap goes when QEMU does
+    if (sandbox->hypervisor_->tap_handover() == TapHandover::kNameInHostNetns) {
+      HULL_CHECK_OK(network->MoveTapIntoNetns(), what);
+    }
+    sandbox->network_ = std::move(network);
+  }
+  if (host_cgroup) sandbox->host_cgroup_ = std::move(host_cgroup);
+  auto deadline = sandbox->vm_->launched_at() + seconds(config.agent.boot_timeout_seconds);
+  auto timeouts = AgentTimeoutsFromConfig(config);
+  auto connect = deps.connect_agent ? deps.connect_agent : ConnectGrpcAgent;
+  auto agent = connect(*sandbox->vm_, deadline, timeouts);
+  if (!agent) {
+    // What the guest printed is the best clue to why it never answered.
+    std::string console = ReadFile(sandbox->vm_->console_log_path(), 16 << 20).value_or("");
+    if (console.size() > 2000) console = console.substr(console.size() - 2000);
+    return Unexpected{
+        std::move(agent).error().Wrap(what + " (guest console ends with:\n" + console + ")")};
+  }
+  sandbox->agent_ = std::move(*agent);
+  SandboxSetup setup{.sandbox_id = id};
+  setup.storages.push_back(
+      GuestStorage{.driver = "virtiofs", .source = kSharedFsTag, .mount_point = kGuestSharedDir});
+  HULL_CHECK_OK(sandbox->agent_->CreateSandbox(setup), what);
+  if (sandbox->network_) HULL_CHECK_OK(sandbox->ConfigureGuestNetwork(), what);
+  return sandbox;
+}
+
+Result<std::string> Sandbox::SharePath(const std::string& container_id,
+                                       const std::string& host_path, bool read_only) {
+  const std::string what = "share `" + host_path + "` with container `" + container_id + "`";
+  std::string relative;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return MakeError(ErrorCode::kUnavailable, what + ": the sandbox is closed");
+    relative = container_id + "/volumes/" + std::to_string(share_counter_[container_id]++);
+  }
+  HULL_CHECK_OK(share_->Add(container_id, host_path, relative, read_only), what);
+  return std::string(kGuestSharedDir) + "/" + relative;
+}
+
+Result<uint32_t> Sandbox::CreateContainer(const std::string& id, const std::string& spec_json,
+                                          const std::string& host_rootfs, const StdioSetup& stdio) {
+  const std::string what = "create container `" + id + "`";
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return MakeError(ErrorCode::kUnavailable, what + ": the sandbox is closed");
+  }
+  if (auto shared = share_->Add(id, host_rootfs, id + "/rootfs", false); !shared) {
+    share_->Remove(id);
+    return std::move(shared).error().Wrap(what + ": share the root filesystem `" + host_rootfs +
+                                          "`");
+  }
+  ContainerSetup setup{.container_id = id,
+                       .oci_spec_json = spec_json,
+                       .rootfs_path = std::string(kGuestSharedDir) + "/" + id + "/rootfs",
+                       .stdio = stdio};
+  auto created = agent_->CreateContainer(setup);
+  if (!created) {
+    // The agent may have got as far as creating it (a deadline that passed
+    // on the way back): make sure nothing of it is left in the guest.
+    if (created.error().code() != ErrorCode::kAlreadyExists) {
+      (void)agent_->RemoveContainer(id, true);
+    }
+    share_->Remove(id);
+    std::lock_guard lock(mu_);
+    share_counter_.erase(id);
+    return std::move(created).error().Wrap(what);
+  }
+  std::lock_guard lock(mu_);
+  containers_.push_back(id);
+  return *created;
+}
+
+Status Sandbox::RemoveContainer(const std::string& id) {
+  Status result;
+  bool known;
+  {
+    std::lock_guard lock(mu_);
+    known = std::find(containers_.begin(), containers_.end(), id) != containers_.end();
+  }
+  if (known) {
+    auto removed = agent_->RemoveContainer(id, true);
+    if (!removed && removed.error().code() != ErrorCode::kNotFound) result = std::move(removed);
+  }
+  share_->Remove(id);
+  std::lock_guard lock(mu_);
+  std::erase(containers_, id);
+  share_counter_.erase(id);
+  return result;
+}
+
+void Sandbox::Close() {
+  std::vector<std::string> containers;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return;
+    closed_ = true;
+    containers = containers_;
+  }
+  if (agent_) {
+    for (const auto& id : containers) (void)agent_->RemoveContainer(id, true);
+    vm_->ExpectExit();
+    (void)agent_->Shutdown(true);
+  }
+  // The guest is gone (or going): unshare the root filesystems, then stop.
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, count] : share_counter_) containers.push_back(id);
+    share_counter_.clear();
+    containers_.clear();
+  }
+  if (share_) {
+    std::sort(containers.begin(), containers.end());
+    containers.erase(std::unique(containers.begin(), containers.end()), containers.end());
+    for (const auto& id : containers) share_->Remove(id);
+  }
+  // The agent stays until the destructor: other threads may still be in a
+  // call, which fails now that the VM is gone.
+  vm_->Stop(seconds(config_.hypervisor.stop_grace_seconds));
+  if (network_) network_->Detach();
+  if (host_cgroup_) host_cgroup_->Remove();
+}
+
+Status Sandbox::ConfigureGuestNetwork() {
+  const CniInterface& cni = network_->interface();
+  NetInterface wanted{
+      .mac_address = cni.mac_address, .mtu = cni.mtu, .addresses = cni.addresses, .up = true};
+  HULL_TRY(NetInterface configured, agent_->UpdateInterface(wanted), "");
+  std::vector<Route> routes = cni.routes;
+  for (auto& route : routes) route.device = configured.name;
+  HULL_TRY(auto routed, agent_->UpdateRoutes(routes), "");
+  HULL_LOG_INFO("guest {}: {} with {} address(es), {} route(s)", vm_->id(), configured.name,
+                cni.addresses.size(), routed.size());
+  return Ok();
+}
+
+Sandbox::~Sandbox() {
+  // A sandbox whose Open failed half-way has no agent: nothing to tell it.
+  if (vm_) Close();
+}
+
+}  // namespace hull::sandbox
