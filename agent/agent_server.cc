@@ -18,6 +18,7 @@
 #include "hull/core/log.h"
 #include "hull/core/oci_spec.h"
 #include "hull/core/syscall.h"
+#include "hull/core/thread.h"
 #include "network.h"
 #include "sandbox.h"
 
@@ -544,7 +545,7 @@ class AgentServer::AgentService final : public v1::Agent::Service {
     if (shutdown_thread_.joinable()) return;
     HULL_LOG_INFO("shutdown requested");
     // Answer first, then act: give the reply a moment to reach the host.
-    shutdown_thread_ = std::thread([this] {
+    shutdown_thread_ = SpawnThread("agent-shutdown", [this] {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       on_shutdown_();
     });

@@ -19,6 +19,7 @@
 #include "guest_init.h"
 #include "hull/core/log.h"
 #include "hull/core/syscall.h"
+#include "hull/core/thread.h"
 #include "options.h"
 
 namespace hull::agent {
@@ -136,7 +137,7 @@ int RunAsInit(int argc, char** argv) {
   state.listening_us = BootTimeMicros();
   HULL_LOG_INFO("serving after {} ms of boot ({} ms in the agent)", state.listening_us / 1000,
                 (state.listening_us - state.agent_start_us) / 1000);
-  std::thread serve([&] { server.Serve(*listener); });
+  std::thread serve = SpawnThread("agent-serve", [&] { server.Serve(*listener); });
   serve.detach();  // PID 1 never returns; the thread lives as long as the VM
   RunReaper([&server](pid_t pid, int status) { server.engine().OnChildExit(pid, status); });
 }
@@ -199,8 +200,8 @@ int RunAsProcess(int argc, char** argv) {
     fprintf(stderr, "hull-agent: %s\n", started.error().ToString().c_str());
     return 1;
   }
-  std::thread serve([&] { server.Serve(*listener); });
-  std::thread reaper([&server] {
+  std::thread serve = SpawnThread("agent-serve", [&] { server.Serve(*listener); });
+  std::thread reaper = SpawnThread("agent-reaper", [&server] {
     RunReaper([&server](pid_t pid, int status) { server.engine().OnChildExit(pid, status); });
   });
   reaper.detach();  // blocked in sigwaitinfo until the process exits

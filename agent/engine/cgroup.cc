@@ -18,6 +18,7 @@
 
 #include "hull/core/log.h"
 #include "hull/core/syscall.h"
+#include "hull/core/thread.h"
 
 // Propagate errors that already carry their context (no extra frame).
 #define CGROUP_CHECK_IMPL(tmp, expr)                             \
@@ -865,7 +866,7 @@ Result<std::unique_ptr<OomWatcher>> OomWatcher::Create(Callback callback) {
   if (!wake) return ErrnoError("eventfd");
   std::unique_ptr<OomWatcher> watcher(
       new OomWatcher(std::move(callback), std::move(inotify), std::move(wake)));
-  watcher->thread_ = std::thread([self = watcher.get()] { self->Run(); });
+  watcher->thread_ = SpawnThread("oom-watcher", [self = watcher.get()] { self->Run(); });
   return watcher;
 }
 

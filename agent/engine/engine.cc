@@ -1,14 +1,12 @@
 #include "engine/engine.h"
 
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <poll.h>
 #include <pty.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
-#include <sys/syscall.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +17,7 @@
 
 #include "hull/core/ids.h"
 #include "hull/core/log.h"
+#include "hull/core/sys.h"
 #include "hull/core/syscall.h"
 
 namespace hull::engine {
@@ -123,13 +122,9 @@ bool PipeEmpty(int fd) {
 std::string HomeFor(const std::string& rootfs, uint32_t uid) {
   UniqueFd root(::open(rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root) return "/";
-  open_how how{};
-  how.flags = O_RDONLY | O_CLOEXEC;
-  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  UniqueFd passwd(
-      static_cast<int>(::syscall(SYS_openat2, root.get(), "etc/passwd", &how, sizeof how)));
+  auto passwd = sys::SafeOpen(root.get(), "etc/passwd", O_RDONLY);
   if (!passwd) return "/";
-  auto text = ReadAll(passwd.get(), 1 << 20);
+  auto text = ReadAll(passwd->get(), 1 << 20);
   if (!text) return "/";
   std::istringstream lines(*text);
   std::string line;
@@ -225,12 +220,8 @@ Result<std::pair<UniqueFd, UniqueFd>> OpenContainerPty(pid_t init_pid) {
   UniqueFd root(::open(("/proc/" + std::to_string(init_pid) + "/root").c_str(),
                        O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root) return ErrnoError("open the container's root");
-  open_how how{};
-  how.flags = O_RDWR | O_NOCTTY | O_CLOEXEC;
-  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  UniqueFd master(
-      static_cast<int>(::syscall(SYS_openat2, root.get(), "dev/pts/ptmx", &how, sizeof how)));
-  if (!master) return ErrnoError("open the container's /dev/pts/ptmx");
+  HULL_TRY(UniqueFd master, sys::SafeOpen(root.get(), "dev/pts/ptmx", O_RDWR | O_NOCTTY),
+           "open the container's /dev/pts/ptmx");
   int unlock = 0;
   if (::ioctl(master.get(), TIOCSPTLCK, &unlock) < 0) return ErrnoError("unlock the pty");
   UniqueFd slave(::ioctl(master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC));

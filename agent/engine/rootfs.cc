@@ -2,12 +2,10 @@
 
 #include <fcntl.h>
 #include <linux/magic.h>
-#include <linux/openat2.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -19,6 +17,7 @@
 #include <utility>
 
 #include "hull/core/fd.h"
+#include "hull/core/sys.h"
 #include "hull/core/syscall.h"
 
 namespace hull::engine {
@@ -473,18 +472,10 @@ Status PlanPathList(PlanContext& ctx, const std::vector<std::string>& paths, std
 // ---------------------------------------------------------------------------
 // Child side: system calls only.
 
-constexpr uint64_t kResolveInRoot = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-
-// openat2 reports EAGAIN when a rename or mount raced with the lookup.
+// An O_PATH lookup inside the new root, with SafeOpen's confinement and
+// retry rule (hull/core/sys.h); allocation-free.
 int OpenInRoot(int root, const char* relative, int flags) {
-  open_how how{};
-  how.flags = static_cast<uint64_t>(O_PATH | O_CLOEXEC | flags);
-  how.resolve = kResolveInRoot;
-  for (int attempt = 0;; ++attempt) {
-    long fd = ::syscall(SYS_openat2, root, relative, &how, sizeof how);
-    if (fd >= 0) return static_cast<int>(fd);
-    if ((errno != EAGAIN && errno != EINTR) || attempt == 64) return -1;
-  }
+  return sys::SafeOpenRaw(root, relative, O_PATH | flags, 0, {.scope = sys::Scope::kInRoot});
 }
 
 // "/proc/self/fd/N", formatted without allocating. Before the root switch
@@ -676,7 +667,7 @@ Outcome ApplyPivotRoot(ApplyState& state) {
   UniqueFd old_root(::open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC));
   if (!old_root) return Failed(RootfsStage::kOpenRoot);
   if (::fchdir(state.root.get()) != 0) return Failed(RootfsStage::kChdir);
-  if (::syscall(SYS_pivot_root, ".", ".") != 0) return Failed(RootfsStage::kMain);
+  if (sys::PivotRoot(".", ".") != 0) return Failed(RootfsStage::kMain);
   if (::fchdir(old_root.get()) != 0) return Failed(RootfsStage::kChdir);
   // rslave, not rprivate, as runc: the unmount must not propagate to the
   // runtime, but the runtime may still hold references to these mounts.

@@ -1,6 +1,8 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -9,7 +11,9 @@
 #include "hull/core/error.h"
 #include "hull/core/ids.h"
 #include "hull/core/process.h"
+#include "hull/core/sys.h"
 #include "hull/core/syscall.h"
+#include "hull/core/thread.h"
 
 namespace hull {
 namespace {
@@ -119,6 +123,132 @@ TEST(SyscallTest, RemoveTreeRemovesNestedDirectories) {
   EXPECT_FALSE(PathExists(root));
   EXPECT_TRUE(PathExists("/etc/hostname") ||
               PathExists("/etc/passwd"));  // the link was not followed
+}
+
+// A tree whose links try to leave `root`:
+//   <base>/outside/secret         what must never be reached
+//   <base>/root/etc/passwd        "inside"
+//   <base>/root/absolute -> /etc/passwd
+//   <base>/root/dotdot   -> ../../../../../../etc/passwd
+//   <base>/root/escape   -> ../outside
+class SafeOpenTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    base_ = ::testing::TempDir() + "/hull-safeopen-" + RandomHex(4);
+    root_path_ = base_ + "/root";
+    ASSERT_TRUE(MakeDirs(base_ + "/outside"));
+    ASSERT_TRUE(WriteFile(base_ + "/outside/secret", "outside"));
+    ASSERT_TRUE(MakeDirs(root_path_ + "/etc"));
+    ASSERT_TRUE(WriteFile(root_path_ + "/etc/passwd", "inside"));
+    ASSERT_EQ(::symlink("/etc/passwd", (root_path_ + "/absolute").c_str()), 0);
+    ASSERT_EQ(::symlink("../../../../../../etc/passwd", (root_path_ + "/dotdot").c_str()), 0);
+    ASSERT_EQ(::symlink("../outside", (root_path_ + "/escape").c_str()), 0);
+    root_.reset(::open(root_path_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(root_);
+  }
+  void TearDown() override { ASSERT_TRUE(RemoveTree(base_)); }
+
+  // The file's contents, or the errno of the failed open.
+  std::string Read(const std::string& path, sys::SafeOpenOptions options) {
+    auto fd = sys::SafeOpen(root_.get(), path, O_RDONLY, options);
+    if (!fd) return "errno " + std::to_string(fd.error().sys_errno());
+    return ReadAll(fd->get()).value_or("read failed");
+  }
+
+  std::string base_;
+  std::string root_path_;
+  UniqueFd root_;
+};
+
+constexpr sys::SafeOpenOptions kInRoot{.scope = sys::Scope::kInRoot};
+constexpr sys::SafeOpenOptions kBeneath{.scope = sys::Scope::kBeneath};
+
+TEST_F(SafeOpenTest, InRootResolvesEscapingSymlinksInsideTheRoot) {
+  EXPECT_EQ(Read("absolute", kInRoot), "inside");
+  EXPECT_EQ(Read("dotdot", kInRoot), "inside");
+  EXPECT_EQ(Read("/etc/passwd", kInRoot), "inside");
+  // ../outside from the root is <root>/outside, which does not exist.
+  EXPECT_EQ(Read("escape/secret", kInRoot), "errno " + std::to_string(ENOENT));
+  EXPECT_EQ(Read("../outside/secret", kInRoot), "errno " + std::to_string(ENOENT));
+}
+
+TEST_F(SafeOpenTest, BeneathRefusesEveryEscape) {
+  EXPECT_EQ(Read("etc/passwd", kBeneath), "inside");
+  const std::string exdev = "errno " + std::to_string(EXDEV);
+  EXPECT_EQ(Read("absolute", kBeneath), exdev);
+  EXPECT_EQ(Read("dotdot", kBeneath), exdev);
+  EXPECT_EQ(Read("escape/secret", kBeneath), exdev);
+  EXPECT_EQ(Read("../outside/secret", kBeneath), exdev);
+  EXPECT_EQ(Read("/etc/passwd", kBeneath), exdev);
+}
+
+TEST_F(SafeOpenTest, NoSymlinksRefusesEvenAnInnocentLink) {
+  ASSERT_EQ(::symlink("etc", (root_path_ + "/etc-link").c_str()), 0);
+  EXPECT_EQ(Read("etc-link/passwd", kBeneath), "inside");
+  EXPECT_EQ(Read("etc-link/passwd", {.scope = sys::Scope::kBeneath, .no_symlinks = true}),
+            "errno " + std::to_string(ELOOP));
+}
+
+TEST_F(SafeOpenTest, MissingComponentIsNotFoundAndNamesThePath) {
+  auto fd = sys::SafeOpen(root_.get(), "etc/missing/file", O_RDONLY);
+  ASSERT_FALSE(fd);
+  EXPECT_EQ(fd.error().sys_errno(), ENOENT);
+  EXPECT_EQ(fd.error().code(), ErrorCode::kNotFound);
+  EXPECT_NE(fd.error().ToString().find("etc/missing/file"), std::string::npos)
+      << fd.error().ToString();
+}
+
+TEST_F(SafeOpenTest, CreatesBeneathWithTheModeAndCloexec) {
+  auto fd = sys::SafeOpen(root_.get(), "etc/new", O_WRONLY | O_CREAT | O_EXCL, kBeneath, 0600);
+  ASSERT_TRUE(fd) << fd.error().ToString();
+  EXPECT_EQ(::fcntl(fd->get(), F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+  struct stat st {};
+  ASSERT_EQ(::stat((root_path_ + "/etc/new").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // O_CREAT through a link that leaves the root creates nothing outside.
+  EXPECT_FALSE(sys::SafeOpen(root_.get(), "escape/planted", O_WRONLY | O_CREAT, kBeneath, 0600));
+  EXPECT_FALSE(PathExists(base_ + "/outside/planted"));
+}
+
+TEST_F(SafeOpenTest, OpenDirBeneathCreatesEachLevelAndRefusesLinks) {
+  auto dir = sys::OpenDirBeneath(root_.get(), "a/b/c", /*create=*/true);
+  ASSERT_TRUE(dir) << dir.error().ToString();
+  EXPECT_TRUE(PathExists(root_path_ + "/a/b/c"));
+  auto file = sys::OpenBeneath(dir->get(), "f", O_WRONLY | O_CREAT, 0644);
+  ASSERT_TRUE(file) << file.error().ToString();
+  EXPECT_TRUE(PathExists(root_path_ + "/a/b/c/f"));
+
+  EXPECT_FALSE(sys::OpenDirBeneath(root_.get(), "x/y", /*create=*/false));
+  EXPECT_FALSE(PathExists(root_path_ + "/x"));
+  // O_NOFOLLOW: the last name is the link itself, which is not a directory.
+  auto at_link = sys::OpenDirBeneath(root_.get(), "escape", /*create=*/false);
+  ASSERT_FALSE(at_link);
+  EXPECT_EQ(at_link.error().sys_errno(), ENOTDIR);
+  // One name at a time, so a link is always the last name of its lookup.
+  auto through_link = sys::OpenDirBeneath(root_.get(), "escape/planted", /*create=*/true);
+  ASSERT_FALSE(through_link);
+  EXPECT_EQ(through_link.error().sys_errno(), ENOTDIR);
+  EXPECT_FALSE(PathExists(base_ + "/outside/planted"));
+}
+
+std::string CurrentThreadName() {
+  char name[32] = {};
+  ::pthread_getname_np(::pthread_self(), name, sizeof name);
+  return name;
+}
+
+TEST(SpawnThreadTest, NamesTheThreadBeforeTheFunctionRuns) {
+  std::string seen;
+  SpawnThread("oom-watcher", [&] { seen = CurrentThreadName(); }).join();
+  EXPECT_EQ(seen, "oom-watcher");
+}
+
+TEST(SpawnThreadTest, CutsLongNamesToWhatTheKernelKeeps) {
+  std::string seen;
+  SpawnThread("a-thread-name-longer-than-fifteen", [&] { seen = CurrentThreadName(); }).join();
+  EXPECT_EQ(seen, "a-thread-name-l");
+  EXPECT_EQ(seen.size(), kMaxThreadNameLength);
 }
 
 }  // namespace
