@@ -10,6 +10,7 @@
 
 #include "hull/core/error.h"
 #include "hull/core/ids.h"
+#include "hull/core/mountinfo.h"
 #include "hull/core/process.h"
 #include "hull/core/sys.h"
 #include "hull/core/syscall.h"
@@ -123,6 +124,33 @@ TEST(SyscallTest, RemoveTreeRemovesNestedDirectories) {
   EXPECT_FALSE(PathExists(root));
   EXPECT_TRUE(PathExists("/etc/hostname") ||
               PathExists("/etc/passwd"));  // the link was not followed
+}
+
+TEST(MountInfoTest, ParsesFieldsUnescapesPathsAndSkipsMalformedLines) {
+  auto entries = ParseMountInfo(
+      "22 1 0:21 / /proc rw,nosuid - proc proc rw\n"
+      "not a mountinfo line\n"
+      "36 35 98:0 /mnt1 /mnt\\040two rw,noatime shared:1 master:2 - ext3 /dev/root rw\n"
+      "37 35 0:5 / /no-separator rw shared:3\n"
+      "38 36 0:6 /a\\134b /x rw - tmpfs tmpfs rw");
+  ASSERT_EQ(entries.size(), 3u);
+  EXPECT_EQ(entries[0].id, 22);
+  EXPECT_EQ(entries[0].parent, 1);
+  EXPECT_EQ(entries[0].mount_point, "/proc");
+  EXPECT_EQ(entries[0].fstype, "proc");
+  EXPECT_FALSE(entries[0].shared);
+  EXPECT_EQ(entries[1].root, "/mnt1");
+  EXPECT_EQ(entries[1].mount_point, "/mnt two");
+  EXPECT_EQ(entries[1].fstype, "ext3");
+  EXPECT_TRUE(entries[1].shared);
+  EXPECT_EQ(entries[2].root, "/a\\b");
+  EXPECT_EQ(entries[2].fstype, "tmpfs");
+}
+
+TEST(MountInfoTest, MountPointsUnderListsTheProcMount) {
+  auto mounts = MountPointsUnder("/proc");
+  ASSERT_FALSE(mounts.empty());
+  EXPECT_EQ(mounts.front(), "/proc");
 }
 
 // A tree whose links try to leave `root`:
