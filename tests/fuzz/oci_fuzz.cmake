@@ -13,3 +13,13 @@ hull_add_fuzzer(oci_spec_fuzz
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/oci_spec_fuzz.cc
           ${HULL_OCI_FUZZ_SOURCE_ROOT}/core/src/oci_spec.cc
   LIBRARIES hull_core nlohmann_json::nlohmann_json)
+
+# The cgroup v2 file parsers (agent/engine/cgroup_files.cc), with the
+# properties CgroupParseTest also checks.
+hull_add_fuzzer(cgroup_parser_fuzz
+  TEST fuzz_cgroup_parser
+  CORPUS ${CMAKE_CURRENT_LIST_DIR}/corpus/cgroup
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/cgroup_parser_fuzz.cc
+          ${HULL_OCI_FUZZ_SOURCE_ROOT}/agent/engine/cgroup_files.cc
+  INCLUDES ${HULL_OCI_FUZZ_SOURCE_ROOT}/agent
+  LIBRARIES hull_core nlohmann_json::nlohmann_json)
