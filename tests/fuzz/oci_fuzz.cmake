@@ -1,4 +1,4 @@
-# libFuzzer target for the OCI spec parser (core/src/oci_spec.cc), compiled
+# libFuzzer target for the OCI spec parser (core/src/oci_parse.cc and oci_write.cc), compiled
 # from source so it carries the fuzzer's instrumentation. Include it from
 # tests/CMakeLists.txt after fuzz/fuzz.cmake, which defines hull_add_fuzzer().
 if(NOT HULL_BUILD_FUZZERS)
@@ -11,7 +11,9 @@ hull_add_fuzzer(oci_spec_fuzz
   TEST fuzz_oci_spec
   CORPUS ${CMAKE_CURRENT_LIST_DIR}/corpus/oci
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/oci_spec_fuzz.cc
-          ${HULL_OCI_FUZZ_SOURCE_ROOT}/core/src/oci_spec.cc
+          ${HULL_OCI_FUZZ_SOURCE_ROOT}/core/src/oci_parse.cc
+          ${HULL_OCI_FUZZ_SOURCE_ROOT}/core/src/oci_write.cc
+          ${HULL_OCI_FUZZ_SOURCE_ROOT}/core/src/oci_vocabulary.cc
   LIBRARIES hull_core nlohmann_json::nlohmann_json)
 
 # The cgroup v2 file parsers (agent/engine/cgroup_files.cc), with the
