@@ -1,4 +1,4 @@
-# libFuzzer target for the OCI spec parser (core/src/oci_parse.cc and oci_write.cc), compiled
+# libFuzzer target for the OCI spec model (core/src/oci_*.cc), compiled
 # from source so it carries the fuzzer's instrumentation. Include it from
 # tests/CMakeLists.txt after fuzz/fuzz.cmake, which defines hull_add_fuzzer().
 if(NOT HULL_BUILD_FUZZERS)
@@ -13,6 +13,7 @@ hull_add_fuzzer(oci_spec_fuzz
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/oci_spec_fuzz.cc
           ${HULL_OCI_FUZZ_SOURCE_ROOT}/core/src/oci_parse.cc
           ${HULL_OCI_FUZZ_SOURCE_ROOT}/core/src/oci_write.cc
+          ${HULL_OCI_FUZZ_SOURCE_ROOT}/core/src/oci_default.cc
           ${HULL_OCI_FUZZ_SOURCE_ROOT}/core/src/oci_vocabulary.cc
   LIBRARIES hull_core nlohmann_json::nlohmann_json)
 
