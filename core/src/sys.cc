@@ -85,8 +85,10 @@ int SafeOpenRaw(int dir_fd, const char* path, int flags, mode_t mode,
                 SafeOpenOptions options) noexcept {
   open_how how{};
   how.flags = static_cast<uint64_t>(flags | O_CLOEXEC | (options.no_symlinks ? O_NOFOLLOW : 0));
-  // The kernel rejects a mode without O_CREAT/O_TMPFILE.
-  how.mode = (flags & (O_CREAT | O_TMPFILE)) != 0 ? mode : 0;
+  // openat2 rejects a mode without O_CREAT or O_TMPFILE (whose bits include
+  // O_DIRECTORY, hence the full comparison).
+  const bool creates = (flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE;
+  how.mode = creates ? mode : 0;
   how.resolve = RESOLVE_NO_MAGICLINKS;
   how.resolve |= options.scope == Scope::kInRoot ? RESOLVE_IN_ROOT : RESOLVE_BENEATH;
   if (options.no_symlinks) how.resolve |= RESOLVE_NO_SYMLINKS;
