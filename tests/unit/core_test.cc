@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
 #include <thread>
 
 #include "hull/core/error.h"
@@ -277,6 +280,36 @@ TEST(SpawnThreadTest, CutsLongNamesToWhatTheKernelKeeps) {
   SpawnThread("a-thread-name-longer-than-fifteen", [&] { seen = CurrentThreadName(); }).join();
   EXPECT_EQ(seen, "a-thread-name-l");
   EXPECT_EQ(seen.size(), kMaxThreadNameLength);
+}
+
+// The layer is only one layer while nothing goes around it: in core/ and
+// agent/, raw syscall(2) lives in core/src/sys.cc and threads start in
+// core/src/thread.cc. (The source tree is found next to tests/golden.)
+TEST(SysLayerTest, NoRawSyscallsOrUnnamedThreadsOutsideTheLayer) {
+  const std::filesystem::path root = std::filesystem::path(HULL_GOLDEN_DIR) / ".." / "..";
+  const std::regex raw_syscall(R"(\bsyscall\s*\(\s*(SYS_|__NR_))");
+  const std::regex raw_thread(R"(std::thread\s*\(|std::thread\s+\w+\s*[({])");
+  size_t files = 0;
+  for (const char* dir : {"core", "agent"}) {
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(root / dir)) {
+      const auto& path = entry.path();
+      if (path.extension() != ".cc" && path.extension() != ".h") continue;
+      ++files;
+      std::ifstream in(path);
+      std::stringstream text;
+      text << in.rdbuf();
+      const std::string name = path.filename().string();
+      if (name != "sys.cc") {
+        EXPECT_FALSE(std::regex_search(text.str(), raw_syscall))
+            << path << " makes a raw syscall: add it to hull/core/sys.h";
+      }
+      if (name != "thread.cc" && name != "thread.h") {
+        EXPECT_FALSE(std::regex_search(text.str(), raw_thread))
+            << path << " starts a thread: use SpawnThread (hull/core/thread.h)";
+      }
+    }
+  }
+  EXPECT_GT(files, 50u) << "the source tree was not found under " << root;
 }
 
 }  // namespace
