@@ -3,21 +3,20 @@
 #include <grpcpp/server_builder.h>
 #include <grpcpp/server_posix.h>
 #include <sys/socket.h>
-#include <sys/statfs.h>
-#include <sys/utsname.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <deque>
-#include <sstream>
 #include <thread>
 
+#include "convert.h"
+#include "guest_details.h"
 #include "guest_init.h"
 #include "hull/core/ids.h"
 #include "hull/core/log.h"
 #include "hull/core/oci_spec.h"
 #include "hull/core/syscall.h"
+#include "hull/core/thread.h"
 #include "network.h"
 #include "sandbox.h"
 
@@ -30,67 +29,6 @@ namespace {
 void NoteRequest(AgentState* state) {
   uint64_t expected = 0;
   state->first_request_us.compare_exchange_strong(expected, BootTimeMicros());
-}
-
-// Reads "MemTotal:  123 kB" style values from /proc/meminfo.
-uint64_t MeminfoBytes(const std::string& meminfo, std::string_view key) {
-  size_t pos = meminfo.find(std::string(key) + ":");
-  if (pos == std::string::npos) return 0;
-  std::istringstream in(meminfo.substr(pos + key.size() + 1));
-  uint64_t kib = 0;
-  in >> kib;
-  return kib * 1024;
-}
-
-std::string CgroupMode() {
-  struct statfs fs {};
-  if (::statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type == 0x63677270 /* CGROUP2_SUPER_MAGIC */) {
-    return "v2";
-  }
-  return "none";
-}
-
-grpc::Status ToGrpc(const Error& error) {
-  return grpc::Status(static_cast<grpc::StatusCode>(static_cast<int>(error.code())),
-                      error.ToString());
-}
-
-grpc::Status ToGrpc(const Status& status) {
-  return status ? grpc::Status::OK : ToGrpc(status.error());
-}
-
-void FillStats(const engine::CgroupStats& stats, v1::StatsContainerResponse* response) {
-  auto* cpu = response->mutable_cpu();
-  cpu->set_usage_usec(stats.cpu.usage_usec);
-  cpu->set_user_usec(stats.cpu.user_usec);
-  cpu->set_system_usec(stats.cpu.system_usec);
-  cpu->set_nr_periods(stats.cpu.nr_periods);
-  cpu->set_nr_throttled(stats.cpu.nr_throttled);
-  cpu->set_throttled_usec(stats.cpu.throttled_usec);
-  auto* memory = response->mutable_memory();
-  memory->set_usage_bytes(stats.memory.current);
-  memory->set_limit_bytes(stats.memory.max);
-  memory->set_swap_usage_bytes(stats.memory.swap_current);
-  memory->set_anon_bytes(stats.memory.anon);
-  memory->set_file_bytes(stats.memory.file);
-  memory->set_oom_events(stats.memory.oom);
-  memory->set_oom_kill_events(stats.memory.oom_kill);
-  for (const auto& [key, value] : stats.memory.stat) (*memory->mutable_stat())[key] = value;
-  response->mutable_pids()->set_current(stats.pids.current);
-  response->mutable_pids()->set_limit(stats.pids.max);
-  for (const auto& device : stats.io) {
-    auto* out = response->mutable_io()->add_devices();
-    out->set_major(device.major);
-    out->set_minor(device.minor);
-    out->set_read_bytes(device.rbytes);
-    out->set_write_bytes(device.wbytes);
-    out->set_read_ios(device.rios);
-    out->set_write_ios(device.wios);
-  }
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  response->set_timestamp_ns(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull +
-                             static_cast<uint64_t>(ts.tv_nsec));
 }
 
 }  // namespace
@@ -135,28 +73,7 @@ class AgentServer::AgentService final : public v1::Agent::Service {
   grpc::Status GetGuestDetails(grpc::ServerContext*, const v1::GetGuestDetailsRequest*,
                                v1::GetGuestDetailsResponse* response) override {
     NoteRequest(state_);
-    utsname uts{};
-    ::uname(&uts);
-    response->set_kernel_release(uts.release);
-    response->set_kernel_version(uts.version);
-    response->set_machine(uts.machine);
-    response->set_online_cpus(static_cast<uint32_t>(::sysconf(_SC_NPROCESSORS_ONLN)));
-    auto meminfo = ReadFile("/proc/meminfo", 1 << 20);
-    if (meminfo) {
-      response->set_memory_total_bytes(MeminfoBytes(*meminfo, "MemTotal"));
-      response->set_memory_available_bytes(MeminfoBytes(*meminfo, "MemAvailable"));
-    }
-    response->set_agent_version(std::string(kAgentVersion));
-    response->set_transport(state_->transport);
-    response->set_cgroup_mode(CgroupMode());
-    for (const auto& module : state_->loaded_modules) response->add_loaded_modules(module);
-    auto* startup = response->mutable_startup();
-    startup->set_agent_start_us(state_->agent_start_us);
-    startup->set_mounts_done_us(state_->mounts_done_us);
-    startup->set_modules_done_us(state_->modules_done_us);
-    startup->set_network_done_us(state_->network_done_us);
-    startup->set_listening_us(state_->listening_us);
-    startup->set_first_request_us(state_->first_request_us.load());
+    FillGuestDetails(*state_, response);
     return grpc::Status::OK;
   }
 
@@ -238,7 +155,7 @@ class AgentServer::AgentService final : public v1::Agent::Service {
         return ToGrpc(std::move(status).error().Wrap(what));
     }
     if (auto created = engine_->Create(request->container_id(), *spec, request->rootfs_path(),
-                                       ToIo(request->io()));
+                                       IoRequestFromProto(request->io()));
         !created) {
       return ToGrpc(created.error());
     }
@@ -306,8 +223,8 @@ class AgentServer::AgentService final : public v1::Agent::Service {
     NoteRequest(state_);
     auto process = oci::ParseOciProcess(request->oci_process_json());
     if (!process) return ToGrpc(std::move(process).error().Wrap("exec: process"));
-    auto status =
-        engine_->Exec(request->container_id(), request->exec_id(), *process, ToIo(request->io()));
+    auto status = engine_->Exec(request->container_id(), request->exec_id(), *process,
+                                IoRequestFromProto(request->io()));
     if (auto pid = engine_->Pid(request->container_id(), request->exec_id()); pid && *pid > 0) {
       response->set_pid(static_cast<uint32_t>(*pid));
     }
@@ -514,24 +431,10 @@ class AgentServer::AgentService final : public v1::Agent::Service {
     std::deque<v1::OomEvent> pending;
   };
 
-  static engine::IoRequest ToIo(const v1::ProcessIo& io) {
-    engine::IoRequest out;
-    out.terminal = io.terminal();
-    out.stdin = io.stdin();
-    out.stdout = io.stdout();
-    out.stderr = io.stderr();
-    out.rows = static_cast<uint16_t>(std::min<uint32_t>(io.tty_size().rows(), 65535));
-    out.columns = static_cast<uint16_t>(std::min<uint32_t>(io.tty_size().columns(), 65535));
-    return out;
-  }
-
   void PublishOom(const std::string& id) {
     v1::OomEvent event;
     event.set_container_id(id);
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    event.set_timestamp_ns(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull +
-                           static_cast<uint64_t>(ts.tv_nsec));
+    event.set_timestamp_ns(RealtimeNanos());
     std::lock_guard lock(oom_mu_);
     for (auto& subscriber : oom_subscribers_) {
       if (subscriber->pending.size() < 1024) subscriber->pending.push_back(event);
@@ -544,7 +447,7 @@ class AgentServer::AgentService final : public v1::Agent::Service {
     if (shutdown_thread_.joinable()) return;
     HULL_LOG_INFO("shutdown requested");
     // Answer first, then act: give the reply a moment to reach the host.
-    shutdown_thread_ = std::thread([this] {
+    shutdown_thread_ = SpawnThread("agent-shutdown", [this] {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       on_shutdown_();
     });

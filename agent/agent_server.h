@@ -3,33 +3,18 @@
 
 #include <grpcpp/server.h>
 
-#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "engine/engine.h"
+#include "guest_details.h"
 #include "hull/agent/v1/agent.grpc.pb.h"
 #include "hull/core/error.h"
 #include "hull/core/transport.h"
 
 namespace hull::agent {
-
-inline constexpr std::string_view kAgentVersion = "0.1.0";
-inline constexpr uint32_t kApiVersion = 1;
-
-// What the agent knows about itself, reported by GetGuestDetails.
-struct AgentState {
-  std::string transport = "serial";
-  std::vector<std::string> loaded_modules;
-  uint64_t agent_start_us = 0;
-  uint64_t mounts_done_us = 0;
-  uint64_t modules_done_us = 0;
-  uint64_t network_done_us = 0;
-  uint64_t listening_us = 0;
-  std::atomic<uint64_t> first_request_us{0};
-};
 
 class AgentServer {
  public:

@@ -12,7 +12,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +22,7 @@
 
 #include "hull/core/fd.h"
 #include "hull/core/log.h"
+#include "hull/core/sys.h"
 #include "hull/core/syscall.h"
 
 namespace hull::agent {
@@ -310,7 +310,7 @@ Result<std::vector<std::string>> LoadModules(const std::string& list_path) {
     if (path.empty() || path[0] == '#') continue;
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return ErrnoError("open module `" + path + "`");
-    if (::syscall(SYS_finit_module, fd.get(), "", 0) < 0 && errno != EEXIST) {
+    if (sys::FinitModule(fd.get(), "") < 0 && errno != EEXIST) {
       return ErrnoError("load module `" + path + "`");
     }
     std::string name = std::filesystem::path(path).stem().string();

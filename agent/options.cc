@@ -2,6 +2,7 @@
 
 #include <charconv>
 
+#include "hull/core/guest_contract.h"
 #include "hull/core/log.h"
 
 namespace hull::agent {
@@ -30,14 +31,14 @@ Result<AgentOptions> ParseKernelCmdline(std::string_view cmdline) {
       ++end;
     std::string_view word = cmdline.substr(pos, end - pos);
     pos = end;
-    if (!word.starts_with("hull.")) continue;
+    if (!word.starts_with(guest::kCmdlinePrefix)) continue;
     size_t eq = word.find('=');
     std::string_view key = word.substr(0, eq);
     std::string_view value =
         eq == std::string_view::npos ? std::string_view{} : word.substr(eq + 1);
-    if (key == "hull.transport") {
+    if (key == guest::kCmdlineTransport) {
       HULL_TRY(options.transport, ParseTransport(value), "kernel argument `hull.transport`");
-    } else if (key == "hull.vsock_port") {
+    } else if (key == guest::kCmdlineVsockPort) {
       uint32_t port = 0;
       auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), port);
       if (ec != std::errc() || ptr != value.data() + value.size() || port == 0) {
@@ -46,10 +47,10 @@ Result<AgentOptions> ParseKernelCmdline(std::string_view cmdline) {
             "kernel argument `hull.vsock_port`: not a port number: `" + std::string(value) + "`");
       }
       options.vsock_port = port;
-    } else if (key == "hull.log") {
+    } else if (key == guest::kCmdlineLogLevel) {
       HULL_CHECK_OK(ParseLogLevel(value), "kernel argument `hull.log`");
       options.log_level = std::string(value);
-    } else if (key == "hull.debug") {
+    } else if (key == guest::kCmdlineDebug) {
       HULL_TRY(options.debug, ParseBool(key, value), "kernel argument");
     } else {
       return MakeError(ErrorCode::kInvalidArgument,

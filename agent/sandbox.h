@@ -8,11 +8,12 @@
 
 #include "hull/agent/v1/agent.pb.h"
 #include "hull/core/error.h"
+#include "hull/core/guest_contract.h"
 
 namespace hull::agent {
 
 // Guest paths the host may ask the agent to mount on: under this prefix only.
-inline constexpr std::string_view kStorageRoot = "/run/hull/";
+inline constexpr std::string_view kStorageRoot = guest::kStoragePrefix;
 
 // Validates and mounts one storage (virtiofs, tmpfs, bind). The mount point
 // is created; it must be an absolute path under /run/hull/ without `..`.

@@ -4,17 +4,17 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <sstream>
-#include <thread>
 
 #include "hull/core/log.h"
+#include "hull/core/sys.h"
 #include "hull/core/syscall.h"
+#include "hull/core/thread.h"
 
 namespace hull::engine {
 
@@ -60,11 +60,11 @@ void CloseFdsExcept(int keep_a, int keep_b) {
   for (int fd : keep) {
     if (fd < 0 || static_cast<unsigned int>(fd) < next) continue;
     if (static_cast<unsigned int>(fd) > next) {
-      ::syscall(SYS_close_range, next, static_cast<unsigned int>(fd) - 1, 0U);
+      sys::CloseRange(next, static_cast<unsigned int>(fd) - 1);
     }
     next = static_cast<unsigned int>(fd) + 1;
   }
-  ::syscall(SYS_close_range, next, ~0U, 0U);
+  sys::CloseRange(next, ~0U);
 }
 
 bool WriteProcFile(const char* path, const char* value) {
@@ -270,8 +270,7 @@ Result<LaunchedChild> CloneChild(LaunchPlan& plan, const ChildStdio& stdio, bool
   int clone_errno = 0;
   auto do_clone = [&] {
     // A raw clone behaves like fork; the child runs only ChildMain's syscalls.
-    pid = static_cast<pid_t>(
-        ::syscall(SYS_clone, plan.clone_flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr));
+    pid = sys::CloneProcess(plan.clone_flags);
     if (pid == 0) ChildMain(plan, stdio, go_read.get(), report_write.get(), start_read.get());
     clone_errno = errno;
   };
@@ -279,7 +278,7 @@ Result<LaunchedChild> CloneChild(LaunchPlan& plan, const ChildStdio& stdio, bool
     // setns(CLONE_NEWPID) changes only this thread's future children, so do
     // it on a thread of its own that exists for this one clone.
     int setns_errno = 0;
-    std::thread([&] {
+    SpawnThread("pidns-clone", [&] {
       if (::setns(enter_pid_namespace, CLONE_NEWPID) < 0) {
         setns_errno = errno;
         return;

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/mount_options.h"
 #include "hull/core/error.h"
 #include "hull/core/oci_spec.h"
 
@@ -52,25 +53,6 @@ struct RootfsOptions {
   std::string bundle_dir;
   RootSwitch root_switch = RootSwitch::kAuto;
 };
-
-// A spec mount's "options", split the way runc splits them.
-struct MountOptions {
-  // MS_* for mount(2): ro, nosuid, bind, rbind, ...
-  unsigned long flags = 0;
-  // MS_PRIVATE, MS_SLAVE | MS_REC, ...: one mount(2) call each, after the mount.
-  std::vector<unsigned long> propagation;
-  // Everything else, comma-joined: "mode=755,size=65536k".
-  std::string data;
-  // Recursive attributes (rro, rnosuid, ...), applied with
-  // mount_setattr(AT_RECURSIVE) after the mount: MOUNT_ATTR_* bits.
-  uint64_t recursive_set = 0;
-  uint64_t recursive_clear = 0;
-};
-
-// kUnimplemented for options hull cannot honour: runc's "tmpcopyup" and
-// id-mapped mounts ("idmap", "ridmap"). Unknown options go into `data` and
-// the kernel decides.
-Result<MountOptions> ParseMountOptions(const std::vector<std::string>& options);
 
 // A path inside the container, split so the child can resolve (and create)
 // it one component at a time without allocating.

@@ -7,7 +7,6 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,6 +17,7 @@
 
 #include "hull/core/fd.h"
 #include "hull/core/log.h"
+#include "hull/core/sys.h"
 #include "hull/core/syscall.h"
 
 namespace hull::engine {
@@ -156,7 +156,7 @@ Result<unsigned int> SeccompFlag(std::string_view flag, const std::string& where
 // seccomp_export_bpf writes to a file descriptor; a memfd turns it back into
 // memory.
 Result<std::vector<struct sock_filter>> ExportBpf(scmp_filter_ctx ctx) {
-  UniqueFd fd(static_cast<int>(::syscall(SYS_memfd_create, "hull-seccomp", MFD_CLOEXEC)));
+  UniqueFd fd(sys::MemfdCreate("hull-seccomp", MFD_CLOEXEC));
   if (!fd) return ErrnoError("memfd_create");
   if (int rc = seccomp_export_bpf(ctx, fd.get()); rc < 0) {
     return LibseccompError("seccomp_export_bpf", rc);
@@ -272,13 +272,12 @@ std::string CapabilityList(uint64_t mask) {
 
 // ---- child side -------------------------------------------------------------------
 
-// The child must not use glibc's set*id wrappers: in a multithreaded parent
-// they signal every thread, and after clone(2) glibc's idea of the thread
-// list is stale. Raw syscalls change exactly the calling process.
-inline int RawResult(long rc) noexcept { return rc < 0 ? errno : 0; }
+// The child reports failures as an errno value (0: done); the raw calls
+// (hull/core/sys.h) avoid glibc's set*id broadcast after clone(2).
+inline int RawResult(int rc) noexcept { return rc < 0 ? errno : 0; }
 
 inline int Prctl(int option, unsigned long arg2, unsigned long arg3 = 0) noexcept {
-  return RawResult(::syscall(SYS_prctl, option, arg2, arg3, 0UL, 0UL));
+  return RawResult(sys::Prctl(option, arg2, arg3));
 }
 
 inline void SetStep(const char** failed_step, const char* step) noexcept {
@@ -381,7 +380,7 @@ int InstallSeccomp(const SeccompProgram& program) noexcept {
   struct sock_fprog prog {};
   prog.len = static_cast<unsigned short>(program.filter.size());
   prog.filter = const_cast<struct sock_filter*>(program.filter.data());
-  return RawResult(::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, program.flags, &prog));
+  return RawResult(sys::SeccompSetFilter(program.flags, &prog));
 }
 
 // ---- capabilities ---------------------------------------------------------------------
@@ -437,7 +436,7 @@ int ApplyCapabilities(const CapabilityPlan& plan, const char** failed_step) noex
     data[word].permitted = static_cast<uint32_t>(plan.permitted >> shift);
     data[word].inheritable = static_cast<uint32_t>(plan.inheritable >> shift);
   }
-  if (::syscall(SYS_capset, &header, data) < 0) {
+  if (sys::Capset(&header, data) < 0) {
     SetStep(failed_step, "capset");
     return errno;
   }
@@ -493,12 +492,7 @@ Result<std::vector<RlimitPlan>> PlanRlimits(const std::vector<oci::Rlimit>& rlim
 
 int ApplyRlimits(std::span<const RlimitPlan> rlimits, const char** failed_step) noexcept {
   for (const RlimitPlan& rlimit : rlimits) {
-    // prlimit64 takes 64-bit limits on every architecture.
-    struct {
-      uint64_t cur;
-      uint64_t max;
-    } limit{rlimit.limit.rlim_cur, rlimit.limit.rlim_max};
-    if (::syscall(SYS_prlimit64, 0, rlimit.resource, &limit, nullptr) < 0) {
+    if (sys::SetRlimit(rlimit.resource, rlimit.limit.rlim_cur, rlimit.limit.rlim_max) < 0) {
       SetStep(failed_step, rlimit.name != nullptr ? rlimit.name : "setrlimit");
       return errno;
     }
@@ -518,7 +512,7 @@ UserPlan PlanUser(const oci::User& user) {
 }
 
 int ApplyUser(const UserPlan& plan, const char** failed_step) noexcept {
-  if (::syscall(SYS_setgroups, plan.additional_gids.size(), plan.additional_gids.data()) < 0) {
+  if (sys::SetGroups(plan.additional_gids.size(), plan.additional_gids.data()) < 0) {
     int err = errno;
     // setgroups is refused in a user namespace whose setgroups is "deny";
     // with nothing asked for, runc goes on silently.
@@ -527,7 +521,7 @@ int ApplyUser(const UserPlan& plan, const char** failed_step) noexcept {
       return err;
     }
   }
-  if (::syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) < 0) {
+  if (sys::SetResGid(plan.gid) < 0) {
     SetStep(failed_step, "setresgid");
     return errno;
   }
@@ -535,7 +529,7 @@ int ApplyUser(const UserPlan& plan, const char** failed_step) noexcept {
     SetStep(failed_step, "keepcaps");
     return err;
   }
-  if (::syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) < 0) {
+  if (sys::SetResUid(plan.uid) < 0) {
     int err = errno;
     Prctl(PR_SET_KEEPCAPS, 0);
     SetStep(failed_step, "setresuid");
@@ -545,7 +539,7 @@ int ApplyUser(const UserPlan& plan, const char** failed_step) noexcept {
     SetStep(failed_step, "keepcaps");
     return err;
   }
-  if (plan.umask) ::syscall(SYS_umask, *plan.umask);  // cannot fail
+  if (plan.umask) sys::Umask(*plan.umask);  // cannot fail
   return 0;
 }
 

@@ -6,12 +6,12 @@
 #include <signal.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
 
+#include "hull/core/sys.h"
 #include "hull/core/syscall.h"
 
 namespace hull {
@@ -102,7 +102,7 @@ Result<Child> Child::Spawn(const SpawnOptions& options) {
     fail(errno);
   }
   report_write.reset();
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  UniqueFd pidfd(sys::PidfdOpen(pid));
   Child child(pid, std::move(pidfd));
   int child_errno = 0;
   ssize_t n =
@@ -169,7 +169,7 @@ Status Child::Signal(int sig) {
   if (status_)
     return MakeError(ErrorCode::kNotFound, "process " + std::to_string(pid_) + " already exited");
   if (pidfd_) {
-    if (::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) < 0) {
+    if (sys::PidfdSendSignal(pidfd_.get(), sig) < 0) {
       return ErrnoError("signal process " + std::to_string(pid_));
     }
   } else if (::kill(pid_, sig) < 0) {

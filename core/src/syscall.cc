@@ -10,7 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <sstream>
+
+#include "hull/core/mountinfo.h"
 
 namespace hull {
 
@@ -172,28 +173,12 @@ std::vector<std::string> MountPointsUnder(const std::string& dir) {
   if (resolved == nullptr) return mounts;
   std::string root = resolved;
   std::free(resolved);
-  auto table = ReadFile("/proc/self/mountinfo", 16 << 20);
+  auto table = ReadMountInfo();
   if (!table) return mounts;
-  auto octal = [](char c) { return c >= '0' && c <= '7'; };
-  std::istringstream lines(*table);
-  for (std::string line; std::getline(lines, line);) {
-    // "<id> <parent> <major:minor> <root> <mount point> ...", with space,
-    // tab, newline and backslash in paths escaped as \ooo.
-    std::istringstream fields(line);
-    std::string skip, escaped;
-    if (!(fields >> skip >> skip >> skip >> skip >> escaped)) continue;
-    std::string path;
-    for (size_t i = 0; i < escaped.size(); ++i) {
-      if (escaped[i] == '\\' && i + 3 < escaped.size() && octal(escaped[i + 1]) &&
-          octal(escaped[i + 2]) && octal(escaped[i + 3])) {
-        path += static_cast<char>((escaped[i + 1] - '0') * 64 + (escaped[i + 2] - '0') * 8 +
-                                  (escaped[i + 3] - '0'));
-        i += 3;
-      } else {
-        path += escaped[i];
-      }
-    }
-    if (path == root || path.starts_with(root + "/")) mounts.push_back(path);
+  for (auto& entry : *table) {
+    const std::string& path = entry.mount_point;
+    if (path == root || path.starts_with(root + "/"))
+      mounts.push_back(std::move(entry.mount_point));
   }
   return mounts;
 }

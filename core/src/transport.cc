@@ -15,6 +15,7 @@
 
 #include "hull/core/log.h"
 #include "hull/core/syscall.h"
+#include "hull/core/thread.h"
 
 namespace hull {
 
@@ -264,7 +265,7 @@ class SerialPortListener final : public AgentListener {
     }
     UniqueFd grpc_end(pair[0]);
     auto bridge_end = std::make_shared<UniqueFd>(pair[1]);
-    bridge_ = std::thread([this, bridge_end] {
+    bridge_ = SpawnThread("serial-bridge", [this, bridge_end] {
       auto ended = BridgeFds(port_.get(), bridge_end->get(), wake_.get());
       if (!ended) {
         HULL_LOG_WARN("serial bridge failed: {}", ended.error().ToString());

@@ -1,5 +1,7 @@
 #include "hull/hypervisor/kernel_cmdline.h"
 
+#include "hull/core/guest_contract.h"
+
 namespace hull {
 
 std::string BuildKernelCmdline(const KernelCmdlineOptions& options) {
@@ -10,9 +12,15 @@ std::string BuildKernelCmdline(const KernelCmdlineOptions& options) {
   // No PS/2 controller probing: the VM has no keyboard or mouse.
   cmdline += " i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";
   cmdline += " cryptomgr.notests net.ifnames=0 no_timer_check";
-  cmdline += " hull.transport=" + std::string(TransportName(options.transport));
-  cmdline += " hull.log=" + options.agent_log_level;
-  if (options.agent_debug) cmdline += " hull.debug=1";
+  auto word = [&cmdline](std::string_view key, std::string_view value) {
+    cmdline += ' ';
+    cmdline += key;
+    cmdline += '=';
+    cmdline += value;
+  };
+  word(guest::kCmdlineTransport, TransportName(options.transport));
+  word(guest::kCmdlineLogLevel, options.agent_log_level);
+  if (options.agent_debug) word(guest::kCmdlineDebug, "1");
   if (!options.extra.empty()) cmdline += " " + options.extra;
   return cmdline;
 }

@@ -101,8 +101,8 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Open(const Config& config, const std::
   }
   sandbox->agent_ = std::move(*agent);
   SandboxSetup setup{.sandbox_id = id};
-  setup.storages.push_back(
-      GuestStorage{.driver = "virtiofs", .source = kSharedFsTag, .mount_point = kGuestSharedDir});
+  setup.storages.push_back(GuestStorage{
+      .driver = "virtiofs", .source = kSharedFsTag, .mount_point = std::string(kGuestSharedDir)});
   HULL_CHECK_OK(sandbox->agent_->CreateSandbox(setup), what);
   if (sandbox->network_) HULL_CHECK_OK(sandbox->ConfigureGuestNetwork(), what);
   return sandbox;

@@ -1,43 +1,15 @@
 #include "hull/sandbox/shared_dir.h"
 
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "hull/core/log.h"
+#include "hull/core/sys.h"
 #include "hull/core/syscall.h"
 
 namespace hull::sandbox {
-
-Result<UniqueFd> OpenBeneath(int dir_fd, const std::string& name, uint64_t flags, mode_t mode) {
-  open_how how{};
-  how.flags = flags | O_CLOEXEC | O_NOFOLLOW;
-  how.mode = (flags & O_CREAT) != 0 ? mode : 0;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
-  UniqueFd fd(static_cast<int>(::syscall(SYS_openat2, dir_fd, name.c_str(), &how, sizeof how)));
-  if (!fd) return ErrnoError("open `" + name + "` in the shared directory");
-  return fd;
-}
-
-Result<UniqueFd> OpenDirBeneath(int root_fd, const std::string& relative, bool create) {
-  HULL_TRY(UniqueFd dir, OpenBeneath(root_fd, ".", O_PATH | O_DIRECTORY), "");
-  size_t begin = 0;
-  while (begin < relative.size()) {
-    size_t end = relative.find('/', begin);
-    if (end == std::string::npos) end = relative.size();
-    std::string name = relative.substr(begin, end - begin);
-    begin = end + 1;
-    if (name.empty()) continue;
-    if (create && ::mkdirat(dir.get(), name.c_str(), 0755) < 0 && errno != EEXIST) {
-      return ErrnoError("create `" + name + "` in the shared directory");
-    }
-    HULL_TRY(dir, OpenBeneath(dir.get(), name, O_PATH | O_DIRECTORY), "");
-  }
-  return dir;
-}
 
 std::string FdPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
@@ -83,16 +55,17 @@ Status BindShare::Add(const std::string& owner, const std::string& host_path,
     if (!shared_fd_) return ErrnoError("open the shared directory `" + shared_dir_ + "`");
   }
   auto slash = relative.rfind('/');
-  HULL_TRY(UniqueFd parent, OpenDirBeneath(shared_fd_.get(), relative.substr(0, slash), true), "");
+  HULL_TRY(UniqueFd parent, sys::OpenDirBeneath(shared_fd_.get(), relative.substr(0, slash), true),
+           "");
   std::string name = relative.substr(slash + 1);
   UniqueFd target;
   if (S_ISDIR(st.st_mode)) {
     if (::mkdirat(parent.get(), name.c_str(), 0755) < 0 && errno != EEXIST) {
       return ErrnoError("create the mount point `" + relative + "`");
     }
-    HULL_TRY(target, OpenBeneath(parent.get(), name, O_PATH | O_DIRECTORY), "");
+    HULL_TRY(target, sys::OpenBeneath(parent.get(), name, O_PATH | O_DIRECTORY), "");
   } else {
-    HULL_TRY(target, OpenBeneath(parent.get(), name, O_WRONLY | O_CREAT, 0644), "");
+    HULL_TRY(target, sys::OpenBeneath(parent.get(), name, O_WRONLY | O_CREAT, 0644), "");
   }
   HULL_CHECK_OK(BindOnto(host_path, target.get(), read_only), "");
   mounts_[owner].push_back(relative);
@@ -107,7 +80,7 @@ void BindShare::Remove(const std::string& owner) {
       // The mount point is found as it was made: component by component, so
       // a symlink the guest put in its way cannot aim the unmount elsewhere.
       auto slash = mount->rfind('/');
-      auto parent = OpenDirBeneath(shared_fd_.get(), mount->substr(0, slash), false);
+      auto parent = sys::OpenDirBeneath(shared_fd_.get(), mount->substr(0, slash), false);
       UniqueFd target;
       if (parent) {
         target.reset(::openat(parent->get(), mount->substr(slash + 1).c_str(),

@@ -34,6 +34,7 @@
 #include <sstream>
 #include <thread>
 
+#include "../fuzz/cgroup_parser_properties.h"
 #include "hull/core/syscall.h"
 
 namespace hull::engine {
@@ -242,18 +243,22 @@ TEST(CgroupParseTest, CgroupProcs) {
   EXPECT_FALSE(ParseCgroupProcs("99999999999\n"));
 }
 
-TEST(CgroupParseTest, ParsersSurviveGarbage) {
+// Random text over the parsers' own vocabulary (the fuzz target
+// cgroup_parser_fuzz explores further): every result must be consistent with
+// its input, and both outcomes must occur, or the generator tests nothing.
+TEST(CgroupParseTest, ParsersKeepTheirPromisesOnRandomText) {
   std::mt19937 rng(20240601);
-  const std::string alphabet = "0123456789 :=\n\tmaxrbytes-\xff\x00";
+  const std::string alphabet = std::string("0123456789 :=\n\tmaxrbytes-/.\xff") + '\0';
+  int flat_keyed_parsed = 0, flat_keyed_refused = 0;
   for (int i = 0; i < 20000; ++i) {
     std::string text(rng() % 64, ' ');
     for (char& c : text) c = alphabet[rng() % alphabet.size()];
-    (void)ParseFlatKeyed(text);
-    (void)ParseIoStat(text);
-    (void)ParseUintOrMax(text);
-    (void)ParseCgroupProcs(text);
-    (void)ValidateCgroupRelativePath(text);
+    const char* violation = testing::CgroupParserViolation(text);
+    ASSERT_EQ(violation, nullptr) << violation << " on " << ::testing::PrintToString(text);
+    (ParseFlatKeyed(text) ? flat_keyed_parsed : flat_keyed_refused) += 1;
   }
+  EXPECT_GT(flat_keyed_parsed, 0);
+  EXPECT_GT(flat_keyed_refused, 0);
 }
 
 TEST(CgroupParseTest, CpuSharesToWeightFollowsRunc) {
@@ -702,24 +707,26 @@ TEST_F(CgroupFakeTreeTest, PidsAndPopulated) {
 TEST_F(CgroupFakeTreeTest, FreezeWaitsForTheFrozenEvent) {
   Cgroup cgroup = MakeLeaf();
   const std::string events = cgroup.path() + "/cgroup.events";
+  // Freeze must not return before the "kernel" reports frozen. The sleep only
+  // makes it likely that Freeze is already waiting; the flag is the check.
+  std::atomic<bool> reported{false};
   std::thread kernel([&] {
     std::this_thread::sleep_for(milliseconds(150));
+    reported = true;
     ASSERT_TRUE(WriteFile(events, "populated 1\nfrozen 1\n"));
   });
-  auto start = std::chrono::steady_clock::now();
-  auto status = cgroup.Freeze(milliseconds(5000));
-  auto elapsed = std::chrono::steady_clock::now() - start;
+  auto status = cgroup.Freeze(milliseconds(60000));
+  const bool reported_before_return = reported;
   kernel.join();
   ASSERT_TRUE(status) << status.error().ToString();
-  EXPECT_GE(elapsed, milliseconds(100));
-  EXPECT_LT(elapsed, milliseconds(2000));
+  EXPECT_TRUE(reported_before_return);
   EXPECT_THAT(LeafLines("cgroup.freeze"), ElementsAre("1"));
 
   std::thread thaw([&] {
     std::this_thread::sleep_for(milliseconds(50));
     ASSERT_TRUE(WriteFile(events, "populated 1\nfrozen 0\n"));
   });
-  status = cgroup.Thaw(milliseconds(5000));
+  status = cgroup.Thaw(milliseconds(60000));
   thaw.join();
   ASSERT_TRUE(status) << status.error().ToString();
   EXPECT_THAT(LeafLines("cgroup.freeze"), ElementsAre("1", "0"));
@@ -733,8 +740,9 @@ TEST_F(CgroupFakeTreeTest, FreezeTimesOut) {
   ASSERT_FALSE(status);
   EXPECT_EQ(status.error().code(), ErrorCode::kDeadlineExceeded);
   EXPECT_THAT(status.error().ToString(), HasSubstr("did not freeze within 200ms"));
+  // The deadline is a lower bound only: on a loaded machine the wait may
+  // overrun it by any amount.
   EXPECT_GE(elapsed, milliseconds(200));
-  EXPECT_LT(elapsed, milliseconds(1500));
 }
 
 TEST_F(CgroupFakeTreeTest, DestroyOfMissingCgroupIsOk) {

@@ -232,16 +232,28 @@ TEST_F(EngineTest, PauseFreezesAndResumeContinues) {
       rootfs(), {}));
   ASSERT_TRUE(engine_->Start("c5"));
   std::string counter = rootfs() + "/tmp/n";
-  std::this_thread::sleep_for(milliseconds(300));
+  // Poll with a generous deadline instead of a fixed sleep: on a loaded
+  // machine the container may not run for a while, and that is no failure.
+  auto counter_moves_from = [&](const std::string& from) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::string now = ReadFile(counter).value_or("");
+      if (!now.empty() && now != from) return true;
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    return false;
+  };
+  ASSERT_TRUE(counter_moves_from("")) << "the counter never started";
   ASSERT_TRUE(engine_->Pause("c5"));
   EXPECT_EQ(*engine_->State("c5"), ContainerState::kPaused);
   std::string frozen = ReadFile(counter).value_or("");
   ASSERT_FALSE(frozen.empty());
+  // Frozen means frozen: no wait is long enough to prove it, but a moving
+  // counter after this one disproves it.
   std::this_thread::sleep_for(milliseconds(300));
   EXPECT_EQ(ReadFile(counter).value_or(""), frozen) << "the counter moved while paused";
   ASSERT_TRUE(engine_->Resume("c5"));
-  std::this_thread::sleep_for(milliseconds(300));
-  EXPECT_NE(ReadFile(counter).value_or(""), frozen) << "the counter did not move after resume";
+  EXPECT_TRUE(counter_moves_from(frozen)) << "the counter did not move after resume";
   auto pids = engine_->Pids("c5");
   ASSERT_TRUE(pids);
   EXPECT_GE(pids->size(), 1u);

@@ -11,6 +11,7 @@
 
 #include <filesystem>
 
+#include "hull/core/sys.h"
 #include "hull/core/syscall.h"
 
 namespace hull::sandbox {
@@ -40,17 +41,17 @@ class SharedDirTest : public ::testing::Test {
 };
 
 TEST_F(SharedDirTest, CreatesNestedDirectoriesBeneathTheRoot) {
-  auto opened = OpenDirBeneath(root_.get(), "c1/volumes", true);
+  auto opened = sys::OpenDirBeneath(root_.get(), "c1/volumes", true);
   ASSERT_TRUE(opened) << opened.error().ToString();
   EXPECT_TRUE(std::filesystem::is_directory(dir_ + "/share/c1/volumes"));
-  EXPECT_FALSE(OpenDirBeneath(root_.get(), "c2/volumes", false))
+  EXPECT_FALSE(sys::OpenDirBeneath(root_.get(), "c2/volumes", false))
       << "nothing is created without `create`";
 }
 
 TEST_F(SharedDirTest, AGuestSymlinkOnTheWayIsRefused) {
   ASSERT_TRUE(MakeDirs(dir_ + "/share/c1"));
   ASSERT_EQ(::symlink((dir_ + "/outside").c_str(), (dir_ + "/share/c1/volumes").c_str()), 0);
-  auto opened = OpenDirBeneath(root_.get(), "c1/volumes", true);
+  auto opened = sys::OpenDirBeneath(root_.get(), "c1/volumes", true);
   ASSERT_FALSE(opened);
   // ELOOP (a link on the way) or ENOTDIR (the link itself, not followed).
   EXPECT_TRUE(opened.error().sys_errno() == ELOOP || opened.error().sys_errno() == ENOTDIR)
@@ -60,22 +61,22 @@ TEST_F(SharedDirTest, AGuestSymlinkOnTheWayIsRefused) {
 }
 
 TEST_F(SharedDirTest, AGuestSymlinkAsTheMountPointIsRefused) {
-  auto parent = OpenDirBeneath(root_.get(), "c1/volumes", true);
+  auto parent = sys::OpenDirBeneath(root_.get(), "c1/volumes", true);
   ASSERT_TRUE(parent);
   ASSERT_EQ(::symlink((dir_ + "/outside/file").c_str(), (dir_ + "/share/c1/volumes/0").c_str()), 0);
-  auto target = OpenBeneath(parent->get(), "0", O_WRONLY | O_CREAT, 0644);
+  auto target = sys::OpenBeneath(parent->get(), "0", O_WRONLY | O_CREAT, 0644);
   ASSERT_FALSE(target);
   EXPECT_FALSE(PathExists(dir_ + "/outside/file")) << "O_CREAT followed the link";
   ASSERT_EQ(::symlink("..", (dir_ + "/share/c1/volumes/up").c_str()), 0);
-  EXPECT_FALSE(OpenDirBeneath(root_.get(), "c1/volumes/up/..", false));
+  EXPECT_FALSE(sys::OpenDirBeneath(root_.get(), "c1/volumes/up/..", false));
 }
 
 TEST_F(SharedDirTest, ReadOnlyBindIsReadOnlyAndReadWriteBindWrites) {
-  auto parent = OpenDirBeneath(root_.get(), "c1/volumes", true);
+  auto parent = sys::OpenDirBeneath(root_.get(), "c1/volumes", true);
   ASSERT_TRUE(parent);
   for (const char* name : {"ro", "rw"}) ASSERT_EQ(::mkdirat(parent->get(), name, 0755), 0);
-  auto ro = OpenBeneath(parent->get(), "ro", O_PATH | O_DIRECTORY);
-  auto rw = OpenBeneath(parent->get(), "rw", O_PATH | O_DIRECTORY);
+  auto ro = sys::OpenBeneath(parent->get(), "ro", O_PATH | O_DIRECTORY);
+  auto rw = sys::OpenBeneath(parent->get(), "rw", O_PATH | O_DIRECTORY);
   ASSERT_TRUE(ro && rw);
   ASSERT_TRUE(BindOnto(dir_ + "/volume", ro->get(), true));
   ASSERT_TRUE(BindOnto(dir_ + "/volume", rw->get(), false));
@@ -90,14 +91,14 @@ TEST_F(SharedDirTest, ReadOnlyBindIsReadOnlyAndReadWriteBindWrites) {
 }
 
 TEST_F(SharedDirTest, ABindDoesNotCrossIntoAMountBeneath) {
-  auto parent = OpenDirBeneath(root_.get(), "c1", true);
+  auto parent = sys::OpenDirBeneath(root_.get(), "c1", true);
   ASSERT_TRUE(parent);
   ASSERT_EQ(::mkdirat(parent->get(), "rootfs", 0755), 0);
-  auto target = OpenBeneath(parent->get(), "rootfs", O_PATH | O_DIRECTORY);
+  auto target = sys::OpenBeneath(parent->get(), "rootfs", O_PATH | O_DIRECTORY);
   ASSERT_TRUE(target);
   ASSERT_TRUE(BindOnto(dir_ + "/volume", target->get(), false));
   // Lookups stop at mount points: the host never walks into what it shared.
-  EXPECT_FALSE(OpenDirBeneath(root_.get(), "c1/rootfs", false));
+  EXPECT_FALSE(sys::OpenDirBeneath(root_.get(), "c1/rootfs", false));
 }
 
 }  // namespace

@@ -36,7 +36,7 @@ struct SandboxVmOptions {
 // host runtime uses is api(), the typed AgentApi.
 class SandboxVm {
  public:
-  static constexpr const char* kGuestSharedDir = ::hull::sandbox::kGuestSharedDir;
+  static constexpr std::string_view kGuestSharedDir = ::hull::sandbox::kGuestSharedDir;
 
   // Boots the VM (virtio-fs share created by hull in its state directory),
   // connects to the agent and creates the sandbox. Nothing is left behind on

@@ -1,4 +1,4 @@
-# Unit tests of the OCI runtime spec model (core/src/oci_spec.cc). One test
+# Unit tests of the OCI runtime spec model (core/src/oci_*.cc). One test
 # also runs the installed runc (`runc spec`) and skips, saying so, when
 # /usr/sbin/runc is missing; tests/fixtures/runc-spec-config.json is a copy of
 # what Debian's runc 1.1.5 writes, so the rest needs nothing.

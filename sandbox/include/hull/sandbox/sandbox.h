@@ -18,6 +18,7 @@
 
 #include "hull/core/config.h"
 #include "hull/core/error.h"
+#include "hull/core/guest_contract.h"
 #include "hull/hypervisor/hypervisor.h"
 #include "hull/sandbox/agent_api.h"
 #include "hull/sandbox/host_cgroup.h"
@@ -26,8 +27,9 @@
 
 namespace hull::sandbox {
 
-// Where the guest mounts the VM's shared directory.
-inline constexpr char kGuestSharedDir[] = "/run/hull/shared";
+// Where the guest mounts the VM's shared directory (the contract with the
+// agent, spelled in core).
+inline constexpr std::string_view kGuestSharedDir = guest::kSharedDir;
 
 struct SandboxOptions {
   // The VM's state directory is <vm_parent_dir>/<vm_id>; "" = the

@@ -21,13 +21,9 @@
 
 namespace hull::sandbox {
 
-// openat2 of one name beneath `dir_fd`: no symlinks, no magic links, no
-// mount crossings (O_NOFOLLOW, O_CLOEXEC added).
-Result<UniqueFd> OpenBeneath(int dir_fd, const std::string& name, uint64_t flags, mode_t mode = 0);
-
-// The directory `relative` ("a/b/c") beneath `root_fd` as an O_PATH fd,
-// created (0755) as needed when `create`.
-Result<UniqueFd> OpenDirBeneath(int root_fd, const std::string& relative, bool create);
+// Paths in it are opened with sys::OpenBeneath / sys::OpenDirBeneath
+// (hull/core/sys.h): one name at a time, no symlinks, no magic links, no
+// mount crossings.
 
 // "/proc/self/fd/<fd>".
 std::string FdPath(int fd);
