@@ -5,6 +5,7 @@
 #include "containerd/events/task.pb.h"
 #include "containerd/services/events/ttrpc/v1/events.pb.h"
 #include "hull/core/log.h"
+#include "hull/core/thread.h"
 
 namespace hull::shim {
 
@@ -52,7 +53,7 @@ std::string ForwardRequestBytes(const std::string& ns, std::string_view topic,
 
 EventPublisher::EventPublisher(std::string ttrpc_address, std::string ns)
     : address_(std::move(ttrpc_address)), namespace_(std::move(ns)) {
-  thread_ = std::thread(&EventPublisher::Run, this);
+  thread_ = SpawnThread("events", [this] { Run(); });
 }
 
 EventPublisher::~EventPublisher() {

@@ -9,6 +9,7 @@
 
 #include "hull/core/log.h"
 #include "hull/core/syscall.h"
+#include "hull/core/thread.h"
 
 namespace hull::shim {
 
@@ -84,12 +85,14 @@ sandbox::StdioSetup ProcessIo::AgentIo() const {
 
 void ProcessIo::Start(sandbox::AgentApi& agent, const sandbox::ProcessRef& process) {
   if (stdout_fd_) {
-    stdout_thread_ = std::thread(&ProcessIo::CopyOutput, this, std::ref(agent), process,
-                                 sandbox::OutputStream::kStdout, stdout_fd_);
+    stdout_thread_ = SpawnThread("io-stdout", [this, &agent, process, out = stdout_fd_] {
+      CopyOutput(agent, process, sandbox::OutputStream::kStdout, out);
+    });
   }
   if (stderr_fd_) {
-    stderr_thread_ = std::thread(&ProcessIo::CopyOutput, this, std::ref(agent), process,
-                                 sandbox::OutputStream::kStderr, stderr_fd_);
+    stderr_thread_ = SpawnThread("io-stderr", [this, &agent, process, out = stderr_fd_] {
+      CopyOutput(agent, process, sandbox::OutputStream::kStderr, out);
+    });
   }
   if (stdin_fd_) {
     auto pump = sandbox::StdinPump::Start(agent, process, stdin_fd_.get());

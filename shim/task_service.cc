@@ -11,6 +11,7 @@
 #include "hull/core/log.h"
 #include "hull/core/oci_spec.h"
 #include "hull/core/syscall.h"
+#include "hull/core/thread.h"
 #include "mounts.h"
 
 namespace hull::shim {
@@ -32,7 +33,7 @@ TaskService::TaskService(TaskServiceOptions options, EventSink& events,
       events_(events),
       timeouts_(sandbox::AgentTimeoutsFromConfig(options_.config)),
       request_shutdown_(std::move(request_shutdown)) {
-  vm_thread_ = std::thread([this] {
+  vm_thread_ = SpawnThread("vm", [this] {
     std::unique_lock lock(vm_thread_mu_);
     while (true) {
       vm_thread_cv_.wait(lock, [&] { return vm_thread_stop_ || !vm_jobs_.empty(); });
@@ -161,7 +162,7 @@ Result<std::shared_ptr<Sandbox>> TaskService::EnsureSession(const PodVmSize& siz
   HULL_LOG_INFO("sandbox {}: VM up (pid {})", options_.sandbox_id, session_->vm().pid());
   if (oom_thread_.joinable()) oom_thread_.join();
   cancel_oom_ = std::make_unique<sandbox::Cancellation>();
-  oom_thread_ = std::thread(&TaskService::WatchOom, this, session_);
+  oom_thread_ = SpawnThread("oom-events", [this, session = session_] { WatchOom(session); });
   return session_;
 }
 
@@ -228,7 +229,7 @@ void TaskService::CloseSessionIfIdle() {
 void TaskService::StartWaiter(const std::shared_ptr<Sandbox>& session,
                               const std::shared_ptr<Container>& container,
                               const std::shared_ptr<Process>& process) {
-  process->waiter = std::thread([this, session, container, process] {
+  process->waiter = SpawnThread("wait-" + container->id, [this, session, container, process] {
     Result<sandbox::ProcessExit> waited =
         session
             ? session->agent().WaitProcess({container->id, process->exec_id}, process->cancel_wait)

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "hull/core/syscall.h"
+#include "hull/core/thread.h"
 
 namespace hull::sandbox {
 
@@ -26,7 +27,9 @@ Result<std::unique_ptr<StdinPump>> StdinPump::Start(AgentApi& agent, ProcessRef 
   pump->fd_ = fd;
   pump->close_event_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!pump->close_event_) return ErrnoError("eventfd");
-  pump->thread_ = std::thread(&StdinPump::Run, pump.get(), std::ref(agent), std::move(process));
+  pump->thread_ = SpawnThread("io-stdin", [raw = pump.get(), &agent, process = std::move(process)] {
+    raw->Run(agent, process);
+  });
   return pump;
 }
 

@@ -15,6 +15,7 @@
 #include "hull/core/log.h"
 #include "hull/core/process.h"
 #include "hull/core/syscall.h"
+#include "hull/core/thread.h"
 
 namespace hull::sandbox {
 
@@ -84,7 +85,7 @@ Result<UniqueFd> CreateTapInNetns(const std::string& netns_path) {
   UniqueFd netns(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!netns) return ErrnoError("open network namespace `" + netns_path + "`");
   Result<UniqueFd> tap = MakeError(ErrorCode::kInternal, "not run");
-  std::thread([&] {
+  SpawnThread("netns", [&] {
     if (::setns(netns.get(), CLONE_NEWNET) < 0) {
       tap = ErrnoError("enter `" + netns_path + "`");
       return;

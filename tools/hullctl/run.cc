@@ -20,6 +20,7 @@
 #include "hull/core/log.h"
 #include "hull/core/oci_spec.h"
 #include "hull/core/syscall.h"
+#include "hull/core/thread.h"
 #include "hull/hypervisor/hypervisor.h"
 #include "hull/sandbox/io_pump.h"
 #include "hull/sandbox/sandbox.h"
@@ -171,7 +172,7 @@ int RunContainer(const RunOptions& options) {
   if (terminal) raw.emplace();
   sandbox::Cancellation cancel_output;
   auto copy_to = [&](sandbox::OutputStream stream, int fd) {
-    return std::thread([&, stream, fd] {
+    return SpawnThread("output", [&, stream, fd] {
       // Once our reader is gone the rest is dropped; the container goes on.
       auto ended =
           sandbox::PumpOutput(agent, init, stream, cancel_output,
@@ -191,7 +192,7 @@ int RunContainer(const RunOptions& options) {
   // Forward signals; resize the tty on SIGWINCH.
   std::atomic<bool> done{false};
   std::atomic<int> interrupts{0};
-  std::thread signal_thread([&] {
+  std::thread signal_thread = SpawnThread("signals", [&] {
     while (true) {
       int sig = 0;
       sigwait(&signals, &sig);

@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "hull/core/log.h"
 #include "hull/core/syscall.h"
+#include "hull/core/thread.h"
 #include "hull/hypervisor/hypervisor.h"
 #include "hull/sandbox/grpc_agent.h"
 #include "hull/sandbox/sandbox.h"
@@ -33,7 +34,7 @@ class InterruptGuard {
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    waiter_ = std::thread([this, set] {
+    waiter_ = SpawnThread("signals", [this, set] {
       int sig = 0;
       sigwait(&set, &sig);
       std::lock_guard lock(mu_);
