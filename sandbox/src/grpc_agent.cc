@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "agent_wire.h"
 #include "hull/agent/v1/agent.grpc.pb.h"
 #include "hull/core/log.h"
 #include "hull/proto/grpc_error.h"
@@ -13,41 +14,6 @@ namespace hull::sandbox {
 
 namespace v1 = agent::v1;
 using std::chrono::milliseconds;
-
-// --- Cancellation ----------------------------------------------------------------
-
-void Cancellation::Cancel() {
-  std::map<uint64_t, std::function<void()>> callbacks;
-  {
-    std::lock_guard lock(mu_);
-    if (cancelled_) return;
-    cancelled_ = true;
-    callbacks.swap(callbacks_);
-  }
-  for (auto& [id, fn] : callbacks) fn();
-}
-
-bool Cancellation::cancelled() const {
-  std::lock_guard lock(mu_);
-  return cancelled_;
-}
-
-uint64_t Cancellation::OnCancel(std::function<void()> fn) {
-  {
-    std::lock_guard lock(mu_);
-    if (!cancelled_) {
-      callbacks_.emplace(++next_id_, std::move(fn));
-      return next_id_;
-    }
-  }
-  fn();
-  return 0;
-}
-
-void Cancellation::Forget(uint64_t id) {
-  std::lock_guard lock(mu_);
-  callbacks_.erase(id);
-}
 
 // --- helpers ------------------------------------------------------------------------
 
@@ -59,9 +25,6 @@ struct GrpcAgent::Stubs {
 };
 
 namespace {
-
-// At most this many entries are taken from the guest for one list or map.
-constexpr int kMaxListEntries = 4096;
 
 // A deadline missed names the call and the deadline; other errors keep the
 // agent's code and message.
@@ -76,15 +39,39 @@ Error CallError(const grpc::Status& status, std::string_view call, milliseconds 
   return ErrorFromGrpc(status, "agent call " + std::string(call));
 }
 
-// One unary call with its deadline: `invoke(context, response)` runs the stub.
-template <typename Response, typename Invoke>
-Result<Response> Call(std::string_view name, milliseconds timeout, Invoke invoke) {
+// One unary call of `stub` with its deadline.
+template <typename Stub, typename Request, typename Response>
+Result<Response> Call(Stub& stub,
+                      grpc::Status (Stub::*rpc)(grpc::ClientContext*, const Request&, Response*),
+                      std::string_view name, milliseconds timeout, const Request& request) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + timeout);
   Response response;
-  grpc::Status status = invoke(&context, &response);
+  grpc::Status status = (stub.*rpc)(&context, request, &response);
   if (!status.ok()) return Unexpected{CallError(status, name, timeout)};
   return response;
+}
+
+// A call whose answer carries nothing.
+template <typename Response>
+Status Done(Result<Response> result) {
+  if (!result) return Unexpected{std::move(result).error()};
+  return Ok();
+}
+
+template <typename Request>
+Request ForContainer(const std::string& container_id) {
+  Request request;
+  request.set_container_id(container_id);
+  return request;
+}
+
+template <typename Request>
+Request ForProcess(const ProcessRef& process) {
+  Request request;
+  request.set_container_id(process.container_id);
+  request.set_exec_id(process.exec_id);
+  return request;
 }
 
 // Ties a ClientContext to a Cancellation for as long as it lives.
@@ -101,124 +88,6 @@ class CancelLink {
   Cancellation& cancellation_;
   uint64_t id_;
 };
-
-v1::ProcessIo ToWire(const StdioSetup& stdio) {
-  v1::ProcessIo io;
-  io.set_terminal(stdio.terminal);
-  io.set_stdin(stdio.stdin);
-  io.set_stdout(stdio.stdout);
-  io.set_stderr(stdio.stderr);
-  if (stdio.tty_size.rows != 0 || stdio.tty_size.columns != 0) {
-    io.mutable_tty_size()->set_rows(stdio.tty_size.rows);
-    io.mutable_tty_size()->set_columns(stdio.tty_size.columns);
-  }
-  return io;
-}
-
-v1::Storage ToWire(const GuestStorage& storage) {
-  v1::Storage out;
-  out.set_driver(storage.driver);
-  out.set_source(storage.source);
-  out.set_fstype(storage.fstype);
-  for (const auto& option : storage.options) out.add_options(option);
-  out.set_mount_point(storage.mount_point);
-  return out;
-}
-
-v1::IpAddress ToWire(const IpAddress& address) {
-  v1::IpAddress out;
-  switch (address.family) {
-    case IpAddress::Family::kIpv4:
-      out.set_family(v1::IpAddress::IPV4);
-      break;
-    case IpAddress::Family::kIpv6:
-      out.set_family(v1::IpAddress::IPV6);
-      break;
-    case IpAddress::Family::kUnspecified:
-      break;
-  }
-  out.set_address(address.address);
-  out.set_prefix_length(address.prefix_length);
-  return out;
-}
-
-IpAddress FromWire(const v1::IpAddress& address) {
-  IpAddress out;
-  out.family = address.family() == v1::IpAddress::IPV4   ? IpAddress::Family::kIpv4
-               : address.family() == v1::IpAddress::IPV6 ? IpAddress::Family::kIpv6
-                                                         : IpAddress::Family::kUnspecified;
-  out.address = address.address();
-  out.prefix_length = address.prefix_length();
-  return out;
-}
-
-v1::Route ToWire(const Route& route) {
-  v1::Route out;
-  out.set_destination(route.destination);
-  out.set_gateway(route.gateway);
-  out.set_device(route.device);
-  out.set_source(route.source);
-  out.set_scope(route.scope);
-  out.set_family(route.family);
-  return out;
-}
-
-Route FromWire(const v1::Route& route) {
-  return Route{.destination = route.destination(),
-               .gateway = route.gateway(),
-               .device = route.device(),
-               .source = route.source(),
-               .scope = route.scope(),
-               .family = route.family()};
-}
-
-NetInterface FromWire(const v1::Interface& interface) {
-  NetInterface out;
-  out.name = interface.name();
-  out.mac_address = interface.mac_address();
-  out.mtu = interface.mtu();
-  out.up = interface.up();
-  for (int i = 0; i < interface.addresses_size() && i < kMaxListEntries; ++i) {
-    out.addresses.push_back(FromWire(interface.addresses(i)));
-  }
-  return out;
-}
-
-std::vector<Route> FromWire(const google::protobuf::RepeatedPtrField<v1::Route>& routes) {
-  std::vector<Route> out;
-  for (int i = 0; i < routes.size() && i < kMaxListEntries; ++i) out.push_back(FromWire(routes[i]));
-  return out;
-}
-
-ContainerStats FromWire(const v1::StatsContainerResponse& stats) {
-  ContainerStats out;
-  const auto& cpu = stats.cpu();
-  out.cpu = {cpu.usage_usec(), cpu.user_usec(),    cpu.system_usec(),
-             cpu.nr_periods(), cpu.nr_throttled(), cpu.throttled_usec()};
-  const auto& memory = stats.memory();
-  out.memory.usage_bytes = memory.usage_bytes();
-  out.memory.limit_bytes = memory.limit_bytes();
-  out.memory.swap_usage_bytes = memory.swap_usage_bytes();
-  out.memory.anon_bytes = memory.anon_bytes();
-  out.memory.file_bytes = memory.file_bytes();
-  out.memory.oom_events = memory.oom_events();
-  out.memory.oom_kill_events = memory.oom_kill_events();
-  for (const auto& [key, value] : memory.stat()) {
-    if (out.memory.stat.size() >= static_cast<size_t>(kMaxListEntries)) break;
-    if (key.size() <= 64) out.memory.stat.emplace(key, value);
-  }
-  out.pids = {stats.pids().current(), stats.pids().limit()};
-  for (int i = 0; i < stats.io().devices_size() && i < kMaxListEntries; ++i) {
-    const auto& device = stats.io().devices(i);
-    out.io.push_back({device.major(), device.minor(), device.read_bytes(), device.write_bytes(),
-                      device.read_ios(), device.write_ios()});
-  }
-  return out;
-}
-
-v1::OutputStream ToWire(OutputStream stream) {
-  return stream == OutputStream::kStdout ? v1::STDOUT : v1::STDERR;
-}
 
 // --- streams ----------------------------------------------------------------------
 
@@ -382,20 +251,16 @@ Result<bool> GrpcAgent::Check() { return CheckWithin(timeouts_.call); }
 
 Result<AgentVersion> GrpcAgent::Version() {
   HULL_TRY(auto response,
-           Call<v1::VersionResponse>(
-               "Health.Version", timeouts_.call,
-               [&](auto* context, auto* out) { return stubs_->health->Version(context, {}, out); }),
+           Call(*stubs_->health, &v1::Health::Stub::Version, "Health.Version", timeouts_.call,
+                v1::VersionRequest()),
            "");
   return AgentVersion{response.agent_version(), response.api_version(), response.git_commit()};
 }
 
 Result<GuestDetails> GrpcAgent::GetGuestDetails() {
   HULL_TRY(auto response,
-           Call<v1::GetGuestDetailsResponse>("GetGuestDetails", timeouts_.call,
-                                             [&](auto* context, auto* out) {
-                                               return stubs_->agent->GetGuestDetails(context, {},
-                                                                                     out);
-                                             }),
+           Call(*stubs_->agent, &v1::Agent::Stub::GetGuestDetails, "GetGuestDetails",
+                timeouts_.call, v1::GetGuestDetailsRequest()),
            "");
   GuestDetails out;
   out.kernel_release = response.kernel_release();
@@ -423,9 +288,7 @@ Result<GuestDetails> GrpcAgent::GetGuestDetails() {
 Status GrpcAgent::Shutdown(bool force) {
   v1::ShutdownRequest request;
   request.set_force(force);
-  auto done = Call<v1::ShutdownResponse>("Shutdown", timeouts_.call, [&](auto* context, auto* out) {
-    return stubs_->agent->Shutdown(context, request, out);
-  });
+  auto done = Call(*stubs_->agent, &v1::Agent::Stub::Shutdown, "Shutdown", timeouts_.call, request);
   if (done || done.error().code() == ErrorCode::kUnavailable) return Ok();
   return Unexpected{std::move(done).error()};
 }
@@ -435,157 +298,100 @@ Status GrpcAgent::CreateSandbox(const SandboxSetup& setup) {
   request.set_sandbox_id(setup.sandbox_id);
   request.set_hostname(setup.hostname);
   for (const auto& storage : setup.storages) *request.add_storages() = ToWire(storage);
-  HULL_TRY(auto response,
-           Call<v1::CreateSandboxResponse>("CreateSandbox", timeouts_.call,
-                                           [&](auto* context, auto* out) {
-                                             return stubs_->agent->CreateSandbox(context, request,
-                                                                                 out);
-                                           }),
-           "");
-  return Ok();
+  return Done(Call(*stubs_->agent, &v1::Agent::Stub::CreateSandbox, "CreateSandbox", timeouts_.call,
+                   request));
 }
 
 Status GrpcAgent::DestroySandbox(const std::string& sandbox_id, bool power_off) {
   v1::DestroySandboxRequest request;
   request.set_sandbox_id(sandbox_id);
   request.set_power_off(power_off);
-  HULL_TRY(auto response,
-           Call<v1::DestroySandboxResponse>("DestroySandbox", timeouts_.call,
-                                            [&](auto* context, auto* out) {
-                                              return stubs_->agent->DestroySandbox(context, request,
-                                                                                   out);
-                                            }),
-           "");
-  return Ok();
+  return Done(Call(*stubs_->agent, &v1::Agent::Stub::DestroySandbox, "DestroySandbox",
+                   timeouts_.call, request));
 }
 
 Result<uint32_t> GrpcAgent::CreateContainer(const ContainerSetup& setup) {
-  v1::CreateContainerRequest request;
-  request.set_container_id(setup.container_id);
+  auto request = ForContainer<v1::CreateContainerRequest>(setup.container_id);
   request.set_oci_spec_json(setup.oci_spec_json);
   request.set_rootfs_path(setup.rootfs_path);
   *request.mutable_io() = ToWire(setup.stdio);
   HULL_TRY(auto response,
-           Call<v1::CreateContainerResponse>("CreateContainer", timeouts_.create,
-                                             [&](auto* context, auto* out) {
-                                               return stubs_->agent->CreateContainer(context,
-                                                                                     request, out);
-                                             }),
+           Call(*stubs_->agent, &v1::Agent::Stub::CreateContainer, "CreateContainer",
+                timeouts_.create, request),
            "");
   return response.init_pid();
 }
 
-// The calls that name one container and answer nothing.
-#define HULL_CONTAINER_CALL(Name)                                                          \
-  Status GrpcAgent::Name(const std::string& container_id) {                                \
-    v1::Name##Request request;                                                             \
-    request.set_container_id(container_id);                                                \
-    HULL_TRY(auto response,                                                                \
-             Call<v1::Name##Response>(#Name, timeouts_.call,                               \
-                                      [&](auto* context, auto* out) {                      \
-                                        return stubs_->agent->Name(context, request, out); \
-                                      }),                                                  \
-             "");                                                                          \
-    return Ok();                                                                           \
-  }
-HULL_CONTAINER_CALL(StartContainer)
-HULL_CONTAINER_CALL(PauseContainer)
-HULL_CONTAINER_CALL(ResumeContainer)
-#undef HULL_CONTAINER_CALL
+Status GrpcAgent::StartContainer(const std::string& container_id) {
+  return Done(Call(*stubs_->agent, &v1::Agent::Stub::StartContainer, "StartContainer",
+                   timeouts_.call, ForContainer<v1::StartContainerRequest>(container_id)));
+}
+
+Status GrpcAgent::PauseContainer(const std::string& container_id) {
+  return Done(Call(*stubs_->agent, &v1::Agent::Stub::PauseContainer, "PauseContainer",
+                   timeouts_.call, ForContainer<v1::PauseContainerRequest>(container_id)));
+}
+
+Status GrpcAgent::ResumeContainer(const std::string& container_id) {
+  return Done(Call(*stubs_->agent, &v1::Agent::Stub::ResumeContainer, "ResumeContainer",
+                   timeouts_.call, ForContainer<v1::ResumeContainerRequest>(container_id)));
+}
 
 Status GrpcAgent::RemoveContainer(const std::string& container_id, bool force) {
-  v1::RemoveContainerRequest request;
-  request.set_container_id(container_id);
+  auto request = ForContainer<v1::RemoveContainerRequest>(container_id);
   request.set_force(force);
-  HULL_TRY(auto response,
-           Call<v1::RemoveContainerResponse>("RemoveContainer", timeouts_.call,
-                                             [&](auto* context, auto* out) {
-                                               return stubs_->agent->RemoveContainer(context,
-                                                                                     request, out);
-                                             }),
-           "");
-  return Ok();
+  return Done(Call(*stubs_->agent, &v1::Agent::Stub::RemoveContainer, "RemoveContainer",
+                   timeouts_.call, request));
 }
 
 Status GrpcAgent::UpdateContainer(const std::string& container_id,
                                   const std::string& linux_resources_json) {
-  v1::UpdateContainerRequest request;
-  request.set_container_id(container_id);
+  auto request = ForContainer<v1::UpdateContainerRequest>(container_id);
   request.set_linux_resources_json(linux_resources_json);
-  HULL_TRY(auto response,
-           Call<v1::UpdateContainerResponse>("UpdateContainer", timeouts_.call,
-                                             [&](auto* context, auto* out) {
-                                               return stubs_->agent->UpdateContainer(context,
-                                                                                     request, out);
-                                             }),
-           "");
-  return Ok();
+  return Done(Call(*stubs_->agent, &v1::Agent::Stub::UpdateContainer, "UpdateContainer",
+                   timeouts_.call, request));
 }
 
 Result<ContainerStats> GrpcAgent::StatsContainer(const std::string& container_id) {
-  v1::StatsContainerRequest request;
-  request.set_container_id(container_id);
   HULL_TRY(auto response,
-           Call<v1::StatsContainerResponse>("StatsContainer", timeouts_.call,
-                                            [&](auto* context, auto* out) {
-                                              return stubs_->agent->StatsContainer(context, request,
-                                                                                   out);
-                                            }),
+           Call(*stubs_->agent, &v1::Agent::Stub::StatsContainer, "StatsContainer", timeouts_.call,
+                ForContainer<v1::StatsContainerRequest>(container_id)),
            "");
   return FromWire(response);
 }
 
 Result<std::vector<uint32_t>> GrpcAgent::ListProcesses(const std::string& container_id) {
-  v1::ListProcessesRequest request;
-  request.set_container_id(container_id);
   HULL_TRY(auto response,
-           Call<v1::ListProcessesResponse>("ListProcesses", timeouts_.call,
-                                           [&](auto* context, auto* out) {
-                                             return stubs_->agent->ListProcesses(context, request,
-                                                                                 out);
-                                           }),
+           Call(*stubs_->agent, &v1::Agent::Stub::ListProcesses, "ListProcesses", timeouts_.call,
+                ForContainer<v1::ListProcessesRequest>(container_id)),
            "");
   size_t count = std::min(static_cast<size_t>(response.pids_size()), kMaxPids);
   return std::vector<uint32_t>(response.pids().begin(), response.pids().begin() + count);
 }
 
 Result<uint32_t> GrpcAgent::ExecProcess(const ExecSetup& setup) {
-  v1::ExecProcessRequest request;
-  request.set_container_id(setup.process.container_id);
-  request.set_exec_id(setup.process.exec_id);
+  auto request = ForProcess<v1::ExecProcessRequest>(setup.process);
   request.set_oci_process_json(setup.oci_process_json);
   *request.mutable_io() = ToWire(setup.stdio);
-  HULL_TRY(auto response,
-           Call<v1::ExecProcessResponse>("ExecProcess", timeouts_.call,
-                                         [&](auto* context, auto* out) {
-                                           return stubs_->agent->ExecProcess(context, request, out);
-                                         }),
-           "");
+  HULL_TRY(
+      auto response,
+      Call(*stubs_->agent, &v1::Agent::Stub::ExecProcess, "ExecProcess", timeouts_.call, request),
+      "");
   return response.pid();
 }
 
 Status GrpcAgent::SignalProcess(const ProcessRef& process, uint32_t signal, bool all) {
-  v1::SignalProcessRequest request;
-  request.set_container_id(process.container_id);
-  request.set_exec_id(process.exec_id);
+  auto request = ForProcess<v1::SignalProcessRequest>(process);
   request.set_signal(signal);
   request.set_all(all);
-  HULL_TRY(auto response,
-           Call<v1::SignalProcessResponse>("SignalProcess", timeouts_.call,
-                                           [&](auto* context, auto* out) {
-                                             return stubs_->agent->SignalProcess(context, request,
-                                                                                 out);
-                                           }),
-           "");
-  return Ok();
+  return Done(Call(*stubs_->agent, &v1::Agent::Stub::SignalProcess, "SignalProcess", timeouts_.call,
+                   request));
 }
 
 Result<ProcessExit> GrpcAgent::WaitProcess(const ProcessRef& process, Cancellation& cancellation) {
   grpc::ClientContext context;
   CancelLink link(cancellation, context);
-  v1::WaitProcessRequest request;
-  request.set_container_id(process.container_id);
-  request.set_exec_id(process.exec_id);
+  auto request = ForProcess<v1::WaitProcessRequest>(process);
   v1::WaitProcessResponse response;
   auto status = stubs_->agent->WaitProcess(&context, request, &response);
   if (!status.ok()) return Unexpected{ErrorFromGrpc(status, "agent call WaitProcess")};
@@ -602,32 +408,16 @@ Result<ProcessExit> GrpcAgent::WaitProcess(const ProcessRef& process, Cancellati
 }
 
 Status GrpcAgent::RemoveProcess(const ProcessRef& process) {
-  v1::RemoveProcessRequest request;
-  request.set_container_id(process.container_id);
-  request.set_exec_id(process.exec_id);
-  HULL_TRY(auto response,
-           Call<v1::RemoveProcessResponse>("RemoveProcess", timeouts_.call,
-                                           [&](auto* context, auto* out) {
-                                             return stubs_->agent->RemoveProcess(context, request,
-                                                                                 out);
-                                           }),
-           "");
-  return Ok();
+  return Done(Call(*stubs_->agent, &v1::Agent::Stub::RemoveProcess, "RemoveProcess", timeouts_.call,
+                   ForProcess<v1::RemoveProcessRequest>(process)));
 }
 
 Status GrpcAgent::ResizeTty(const ProcessRef& process, TtySize size) {
-  v1::ResizeTtyRequest request;
-  request.set_container_id(process.container_id);
-  request.set_exec_id(process.exec_id);
+  auto request = ForProcess<v1::ResizeTtyRequest>(process);
   request.mutable_size()->set_rows(size.rows);
   request.mutable_size()->set_columns(size.columns);
-  HULL_TRY(auto response,
-           Call<v1::ResizeTtyResponse>("ResizeTty", timeouts_.call,
-                                       [&](auto* context, auto* out) {
-                                         return stubs_->agent->ResizeTty(context, request, out);
-                                       }),
-           "");
-  return Ok();
+  return Done(
+      Call(*stubs_->agent, &v1::Agent::Stub::ResizeTty, "ResizeTty", timeouts_.call, request));
 }
 
 std::unique_ptr<AgentStream<std::string>> GrpcAgent::ReadOutput(const ProcessRef& process,
@@ -654,10 +444,8 @@ Result<NetInterface> GrpcAgent::UpdateInterface(const NetInterface& interface) {
   wire->set_up(interface.up);
   for (const auto& address : interface.addresses) *wire->add_addresses() = ToWire(address);
   HULL_TRY(auto response,
-           Call<v1::Interface>("UpdateInterface", timeouts_.call,
-                               [&](auto* context, auto* out) {
-                                 return stubs_->agent->UpdateInterface(context, request, out);
-                               }),
+           Call(*stubs_->agent, &v1::Agent::Stub::UpdateInterface, "UpdateInterface",
+                timeouts_.call, request),
            "");
   return FromWire(response);
 }
@@ -665,23 +453,17 @@ Result<NetInterface> GrpcAgent::UpdateInterface(const NetInterface& interface) {
 Result<std::vector<Route>> GrpcAgent::UpdateRoutes(const std::vector<Route>& routes) {
   v1::UpdateRoutesRequest request;
   for (const auto& route : routes) *request.add_routes() = ToWire(route);
-  HULL_TRY(auto response,
-           Call<v1::UpdateRoutesResponse>("UpdateRoutes", timeouts_.call,
-                                          [&](auto* context, auto* out) {
-                                            return stubs_->agent->UpdateRoutes(context, request,
-                                                                               out);
-                                          }),
-           "");
+  HULL_TRY(
+      auto response,
+      Call(*stubs_->agent, &v1::Agent::Stub::UpdateRoutes, "UpdateRoutes", timeouts_.call, request),
+      "");
   return FromWire(response.routes());
 }
 
 Result<std::vector<NetInterface>> GrpcAgent::ListInterfaces() {
   HULL_TRY(auto response,
-           Call<v1::ListInterfacesResponse>("ListInterfaces", timeouts_.call,
-                                            [&](auto* context, auto* out) {
-                                              return stubs_->agent->ListInterfaces(context, {},
-                                                                                   out);
-                                            }),
+           Call(*stubs_->agent, &v1::Agent::Stub::ListInterfaces, "ListInterfaces", timeouts_.call,
+                v1::ListInterfacesRequest()),
            "");
   std::vector<NetInterface> out;
   for (int i = 0; i < response.interfaces_size() && i < kMaxListEntries; ++i) {
@@ -692,10 +474,8 @@ Result<std::vector<NetInterface>> GrpcAgent::ListInterfaces() {
 
 Result<std::vector<Route>> GrpcAgent::ListRoutes() {
   HULL_TRY(auto response,
-           Call<v1::ListRoutesResponse>("ListRoutes", timeouts_.call,
-                                        [&](auto* context, auto* out) {
-                                          return stubs_->agent->ListRoutes(context, {}, out);
-                                        }),
+           Call(*stubs_->agent, &v1::Agent::Stub::ListRoutes, "ListRoutes", timeouts_.call,
+                v1::ListRoutesRequest()),
            "");
   return FromWire(response.routes());
 }

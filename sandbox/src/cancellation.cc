@@ -1,0 +1,38 @@
+#include "hull/sandbox/agent_api.h"
+
+namespace hull::sandbox {
+
+void Cancellation::Cancel() {
+  std::map<uint64_t, std::function<void()>> callbacks;
+  {
+    std::lock_guard lock(mu_);
+    if (cancelled_) return;
+    cancelled_ = true;
+    callbacks.swap(callbacks_);
+  }
+  for (auto& [id, fn] : callbacks) fn();
+}
+
+bool Cancellation::cancelled() const {
+  std::lock_guard lock(mu_);
+  return cancelled_;
+}
+
+uint64_t Cancellation::OnCancel(std::function<void()> fn) {
+  {
+    std::lock_guard lock(mu_);
+    if (!cancelled_) {
+      callbacks_.emplace(++next_id_, std::move(fn));
+      return next_id_;
+    }
+  }
+  fn();
+  return 0;
+}
+
+void Cancellation::Forget(uint64_t id) {
+  std::lock_guard lock(mu_);
+  callbacks_.erase(id);
+}
+
+}  // namespace hull::sandbox
