@@ -91,56 +91,38 @@ class CancelLink {
 
 // --- streams ----------------------------------------------------------------------
 
-class OutputReader final : public AgentStream<std::string> {
+// A server stream of `Wire` messages, read as `Item`s.
+template <typename Wire, typename Item>
+class StreamReader final : public AgentStream<Item> {
  public:
-  OutputReader(v1::Agent::Stub& stub, const ProcessRef& process, OutputStream stream,
-               Cancellation& cancellation)
-      : link_(cancellation, context_) {
-    v1::ReadOutputRequest request;
-    request.set_container_id(process.container_id);
-    request.set_exec_id(process.exec_id);
-    request.set_stream(ToWire(stream));
-    reader_ = stub.ReadOutput(&context_, request);
+  using Convert = void (*)(Wire& wire, Item* item);
+  template <typename Request>
+  StreamReader(v1::Agent::Stub& stub,
+               std::unique_ptr<grpc::ClientReader<Wire>> (v1::Agent::Stub::*rpc)(
+                   grpc::ClientContext*, const Request&),
+               const Request& request, Cancellation& cancellation, std::string_view name,
+               Convert convert)
+      : link_(cancellation, context_), name_(name), convert_(convert) {
+    reader_ = (stub.*rpc)(&context_, request);
   }
-  bool Next(std::string* data) override {
-    if (!reader_->Read(&chunk_)) return false;
-    *data = std::move(*chunk_.mutable_data());
+  bool Next(Item* item) override {
+    if (!reader_->Read(&wire_)) return false;
+    convert_(wire_, item);
     return true;
   }
   Status Finish() override {
     auto status = reader_->Finish();
-    if (!status.ok()) return Unexpected{ErrorFromGrpc(status, "agent call ReadOutput")};
+    if (!status.ok()) return Unexpected{ErrorFromGrpc(status, "agent call " + name_)};
     return Ok();
   }
 
  private:
   grpc::ClientContext context_;
   CancelLink link_;
-  std::unique_ptr<grpc::ClientReader<v1::OutputChunk>> reader_;
-  v1::OutputChunk chunk_;
-};
-
-class OomReader final : public AgentStream<OomEvent> {
- public:
-  OomReader(v1::Agent::Stub& stub, Cancellation& cancellation) : link_(cancellation, context_) {
-    reader_ = stub.OomEvents(&context_, v1::OomEventsRequest());
-  }
-  bool Next(OomEvent* event) override {
-    v1::OomEvent wire;
-    if (!reader_->Read(&wire)) return false;
-    event->container_id = wire.container_id();
-    return true;
-  }
-  Status Finish() override {
-    auto status = reader_->Finish();
-    if (!status.ok()) return Unexpected{ErrorFromGrpc(status, "agent call OomEvents")};
-    return Ok();
-  }
-
- private:
-  grpc::ClientContext context_;
-  CancelLink link_;
-  std::unique_ptr<grpc::ClientReader<v1::OomEvent>> reader_;
+  std::string name_;
+  Convert convert_;
+  std::unique_ptr<grpc::ClientReader<Wire>> reader_;
+  Wire wire_;
 };
 
 class StdinWriter final : public StdinStream {
@@ -423,7 +405,11 @@ Status GrpcAgent::ResizeTty(const ProcessRef& process, TtySize size) {
 std::unique_ptr<AgentStream<std::string>> GrpcAgent::ReadOutput(const ProcessRef& process,
                                                                 OutputStream stream,
                                                                 Cancellation& cancellation) {
-  return std::make_unique<OutputReader>(*stubs_->agent, process, stream, cancellation);
+  auto request = ForProcess<v1::ReadOutputRequest>(process);
+  request.set_stream(ToWire(stream));
+  return std::make_unique<StreamReader<v1::OutputChunk, std::string>>(
+      *stubs_->agent, &v1::Agent::Stub::ReadOutput, request, cancellation, "ReadOutput",
+      [](v1::OutputChunk& chunk, std::string* data) { *data = std::move(*chunk.mutable_data()); });
 }
 
 std::unique_ptr<StdinStream> GrpcAgent::WriteStdin(const ProcessRef& process,
@@ -432,7 +418,10 @@ std::unique_ptr<StdinStream> GrpcAgent::WriteStdin(const ProcessRef& process,
 }
 
 std::unique_ptr<AgentStream<OomEvent>> GrpcAgent::OomEvents(Cancellation& cancellation) {
-  return std::make_unique<OomReader>(*stubs_->agent, cancellation);
+  return std::make_unique<StreamReader<v1::OomEvent, OomEvent>>(
+      *stubs_->agent, &v1::Agent::Stub::OomEvents, v1::OomEventsRequest(), cancellation,
+      "OomEvents",
+      [](v1::OomEvent& wire, OomEvent* event) { event->container_id = wire.container_id(); });
 }
 
 Result<NetInterface> GrpcAgent::UpdateInterface(const NetInterface& interface) {
