@@ -505,6 +505,14 @@ TEST_F(TaskServiceTest, AnAgentThatDiesMidStreamReportsEachExitOnce) {
   ExpectNothingLeft();
 }
 
+TEST_F(TaskServiceTest, AnAgentThatAnswersLateButInTimeIsFine) {
+  agent_->Delay("CreateContainer", milliseconds(300));
+  agent_->Delay("StartContainer", milliseconds(300));
+  ASSERT_TRUE(Create("c1"));
+  ASSERT_TRUE(Start("c1"));
+  EXPECT_EQ(State("c1")->status(), types::RUNNING);
+}
+
 TEST_F(TaskServiceTest, AHungWaitDoesNotHoldDeleteOfACreatedContainer) {
   ASSERT_TRUE(Create("c1"));
   agent_->Hang("RemoveContainer");
