@@ -8,7 +8,9 @@ add_library(hull_shim STATIC
   shim.cc
   shim_flags.cc
   task_convert.cc
+  task_lifecycle.cc
   task_service.cc
+  task_vm.cc
 )
 target_include_directories(hull_shim PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(hull_shim PUBLIC hull_sandbox hull_oci hull_ttrpc hull_containerd_proto hull_config)

@@ -5,6 +5,7 @@
 
 #include <google/protobuf/any.pb.h>
 #include <google/protobuf/timestamp.pb.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
@@ -57,6 +58,10 @@ task::PidsResponse ToPidsResponse(const std::vector<uint32_t>& pids,
 
 // "container `id`" or "process `exec_id`", for messages.
 std::string ProcessLabel(const std::string& id, const std::string& exec_id);
+
+// The task pid containerd sees for every process: the shim's own (guest pids
+// mean nothing on the host).
+inline uint32_t ShimPid() { return static_cast<uint32_t>(::getpid()); }
 
 // A signal number containerd may ask for: 1..64.
 Status ValidateSignal(uint32_t signal);
