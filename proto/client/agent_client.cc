@@ -13,12 +13,6 @@ namespace hull {
 namespace v1 = agent::v1;
 using std::chrono::milliseconds;
 
-Error ErrorFromGrpc(const grpc::Status& status, std::string_view rpc) {
-  auto code = static_cast<ErrorCode>(static_cast<int>(status.error_code()));
-  return Error(code, std::string(rpc) + ": " + std::string(ErrorCodeName(code)) +
-                         (status.error_message().empty() ? "" : ": " + status.error_message()));
-}
-
 namespace {
 
 void SetDeadline(grpc::ClientContext& context, milliseconds timeout) {

@@ -11,11 +11,9 @@
 #include "hull/agent/v1/agent.grpc.pb.h"
 #include "hull/core/error.h"
 #include "hull/core/fd.h"
+#include "hull/proto/grpc_error.h"  // ErrorFromGrpc, for the agent client's users
 
 namespace hull {
-
-// Maps a gRPC status onto a hull::Error: same code, message prefixed by the RPC.
-Error ErrorFromGrpc(const grpc::Status& status, std::string_view rpc);
 
 class AgentClient {
  public:

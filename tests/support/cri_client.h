@@ -1,5 +1,5 @@
 // A client of the Kubernetes CRI API (runtime.v1) over containerd's gRPC
-// socket: what kubelet calls, for tests and operators (`hullctl cri`).
+// socket: what kubelet calls, for the CRI tests and the pod benchmark.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -8,9 +8,9 @@
 #include <memory>
 #include <string>
 
-#include "agent_client.h"  // ErrorFromGrpc
 #include "cri/runtime/v1/api.grpc.pb.h"
 #include "hull/core/error.h"
+#include "hull/proto/grpc_error.h"
 
 namespace hull {
 
