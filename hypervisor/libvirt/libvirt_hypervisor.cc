@@ -37,7 +37,8 @@ void EnsureEventLoop() {
     virSetErrorFunc(nullptr, [](void*, virErrorPtr) {});
     if (virInitialize() < 0 || virEventRegisterDefaultImpl() < 0) {
       HULL_LOG_WARN(
-          "libvirt: could not start its event loop; VM deaths are noticed by polling only");
+          "libvirt: could not start its event loop; VM deaths are "
+          "noticed by polling only");
       return;
     }
     std::thread([] {
@@ -201,7 +202,8 @@ struct Watch {
                                   : "the domain was destroyed through libvirt by someone else";
     } else if (stopped_detail == VIR_DOMAIN_EVENT_STOPPED_FAILED) {
       end.reason =
-          "QEMU died without the guest powering off (killed, or it failed: see libvirt's log for "
+          "QEMU died without the guest powering off (killed, or it "
+          "failed: see libvirt's log for "
           "hull-" +
           id + ")";
     } else {
@@ -535,25 +537,42 @@ class LibvirtHypervisor final : public Hypervisor {
   // libvirtd opens a tap by name, in its own netns.
   TapHandover tap_handover() const override { return TapHandover::kNameInHostNetns; }
 
+  Result<HypervisorProbe> Probe(const ProbeTarget& target) override {
+    EnsureEventLoop();
+    const std::string& uri = target.libvirt_uri;
+    Connection conn(virConnectOpen(uri.c_str()));
+    if (!conn) return LibvirtError("connect to libvirt at `" + uri + "`");
+    unsigned long library = 0;
+    unsigned long hypervisor = 0;
+    if (virConnectGetLibVersion(conn.get(), &library) < 0)
+      return LibvirtError("ask libvirt for its version");
+    if (virConnectGetVersion(conn.get(), &hypervisor) < 0)
+      return LibvirtError("ask libvirt for QEMU's version");
+    return HypervisorProbe{"libvirt " + FormatVersion(library) + ", QEMU " +
+                           FormatVersion(hypervisor) + " at " + uri};
+  }
+
   Result<std::unique_ptr<Vm>> Launch(const VmConfig& config) override {
     const std::string context = "launch VM `" + config.id + "` through libvirt";
     if (!config.virtiofsd_args.empty()) {
-      return MakeError(
-          ErrorCode::kInvalidArgument,
-          context + ": virtiofsd_args are not supported (libvirt starts virtiofsd itself)");
+      return MakeError(ErrorCode::kInvalidArgument,
+                       context +
+                           ": virtiofsd_args are not supported (libvirt "
+                           "starts virtiofsd itself)");
     }
     const auto& tap = config.network.tap_name;
     if (!config.network.netns_path.empty() &&
         (tap.empty() || tap.size() >= 16 ||
          tap.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-") != std::string::npos ||
          config.network.tap_fd >= 0 || config.network.mac_address.size() != 17)) {
-      return MakeError(
-          ErrorCode::kInvalidArgument,
-          context +
-              ": the pod network needs a MAC and a tap by name in the host's netns (tap_handover)");
+      return MakeError(ErrorCode::kInvalidArgument,
+                       context +
+                           ": the pod network needs a MAC and a tap by "
+                           "name in the host's netns (tap_handover)");
     }
     if (!config.host_cgroup_dirs.empty()) {
-      // libvirt puts its domains in cgroups of its own (its <resource> partition).
+      // libvirt puts its domains in cgroups of its own (its <resource>
+      // partition).
       HULL_LOG_WARN("VM {}: libvirt places QEMU in its own cgroup, not in {}", config.id,
                     config.host_cgroup_dirs.front());
     }
@@ -634,19 +653,6 @@ class LibvirtHypervisor final : public Hypervisor {
 
 std::unique_ptr<Hypervisor> MakeLibvirtHypervisor() {
   return std::make_unique<LibvirtHypervisor>();
-}
-
-Result<std::string> ProbeLibvirt(const std::string& uri) {
-  EnsureEventLoop();
-  Connection conn(virConnectOpen(uri.c_str()));
-  if (!conn) return LibvirtError("connect to libvirt at `" + uri + "`");
-  unsigned long library = 0;
-  unsigned long hypervisor = 0;
-  if (virConnectGetLibVersion(conn.get(), &library) < 0)
-    return LibvirtError("ask libvirt for its version");
-  if (virConnectGetVersion(conn.get(), &hypervisor) < 0)
-    return LibvirtError("ask libvirt for QEMU's version");
-  return "libvirt " + FormatVersion(library) + ", QEMU " + FormatVersion(hypervisor) + " at " + uri;
 }
 
 }  // namespace hull::libvirt

@@ -48,7 +48,9 @@ std::string Tail(const std::string& path, size_t max_bytes = 2000) {
 Result<std::pair<UniqueFd, uint32_t>> ReserveVsockCid() {
   UniqueFd fd(::open("/dev/vhost-vsock", O_RDWR | O_CLOEXEC));
   if (!fd)
-    return ErrnoError("open /dev/vhost-vsock (the vsock transport needs the vhost_vsock module)");
+    return ErrnoError(
+        "open /dev/vhost-vsock (the vsock transport needs the "
+        "vhost_vsock module)");
   for (int attempt = 0; attempt < 64; ++attempt) {
     uint32_t random = 0;
     if (::getrandom(&random, sizeof random, 0) != sizeof random) continue;
@@ -299,8 +301,10 @@ class QemuVm final : public Vm {
       HULL_LOG_DEBUG("VM {}: {}", config_.id, why);
       return;
     }
-    HULL_LOG_WARN("VM {}: {} while the VM runs: the guest's shared directory no longer answers",
-                  config_.id, why);
+    HULL_LOG_WARN(
+        "VM {}: {} while the VM runs: the guest's shared directory "
+        "no longer answers",
+        config_.id, why);
     virtiofsd_exit_ = why;
   }
 
@@ -332,6 +336,16 @@ class QemuHypervisor final : public Hypervisor {
  public:
   std::string_view name() const override { return "qemu"; }
   TapHandover tap_handover() const override { return TapHandover::kFdInNetns; }
+
+  Result<HypervisorProbe> Probe(const ProbeTarget& target) override {
+    if (!IsExecutable(target.hypervisor_path)) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       target.hypervisor_path + " is missing (apt-get install qemu-system-x86)");
+    }
+    auto version = ProgramVersion(target.hypervisor_path);
+    if (!version) return std::move(version).error();
+    return HypervisorProbe{*version};
+  }
 
   Result<std::unique_ptr<Vm>> Launch(const VmConfig& config) override {
     HULL_TRY(std::string state_dir, CreateVmStateDir(config), "launch VM `" + config.id + "`");
