@@ -22,6 +22,7 @@
 #include "cri_client.h"
 #include "hull/core/syscall.h"
 #include "libvirt_env.h"
+#include "testlib.h"
 
 namespace hull::testing {
 namespace {
@@ -32,7 +33,6 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 constexpr char kImage[] = "docker.io/hull-test/busybox:latest";
-constexpr char kQemu[] = "/usr/bin/qemu-system-x86_64";
 constexpr char kHullShim[] = "containerd-shim-hull-v2";
 
 std::string BinDir() {
@@ -170,7 +170,7 @@ class StreamClient {
 class CriTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (containerd, CNI and VMs)";
+    HULL_REQUIRE_ROOT("containerd, CNI and VMs");
     if (!IsExecutable(kContainerd)) GTEST_SKIP() << "containerd is not installed";
     if (!IsExecutable("/usr/lib/cni/bridge")) {
       GTEST_SKIP()
@@ -180,7 +180,7 @@ class CriTest : public ::testing::Test {
       GTEST_SKIP() << "test image " << HULL_TEST_IMAGE_ARCHIVE << " not built";
     if (!IsExecutable(BinDir() + "/" + kHullShim))
       GTEST_SKIP() << "containerd-shim-hull-v2 not built";
-    if (!IsExecutable(kQemu)) GTEST_SKIP() << "QEMU is not installed";
+    HULL_REQUIRE_QEMU();
     netns_before_ = CniNetns();
     auto started = PrivateContainerd::Start(EnvOptions());
     ASSERT_TRUE(started) << started.error().ToString();

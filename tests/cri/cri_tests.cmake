@@ -22,7 +22,7 @@ target_include_directories(hull_test_cri PUBLIC support)
 target_link_libraries(hull_test_cri PUBLIC hull_cri_proto hull_proto hull_core)
 
 add_executable(cri_test cri/cri_test.cc)
-target_link_libraries(cri_test PRIVATE hull_test_containerd hull_test_support hull_test_libvirt hull_test_cri
+target_link_libraries(cri_test PRIVATE hull_test_containerd hull_test_support hull_test_libvirt hull_test_cri hull_testlib
                       GTest::gtest_main)
 target_compile_definitions(cri_test PRIVATE
   HULL_BIN_DIR="${CMAKE_BINARY_DIR}/bin"

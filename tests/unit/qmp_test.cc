@@ -25,6 +25,7 @@
 #include "hull/core/process.h"
 #include "hull/core/syscall.h"
 #include "hull/core/transport.h"
+#include "testlib.h"
 
 namespace hull::qemu {
 namespace {
@@ -293,21 +294,7 @@ TEST(QmpFormatTest, ReplacesInvalidUtf8InsteadOfThrowing) {
 
 // --- a scripted QMP server --------------------------------------------------
 
-// Creates and removes a private temp directory.
-class TempDir {
- public:
-  TempDir() {
-    char templ[] = "/tmp/hull-qmp-test.XXXXXX";
-    if (::mkdtemp(templ) != nullptr) path_ = templ;
-  }
-  ~TempDir() {
-    if (!path_.empty()) (void)RemoveTree(path_);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testlib::TempDir;
 
 // The server's end of one QMP connection, driven by a test script.
 class FakeConnection {

@@ -14,5 +14,5 @@ set_tests_properties(install_script PROPERTIES LABELS unit TIMEOUT 120)
 
 # The shared directory against a hostile guest's symlinks (mounts: root).
 add_executable(shared_dir_test ${CMAKE_CURRENT_LIST_DIR}/../privileged/shared_dir_test.cc)
-target_link_libraries(shared_dir_test PRIVATE hull_session GTest::gtest_main)
+target_link_libraries(shared_dir_test PRIVATE hull_session hull_testlib GTest::gtest_main)
 gtest_discover_tests(shared_dir_test PROPERTIES LABELS privileged DISCOVERY_TIMEOUT 60)
