@@ -807,8 +807,8 @@ TEST_F(QmpClientTest, ConnectTimesOutWhenNobodyListens) {
   EXPECT_EQ(client.error().code(), ErrorCode::kDeadlineExceeded);
   EXPECT_NE(client.error().ToString().find("ENOENT"), std::string::npos)
       << client.error().ToString();
+  // It waited out its timeout; no upper bound, which load would stretch.
   EXPECT_GE(elapsed, 100ms);
-  EXPECT_LT(elapsed, 2s);
 }
 
 TEST_F(QmpClientTest, ConnectFailsFastOnAnUnusablePath) {
@@ -855,9 +855,10 @@ TEST_F(QmpClientTest, DestructorReturnsWhileQemuKeepsTheConnectionOpen) {
   });
   auto client = ConnectOrDie();
   ASSERT_NE(client, nullptr);
-  auto start = std::chrono::steady_clock::now();
+  // The fake keeps the connection open until step_ is notified, which happens
+  // only after reset() returns: a destructor that waited for QEMU to close
+  // would hold the fake in step_.WaitFor until it fails. No clock needed.
   client.reset();
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
   step_.Notify();
 }
 

@@ -603,10 +603,10 @@ TEST_F(VirtiofsdProcessTest, ReadinessDoesNotDependOnItsLogLevel) {
   // At log_level=err virtiofsd does not announce that it waits for QEMU;
   // hull sees it blocked in accept() instead.
   options_.extra_args = {"-o", "log_level=err"};
-  auto started_at = std::chrono::steady_clock::now();
+  // Readiness read from the log would never come: Start would fail at its
+  // startup_timeout instead of succeeding.
   auto virtiofsd = Virtiofsd::Start(options_);
   ASSERT_TRUE(virtiofsd) << virtiofsd.error().ToString();
-  EXPECT_LT(std::chrono::steady_clock::now() - started_at, seconds(2));
   EXPECT_EQ(ReadFile(options_.log_path).value_or("?").find("Waiting for vhost-user"),
             std::string::npos);
 }
