@@ -14,8 +14,4 @@ namespace hull::libvirt {
 
 std::unique_ptr<Hypervisor> MakeLibvirtHypervisor();
 
-// Whether libvirt answers at `uri`: "libvirt 9.0.0, QEMU 7.2.0 at <uri>", or
-// why not (libvirt's own message). For `hullctl check`.
-Result<std::string> ProbeLibvirt(const std::string& uri);
-
 }  // namespace hull::libvirt

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -21,7 +20,7 @@
 #include "hull/hypervisor/kernel_cmdline.h"
 #include "qemu/qemu_argv.h"
 #include "qemu/qmp.h"
-#include "src/agent_port.h"
+#include "src/vm_base.h"
 
 namespace hull::qemu {
 
@@ -61,22 +60,19 @@ Result<std::pair<UniqueFd, uint32_t>> ReserveVsockCid() {
   return MakeError(ErrorCode::kResourceExhausted, "no free vsock CID found");
 }
 
-class QemuVm final : public Vm {
+class QemuVm final : public VmBase {
  public:
   QemuVm(VmConfig config, std::string state_dir, Child child, Clock::time_point launched_at,
          uint32_t cid, std::optional<Virtiofsd> virtiofsd)
-      : config_(std::move(config)),
-        state_dir_(std::move(state_dir)),
-        shared_dir_(virtiofsd ? virtiofsd->options().shared_dir : ""),
+      : VmBase(std::move(config), std::move(state_dir),
+               virtiofsd ? virtiofsd->options().shared_dir : "", std::make_shared<VmRunState>()),
         child_(std::move(child)),
-        launched_at_(launched_at),
-        vsock_cid_(cid),
-        virtiofsd_(std::move(virtiofsd)),
-        wake_(::eventfd(0, EFD_CLOEXEC)) {}
-
-  ~QemuVm() override {
-    if (!stopped_) Stop(milliseconds(0));
+        virtiofsd_(std::move(virtiofsd)) {
+    launched_at_ = launched_at;
+    vsock_cid_ = cid;
   }
+
+  ~QemuVm() override { StopUnlessStopped(); }
 
   // Connects QMP and starts watching the process. On error the caller drops
   // the VM, whose destructor kills QEMU and removes the state directory.
@@ -96,115 +92,70 @@ class QemuVm final : public Vm {
       }
       auto qmp = QmpClient::Connect(qmp_socket_path(), milliseconds(200));
       if (qmp) {
-        (*qmp)->SetEventHandler([this](const QmpEvent& event) { OnEvent(event); });
-        std::lock_guard lock(mu_);
+        // The handler holds the run state, not the VM: Stop clears it, but
+        // a call already under way must not outlive what it touches.
+        (*qmp)->SetEventHandler([run = run_](const QmpEvent& event) {
+          run->OnQemuEvent(event.name, event.data, kAgentPortId);
+        });
+        std::lock_guard lock(qmp_mu_);
         qmp_ = std::move(*qmp);
         break;
       }
       if (Clock::now() > deadline) return std::move(qmp).error().Wrap("connect to QMP");
     }
-    monitor_ = std::thread([this] { Monitor(); });
+    StartMonitor([this] { Monitor(); });
     return Ok();
   }
 
-  const std::string& id() const override { return config_.id; }
-  const std::string& state_dir() const override { return state_dir_; }
-  std::string console_log_path() const override { return state_dir_ + "/console.log"; }
-  const std::string& shared_dir() const override { return shared_dir_; }
   pid_t pid() const override { return child_.pid(); }
-  Clock::time_point launched_at() const override { return launched_at_; }
 
-  Result<UniqueFd> ConnectAgent(Clock::time_point deadline) override {
-    auto dead = [this]() -> std::optional<Unexpected> {
-      if (!exit_) return std::nullopt;
-      return DeadError();
-    };
-    return ConnectAgentWhenReady({config_.transport, agent_socket_path(), vsock_cid_}, mu_,
-                                 changed_, agent_port_, dead, deadline);
+  // Runs one QMP command (diagnostics and tests; see qemu_hypervisor.h).
+  Result<nlohmann::json> ExecuteQmp(std::string_view command, const nlohmann::json& arguments,
+                                    milliseconds timeout) {
+    std::shared_ptr<QmpClient> qmp = qmp_client();
+    if (!qmp) return MakeError(ErrorCode::kUnavailable, "VM `" + id() + "` has no QMP connection");
+    return qmp->Execute(command, arguments, timeout);
   }
 
-  bool running() override {
-    std::lock_guard lock(mu_);
-    return !exit_.has_value();
-  }
-
-  std::optional<VmExit> exit() override {
-    std::lock_guard lock(mu_);
-    return exit_;
-  }
-
-  Result<std::optional<VmExit>> WaitForExit(milliseconds timeout) override {
-    std::unique_lock lock(mu_);
-    changed_.wait_for(lock, timeout, [&] { return exit_.has_value(); });
-    return exit_;
-  }
-
-  void ExpectExit() override {
-    std::lock_guard lock(mu_);
-    stop_requested_ = true;
-  }
-
-  VmExit Stop(milliseconds grace) override {
-    std::unique_lock stop_lock(stop_mu_);
-    if (stopped_) return exit_.value_or(VmExit{});
-    {
-      std::unique_lock lock(mu_);
-      stop_requested_ = true;
-      changed_.wait_for(lock, grace, [&] { return exit_.has_value(); });
-    }
+ private:
+  // QMP `quit`, then SIGKILL; reaps QEMU and stops its virtiofsd.
+  void EndVm() override {
     if (std::shared_ptr<QmpClient> qmp = qmp_client(); running() && qmp) {
       if (auto quit = qmp->Quit(milliseconds(2000)); !quit) {
-        HULL_LOG_DEBUG("VM {}: QMP quit: {}", config_.id, quit.error().ToString());
+        HULL_LOG_DEBUG("VM {}: QMP quit: {}", id(), quit.error().ToString());
       }
-      std::unique_lock lock(mu_);
-      changed_.wait_for(lock, milliseconds(3000), [&] { return exit_.has_value(); });
+      std::unique_lock lock(run_->mu);
+      run_->changed.wait_for(lock, milliseconds(3000), [&] { return run_->exit.has_value(); });
     }
     if (running()) {
-      HULL_LOG_WARN("VM {}: QEMU did not exit, killing it", config_.id);
+      HULL_LOG_WARN("VM {}: QEMU did not exit, killing it", id());
       (void)child_.Signal(SIGKILL);
     }
-    if (monitor_.joinable()) {
-      monitor_.join();
-    } else {
+    if (!JoinMonitor()) {
       // Attach never ran (or failed early): reap here.
       auto status = child_.reaped() ? *child_.exit_status() : child_.Terminate(milliseconds(0));
-      std::lock_guard lock(mu_);
-      if (!exit_) exit_ = VmExit{status, status.ToString(), true};
+      std::lock_guard lock(run_->mu);
+      run_->RecordExit(id(), VmExit{status, status.ToString(), true});
     }
     std::shared_ptr<QmpClient> qmp;
     {
-      std::lock_guard lock(mu_);
+      std::lock_guard lock(qmp_mu_);
       qmp = std::move(qmp_);
     }
     // Another thread's ExecuteQmp may still hold the client, and the last
     // holder closes it: make sure no event reaches this VM from then on.
-    // Outside mu_, which the handler takes.
     if (qmp) qmp->SetEventHandler(nullptr);
     qmp.reset();
     // QEMU is gone, so virtiofsd has lost its only client and is exiting by
     // itself; Stop makes sure, and removes its socket.
     if (virtiofsd_) {
       ExitStatus status = virtiofsd_->Stop(milliseconds(2000));
-      HULL_LOG_DEBUG("VM {}: virtiofsd {}", config_.id, status.ToString());
+      HULL_LOG_DEBUG("VM {}: virtiofsd {}", id(), status.ToString());
     }
-    RemoveVmStateDir(config_.id, state_dir_);
-    stopped_ = true;
-    std::lock_guard lock(mu_);
-    return *exit_;
   }
 
-  // Runs one QMP command (diagnostics and tests; see qemu_hypervisor.h).
-  Result<nlohmann::json> ExecuteQmp(std::string_view command, const nlohmann::json& arguments,
-                                    milliseconds timeout) {
-    std::shared_ptr<QmpClient> qmp = qmp_client();
-    if (!qmp)
-      return MakeError(ErrorCode::kUnavailable, "VM `" + config_.id + "` has no QMP connection");
-    return qmp->Execute(command, arguments, timeout);
-  }
-
- private:
   std::shared_ptr<QmpClient> qmp_client() {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(qmp_mu_);
     return qmp_;
   }
 
@@ -219,31 +170,8 @@ class QemuVm final : public Vm {
     return why;
   }
 
-  std::string qmp_socket_path() const { return state_dir_ + "/qmp.sock"; }
-  std::string agent_socket_path() const { return state_dir_ + "/agent.sock"; }
-  std::string qemu_log_path() const { return state_dir_ + "/qemu.log"; }
-
-  Unexpected DeadError() const {
-    return MakeError(ErrorCode::kUnavailable,
-                     "VM `" + config_.id + "` is not running: " + exit_->reason);
-  }
-
-  void OnEvent(const QmpEvent& event) {
-    std::lock_guard lock(mu_);
-    if (event.name == "VSERPORT_CHANGE" && event.data.is_object()) {
-      auto id = event.data.find("id");
-      auto open = event.data.find("open");
-      if (id != event.data.end() && id->is_string() && *id == kAgentPortId &&
-          open != event.data.end() && open->is_boolean()) {
-        agent_port_.OnChange(open->get<bool>());
-      }
-    } else if (event.name == "SHUTDOWN" && event.data.is_object()) {
-      auto reason = event.data.find("reason");
-      if (reason != event.data.end() && reason->is_string())
-        shutdown_reason_ = reason->get<std::string>();
-    }
-    changed_.notify_all();
-  }
+  std::string qmp_socket_path() const { return state_dir() + "/qmp.sock"; }
+  std::string qemu_log_path() const { return state_dir() + "/qemu.log"; }
 
   // Waits for QEMU to exit (or for Stop), then records why it did. Also
   // watches virtiofsd: one that dies under a running VM is reported.
@@ -260,13 +188,14 @@ class QemuVm final : public Vm {
     }
     auto status = child_.Wait();
     ExitStatus process = status ? *status : ExitStatus{0, SIGKILL};
-    std::lock_guard lock(mu_);
-    VmExit exit{process, "", stop_requested_};
-    if (shutdown_reason_ == "guest-shutdown") {
+    std::lock_guard lock(run_->mu);
+    const std::string& shutdown = run_->shutdown_reason;
+    VmExit exit{process, "", run_->stop_requested};
+    if (shutdown == "guest-shutdown") {
       exit.reason = "the guest powered off";
-    } else if (shutdown_reason_ == "guest-reset" || shutdown_reason_ == "guest-panic") {
+    } else if (shutdown == "guest-reset" || shutdown == "guest-panic") {
       exit.reason = "the guest rebooted or panicked (see " + console_log_path() + ")";
-    } else if (shutdown_reason_ == "host-qmp-quit") {
+    } else if (shutdown == "host-qmp-quit") {
       exit.reason = "QEMU quit on request";
     } else if (process.signal != 0) {
       exit.reason = "QEMU was " + process.ToString();
@@ -276,14 +205,7 @@ class QemuVm final : public Vm {
       if (!log.empty()) exit.reason += ": " + log;
     }
     if (!virtiofsd_exit_.empty()) exit.reason += " (before that, " + virtiofsd_exit_ + ")";
-    if (stop_requested_) {
-      HULL_LOG_DEBUG("VM {} stopped: {}", config_.id, exit.reason);
-    } else {
-      HULL_LOG_WARN("VM {} stopped unexpectedly: {}", config_.id, exit.reason);
-    }
-    exit_ = exit;
-    agent_port_.OnVmExit();
-    changed_.notify_all();
+    run_->RecordExit(id(), std::move(exit));
   }
 
   // virtiofsd exited. It does so by itself when QEMU exits, so give QEMU a
@@ -294,44 +216,39 @@ class QemuVm final : public Vm {
     pollfd qemu{child_.pidfd(), POLLIN, 0};
     if (RetryEintr([&] { return ::poll(&qemu, 1, 500); }) > 0) return;
     std::string why = DescribeVirtiofsdExit(*status);
-    std::lock_guard lock(mu_);
-    if (stop_requested_) {
-      HULL_LOG_DEBUG("VM {}: {}", config_.id, why);
+    std::lock_guard lock(run_->mu);
+    if (run_->stop_requested) {
+      HULL_LOG_DEBUG("VM {}: {}", id(), why);
       return;
     }
     HULL_LOG_WARN("VM {}: {} while the VM runs: the guest's shared directory no longer answers",
-                  config_.id, why);
+                  id(), why);
     virtiofsd_exit_ = why;
   }
 
-  VmConfig config_;
-  std::string state_dir_;
-  std::string shared_dir_;
   Child child_;
-  Clock::time_point launched_at_;
-  uint32_t vsock_cid_;
-  // Touched by the monitor thread (Reap) until it is joined, then by Stop.
+  // Touched by the monitor thread (Reap) until it is joined, then by EndVm.
   std::optional<Virtiofsd> virtiofsd_;
-  UniqueFd wake_;
-  std::shared_ptr<QmpClient> qmp_;  // guarded by mu_
-  std::thread monitor_;
+  std::string virtiofsd_exit_;  // guarded by run_->mu; set when virtiofsd died under the VM
 
-  std::mutex stop_mu_;
-  bool stopped_ = false;
-
-  std::mutex mu_;
-  std::condition_variable changed_;
-  AgentPortState agent_port_;
-  bool stop_requested_ = false;
-  std::string shutdown_reason_;
-  std::string virtiofsd_exit_;  // set when virtiofsd died under the running VM
-  std::optional<VmExit> exit_;
+  std::mutex qmp_mu_;
+  std::shared_ptr<QmpClient> qmp_;  // guarded by qmp_mu_
 };
 
 class QemuHypervisor final : public Hypervisor {
  public:
   std::string_view name() const override { return "qemu"; }
   TapHandover tap_handover() const override { return TapHandover::kFdInNetns; }
+
+  Result<HypervisorProbe> Probe(const ProbeTarget& target) override {
+    if (!IsExecutable(target.hypervisor_path)) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       target.hypervisor_path + " is missing (apt-get install qemu-system-x86)");
+    }
+    auto version = ProgramVersion(target.hypervisor_path);
+    if (!version) return std::move(version).error();
+    return HypervisorProbe{*version};
+  }
 
   Result<std::unique_ptr<Vm>> Launch(const VmConfig& config) override {
     HULL_TRY(std::string state_dir, CreateVmStateDir(config), "launch VM `" + config.id + "`");

@@ -1,12 +1,14 @@
 #include "hull/hypervisor/hypervisor.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <filesystem>
 
 #include "hull/core/ids.h"
 #include "hull/core/log.h"
+#include "hull/core/process.h"
 #include "hull/core/syscall.h"
 #include "libvirt/libvirt_hypervisor.h"
 #include "qemu/qemu_hypervisor.h"
@@ -136,6 +138,25 @@ Result<VmConfig> VmConfigFromConfig(const Config& config, std::string id) {
            "hypervisor.virtiofsd_sandbox");
   vm.virtiofsd_args = config.hypervisor.virtiofsd_args;
   return vm;
+}
+
+Result<std::string> ProgramVersion(const std::string& binary) {
+  // Child::Spawn writes to files only; a private temp file holds the output.
+  std::string out = "/tmp/hull-version-" + RandomHex(6);
+  ScopeExit remove_out([&] { ::unlink(out.c_str()); });
+  SpawnOptions spawn;
+  spawn.argv = {binary, "--version"};
+  spawn.stdout_path = out;
+  spawn.stderr_path = out;
+  HULL_TRY(Child child, Child::Spawn(spawn), "run `" + binary + " --version`");
+  auto status = child.Wait();
+  auto text = ReadFile(out, 1 << 16);
+  if (!status || !status->success()) {
+    return MakeError(ErrorCode::kFailedPrecondition, "`" + binary + " --version` failed" +
+                                                         (status ? ": " + status->ToString() : ""));
+  }
+  if (!text) return std::move(text).error();
+  return text->substr(0, text->find('\n'));
 }
 
 }  // namespace hull

@@ -21,7 +21,8 @@ if(EXISTS /bin/busybox)
 endif()
 
 add_executable(ctr_test containerd/ctr_test.cc)
-target_link_libraries(ctr_test PRIVATE hull_test_containerd hull_test_support hull_test_libvirt GTest::gtest_main)
+target_link_libraries(ctr_test PRIVATE hull_test_containerd hull_test_support hull_test_libvirt hull_testlib
+                      GTest::gtest_main)
 # The shim is looked up in this tree's bin/ (HULL_TEST_BIN_DIR overrides it, to
 # test a shim built elsewhere); ctr_test does not build it, so a broken shim
 # never blocks the runc baseline.

@@ -20,6 +20,7 @@
 #include "containerd_env.h"
 #include "hull/core/syscall.h"
 #include "libvirt_env.h"
+#include "testlib.h"
 
 namespace hull::testing {
 namespace {
@@ -28,7 +29,6 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 constexpr char kImage[] = "docker.io/hull-test/busybox:latest";
-constexpr char kQemu[] = "/usr/bin/qemu-system-x86_64";
 constexpr char kRuncBinary[] = "/usr/sbin/runc";
 constexpr char kHullShim[] = "containerd-shim-hull-v2";
 
@@ -61,7 +61,7 @@ std::string Lower(std::string s) {
 class CtrTest : public ::testing::TestWithParam<Runtime> {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (containerd mounts snapshots and runs shims)";
+    HULL_REQUIRE_ROOT("containerd mounts snapshots and runs shims");
     if (!IsExecutable(kContainerd) || !IsExecutable(kCtr)) {
       GTEST_SKIP() << "containerd is not installed (" << kContainerd << ", " << kCtr << ")";
     }
@@ -73,7 +73,7 @@ class CtrTest : public ::testing::TestWithParam<Runtime> {
       std::string shim = BinDir() + "/" + kHullShim;
       if (!IsExecutable(shim))
         GTEST_SKIP() << "containerd-shim-hull-v2 not built (looked for " << shim << ")";
-      if (!IsExecutable(kQemu)) GTEST_SKIP() << "QEMU is not installed (" << kQemu << ")";
+      HULL_REQUIRE_QEMU();
       if (!PathExists(BinDir() + "/../guest/initrd.img")) {
         GTEST_SKIP() << "guest image not built (" << BinDir() << "/../guest/initrd.img)";
       }
@@ -517,7 +517,7 @@ TEST_P(CtrTest, KilledVmIsReportedAsAnExit) {
     std::string name = entry.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
     std::string cmdline = ReadFile(entry.path().string() + "/cmdline", 1 << 20).value_or("");
-    if (cmdline.starts_with(kQemu) && Contains(cmdline, env_->hull_run_dir() + "/")) {
+    if (cmdline.starts_with(testlib::kQemuPath) && Contains(cmdline, env_->hull_run_dir() + "/")) {
       qemu = static_cast<pid_t>(std::stoi(name));
     }
   }

@@ -22,6 +22,7 @@
 #include "cri_client.h"
 #include "hull/core/syscall.h"
 #include "libvirt_env.h"
+#include "testlib.h"
 
 namespace hull::testing {
 namespace {
@@ -32,7 +33,6 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 constexpr char kImage[] = "docker.io/hull-test/busybox:latest";
-constexpr char kQemu[] = "/usr/bin/qemu-system-x86_64";
 constexpr char kHullShim[] = "containerd-shim-hull-v2";
 
 std::string BinDir() {
@@ -170,7 +170,7 @@ class StreamClient {
 class CriTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (containerd, CNI and VMs)";
+    HULL_REQUIRE_ROOT("containerd, CNI and VMs");
     if (!IsExecutable(kContainerd)) GTEST_SKIP() << "containerd is not installed";
     if (!IsExecutable("/usr/lib/cni/bridge")) {
       GTEST_SKIP()
@@ -180,7 +180,7 @@ class CriTest : public ::testing::Test {
       GTEST_SKIP() << "test image " << HULL_TEST_IMAGE_ARCHIVE << " not built";
     if (!IsExecutable(BinDir() + "/" + kHullShim))
       GTEST_SKIP() << "containerd-shim-hull-v2 not built";
-    if (!IsExecutable(kQemu)) GTEST_SKIP() << "QEMU is not installed";
+    HULL_REQUIRE_QEMU();
     netns_before_ = CniNetns();
     auto started = PrivateContainerd::Start(EnvOptions());
     ASSERT_TRUE(started) << started.error().ToString();
@@ -436,15 +436,17 @@ TEST_F(CriTest, ExecSyncTimeoutKillsTheCommand) {
   ASSERT_FALSE(pod.empty());
   std::string container = CreateAndStart(pod, pod_config, ContainerConfig("app", {"sleep", "600"}));
   ASSERT_FALSE(container.empty());
-  auto started = std::chrono::steady_clock::now();
   auto hung =
       ExecSync(container, {"sh", "-c", "echo marker-$((6*7)) > /dev/null; exec sleep 3000"}, 2);
-  auto took = std::chrono::steady_clock::now() - started;
   ASSERT_FALSE(hung) << "a command past its deadline must fail";
   EXPECT_TRUE(Contains(hung.error().ToString(), "timeout") ||
               Contains(hung.error().ToString(), "deadline"))
       << hung.error().ToString();
-  EXPECT_LT(took, seconds(30)) << "ExecSync did not return at its deadline";
+  // containerd answers "timeout 2s exceeded: context deadline exceeded"; gRPC's
+  // own "Deadline Exceeded" would mean the client's deadline (the timeout + 60
+  // s) fired first: ExecSync ignored its timeout. No wall-clock bound needed.
+  EXPECT_FALSE(Contains(hung.error().ToString(), "Deadline Exceeded"))
+      << "ExecSync did not return at its deadline: " << hung.error().ToString();
   // The hung command was killed: no `sleep 3000` is left in the container.
   std::string ps;
   for (int i = 0; i < 50; ++i) {

@@ -16,8 +16,13 @@ add_custom_command(
   VERBATIM)
 add_custom_target(hull_test_pause_image DEPENDS ${HULL_TEST_PAUSE_ARCHIVE})
 
+# The CRI client (what kubelet calls): the CRI tests and tools/bench/pod.
+add_library(hull_test_cri STATIC support/cri_client.cc)
+target_include_directories(hull_test_cri PUBLIC support)
+target_link_libraries(hull_test_cri PUBLIC hull_cri_proto hull_proto hull_core)
+
 add_executable(cri_test cri/cri_test.cc)
-target_link_libraries(cri_test PRIVATE hull_test_containerd hull_test_support hull_test_libvirt hull_cri_client
+target_link_libraries(cri_test PRIVATE hull_test_containerd hull_test_support hull_test_libvirt hull_test_cri hull_testlib
                       GTest::gtest_main)
 target_compile_definitions(cri_test PRIVATE
   HULL_BIN_DIR="${CMAKE_BINARY_DIR}/bin"

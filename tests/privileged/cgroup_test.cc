@@ -36,6 +36,7 @@
 
 #include "../fuzz/cgroup_parser_properties.h"
 #include "hull/core/syscall.h"
+#include "testlib.h"
 
 namespace hull::engine {
 namespace {
@@ -864,7 +865,7 @@ constexpr uint64_t kCloneIntoCgroup = 0x200000000ULL;
 class CgroupRealMountTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    HULL_REQUIRE_ROOT("mounts a private cgroup2 hierarchy");
     mount_point_ = MakeTempDir();
     ASSERT_FALSE(mount_point_.empty());
     if (mount("none", mount_point_.c_str(), "cgroup2", 0, nullptr) != 0) {

@@ -17,6 +17,7 @@
 
 #include "bundle.h"
 #include "hull/core/syscall.h"
+#include "testlib.h"
 
 namespace hull::engine {
 namespace {
@@ -48,7 +49,7 @@ void StartReaper() {
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+    HULL_REQUIRE_ROOT("runs containers: namespaces, mounts, cgroups");
     if (!IsExecutable(testing::kBusybox)) GTEST_SKIP() << "busybox-static is not installed";
     StartReaper();
     scratch_ = ::testing::TempDir() + "/hull-engine-" + RandomHex(4);

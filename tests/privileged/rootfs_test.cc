@@ -22,6 +22,7 @@
 
 #include "hull/core/fd.h"
 #include "hull/core/syscall.h"
+#include "testlib.h"
 
 namespace hull::engine {
 namespace {
@@ -324,7 +325,7 @@ RunResult RunInContainer(const RootfsPlan& plan, const std::string& script,
 class RootfsApplyTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+    HULL_REQUIRE_ROOT("mounts in child mount and pid namespaces");
     busybox_ = FindStaticBusybox();
     if (busybox_.empty()) GTEST_SKIP() << "needs a static busybox (apt-get install busybox-static)";
     char dir[] = "/tmp/hull-rootfs-test.XXXXXX";

@@ -26,14 +26,13 @@
 
 #include "hull/core/fd.h"
 #include "hull/core/syscall.h"
+#include "testlib.h"
 
 namespace hull::engine {
 namespace {
 
-#define SKIP_UNLESS_ROOT()                              \
-  do {                                                  \
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root"; \
-  } while (0)
+#define SKIP_UNLESS_ROOT() \
+  HULL_REQUIRE_ROOT("applies capabilities, rlimits, user and seccomp in forked children")
 
 // ---- child harness ------------------------------------------------------------
 

@@ -13,6 +13,7 @@
 
 #include "hull/core/sys.h"
 #include "hull/core/syscall.h"
+#include "testlib.h"
 
 namespace hull::sandbox {
 namespace {
@@ -20,7 +21,7 @@ namespace {
 class SharedDirTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount";
+    HULL_REQUIRE_ROOT("mounts the shared directory");
     char tmpl[] = "/tmp/hull-shared-test-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;

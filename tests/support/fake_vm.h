@@ -62,6 +62,9 @@ class FakeHypervisor final : public Hypervisor {
  public:
   std::string_view name() const override { return "fake"; }
   TapHandover tap_handover() const override { return TapHandover::kFdInNetns; }
+  Result<HypervisorProbe> Probe(const ProbeTarget&) override {
+    return HypervisorProbe{.version = "fake 1.0"};
+  }
   // Validates the id, creates <run_dir>/<id>/shared, and "boots".
   Result<std::unique_ptr<Vm>> Launch(const VmConfig& config) override;
 

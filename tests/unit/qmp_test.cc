@@ -25,6 +25,7 @@
 #include "hull/core/process.h"
 #include "hull/core/syscall.h"
 #include "hull/core/transport.h"
+#include "testlib.h"
 
 namespace hull::qemu {
 namespace {
@@ -293,21 +294,7 @@ TEST(QmpFormatTest, ReplacesInvalidUtf8InsteadOfThrowing) {
 
 // --- a scripted QMP server --------------------------------------------------
 
-// Creates and removes a private temp directory.
-class TempDir {
- public:
-  TempDir() {
-    char templ[] = "/tmp/hull-qmp-test.XXXXXX";
-    if (::mkdtemp(templ) != nullptr) path_ = templ;
-  }
-  ~TempDir() {
-    if (!path_.empty()) (void)RemoveTree(path_);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testlib::TempDir;
 
 // The server's end of one QMP connection, driven by a test script.
 class FakeConnection {
@@ -820,8 +807,8 @@ TEST_F(QmpClientTest, ConnectTimesOutWhenNobodyListens) {
   EXPECT_EQ(client.error().code(), ErrorCode::kDeadlineExceeded);
   EXPECT_NE(client.error().ToString().find("ENOENT"), std::string::npos)
       << client.error().ToString();
+  // It waited out its timeout; no upper bound, which load would stretch.
   EXPECT_GE(elapsed, 100ms);
-  EXPECT_LT(elapsed, 2s);
 }
 
 TEST_F(QmpClientTest, ConnectFailsFastOnAnUnusablePath) {
@@ -868,9 +855,10 @@ TEST_F(QmpClientTest, DestructorReturnsWhileQemuKeepsTheConnectionOpen) {
   });
   auto client = ConnectOrDie();
   ASSERT_NE(client, nullptr);
-  auto start = std::chrono::steady_clock::now();
+  // The fake keeps the connection open until step_ is notified, which happens
+  // only after reset() returns: a destructor that waited for QEMU to close
+  // would hold the fake in step_.WaitFor until it fails. No clock needed.
   client.reset();
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
   step_.Notify();
 }
 

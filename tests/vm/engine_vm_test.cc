@@ -19,6 +19,7 @@
 #include "bundle.h"
 #include "hull/core/syscall.h"
 #include "sandbox_vm.h"
+#include "testlib.h"
 
 namespace hull {
 namespace {
@@ -27,8 +28,6 @@ namespace v1 = agent::v1;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using testing::SandboxVm;
-
-constexpr char kQemu[] = "/usr/bin/qemu-system-x86_64";
 
 std::string Describe(const grpc::Status& status) {
   return std::to_string(static_cast<int>(status.error_code())) + ": " + status.error_message();
@@ -75,13 +74,11 @@ bool Eventually(F condition, milliseconds timeout) {
 class EngineVmTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (::geteuid() != 0) {
-      skip_reason_ = "needs root (virtiofsd shares the container root filesystems)";
-    } else if (!IsExecutable(kQemu)) {
-      skip_reason_ = "QEMU is not installed";
-    } else if (!IsExecutable(testing::kBusybox)) {
-      skip_reason_ = "busybox-static is not installed (/bin/busybox)";
-    }
+    // One boot for the suite: the reason is kept and each test skips with it.
+    skip_reason_ = testlib::MissingRoot("virtiofsd shares the container root filesystems");
+    if (skip_reason_.empty()) skip_reason_ = testlib::MissingQemu();
+    if (skip_reason_.empty())
+      skip_reason_ = testlib::MissingBinary(testing::kBusybox, "busybox-static");
     if (!skip_reason_.empty()) return;
     run_dir_ = ::testing::TempDir() + "/hull-engine-" + RandomHex(4);
     if (auto made = MakeDirs(run_dir_); !made) {

@@ -21,6 +21,7 @@
 #include "hull/core/syscall.h"
 #include "hull/hypervisor/hypervisor.h"
 #include "hull/sandbox/grpc_agent.h"
+#include "testlib.h"
 
 namespace hull {
 namespace {
@@ -28,13 +29,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::seconds;
 
-constexpr char kQemu[] = "/usr/bin/qemu-system-x86_64";
-
-struct Outcome {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
+using Outcome = testlib::CommandOutcome;
 
 // One line of /proc/<pid>/mountinfo: the fields the assertions need.
 struct MountInfoLine {
@@ -85,7 +80,7 @@ class RootCopyTest : public ::testing::Test {
   }
   // Needs root: a tmpfs on from/mnt, standing for /proc and friends.
   void MountOnFromMnt() {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (mounts a tmpfs)";
+    HULL_REQUIRE_ROOT("mounts a tmpfs");
     ASSERT_TRUE(MakeDirs(dir_ + "/from/mnt"));
     ASSERT_EQ(::mount("tmpfs", (dir_ + "/from/mnt").c_str(), "tmpfs", 0, nullptr), 0);
     mounted_ = true;
@@ -182,7 +177,7 @@ TEST_F(RootCopyTest, DeleteEmptiesTheDirectoryButNotMountsOrItself) {
 class GuestRootTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!IsExecutable(kQemu)) GTEST_SKIP() << "QEMU is not installed (" << kQemu << ")";
+    HULL_REQUIRE_QEMU();
     ASSERT_TRUE(PathExists(std::string(HULL_GUEST_DIR) + "/initrd.img"))
         << "guest image missing: build it with `cmake --build build --target guest-image`";
     scratch_ = ::testing::TempDir() + "/hull-guest-root-" + RandomHex(4);
@@ -204,7 +199,7 @@ class GuestRootTest : public ::testing::Test {
   // `hullctl run` needs root: it mounts the rootfs into the VM's shared
   // directory.
   void RequireHullctlRun() {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (hullctl run mounts into the shared dir)";
+    HULL_REQUIRE_ROOT("hullctl run mounts into the shared dir");
     if (!IsExecutable(testing::kBusybox)) GTEST_SKIP() << "busybox-static is not installed";
     const std::string guest = HULL_GUEST_DIR;
     std::string config_path = scratch_ + "/config.toml";
@@ -218,25 +213,7 @@ class GuestRootTest : public ::testing::Test {
   Outcome Hullctl(std::vector<std::string> args) {
     std::vector<std::string> argv = {HULL_HULLCTL, "--config", hullctl_config_};
     argv.insert(argv.end(), args.begin(), args.end());
-    std::string out = scratch_ + "/out", err = scratch_ + "/err";
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      int in = ::open("/dev/null", O_RDONLY);
-      int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      ::dup2(in, 0);
-      ::dup2(o, 1);
-      ::dup2(e, 2);
-      std::vector<char*> raw;
-      for (auto& a : argv) raw.push_back(a.data());
-      raw.push_back(nullptr);
-      ::execv(raw[0], raw.data());
-      ::_exit(126);
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return {ExitStatus::FromWaitStatus(status).ShellCode(), ReadFile(out).value_or(""),
-            ReadFile(err).value_or("")};
+    return testlib::RunCommand(std::move(argv));
   }
 
   std::string scratch_;

@@ -18,6 +18,7 @@
 #include "hull/hypervisor/hypervisor.h"
 #include "hull/sandbox/grpc_agent.h"
 #include "libvirt_env.h"
+#include "testlib.h"
 
 namespace hull {
 namespace {
@@ -25,19 +26,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::seconds;
 
-constexpr char kQemu[] = "/usr/bin/qemu-system-x86_64";
-
-struct Outcome {
-  int code = -1;
-  std::string out;
-};
+using Outcome = testlib::CommandOutcome;
 
 class LibvirtTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0)
-      GTEST_SKIP() << "needs root (starts a libvirt daemon, mounts the shared directory)";
-    if (!IsExecutable(kQemu)) GTEST_SKIP() << "QEMU is not installed";
+    HULL_REQUIRE_ROOT("starts a libvirt daemon, mounts the shared directory");
+    HULL_REQUIRE_QEMU();
     if (!IsExecutable("/usr/sbin/libvirtd"))
       GTEST_SKIP() << "libvirtd is not installed (libvirt-daemon-system)";
     if (!IsExecutable(testing::kBusybox))
@@ -130,18 +125,12 @@ class LibvirtTest : public ::testing::Test {
     return empty;
   }
 
-  // Runs hullctl with this test's configuration; stdout and exit code.
-  Outcome Hullctl(const std::string& args) {
-    std::string command =
-        std::string(HULL_HULLCTL) + " --config " + config_path_ + " " + args + " 2>&1";
-    Outcome outcome;
-    FILE* pipe = ::popen(command.c_str(), "r");
-    if (pipe == nullptr) return outcome;
-    char buffer[4096];
-    while (size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) outcome.out.append(buffer, n);
-    int status = ::pclose(pipe);
-    outcome.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return outcome;
+  // Runs hullctl with this test's configuration: exit code, stdout and
+  // stderr together in `out`.
+  Outcome Hullctl(std::vector<std::string> args) {
+    std::vector<std::string> argv = {HULL_HULLCTL, "--config", config_path_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return testlib::RunCommand(std::move(argv), {.merge_stderr = true});
   }
 
   std::string scratch_;
@@ -151,7 +140,7 @@ class LibvirtTest : public ::testing::Test {
 };
 
 TEST_F(LibvirtTest, CheckReportsLibvirtReachable) {
-  Outcome check = Hullctl("check");
+  Outcome check = Hullctl({"check"});
   EXPECT_NE(check.out.find("ok    libvirt        libvirt "), std::string::npos) << check.out;
   EXPECT_NE(check.out.find(libvirtd_->uri()), std::string::npos) << check.out;
 }
@@ -170,7 +159,7 @@ TEST_F(LibvirtTest, UnreachableLibvirtIsAClearErrorAndLeavesNothing) {
 }
 
 TEST_F(LibvirtTest, PingReachesTheAgent) {
-  Outcome ping = Hullctl("vm ping --hypervisor libvirt --json");
+  Outcome ping = Hullctl({"vm", "ping", "--hypervisor", "libvirt", "--json"});
   ASSERT_EQ(ping.code, 0) << ping.out;
   auto json = nlohmann::json::parse(ping.out.substr(ping.out.find('{')), nullptr, false);
   ASSERT_TRUE(json.is_object()) << ping.out;
@@ -181,9 +170,8 @@ TEST_F(LibvirtTest, PingReachesTheAgent) {
 TEST_F(LibvirtTest, RunShowsOutputExitCodeAndWritesThroughVirtiofs) {
   std::string rootfs = scratch_ + "/rootfs";
   ASSERT_TRUE(testing::MakeBusyboxRootfs(rootfs));
-  Outcome run =
-      Hullctl("run --hypervisor libvirt --rootfs " + rootfs +
-              " -- /bin/sh -c 'echo hello through libvirt; echo written > /from-guest; exit 3'");
+  Outcome run = Hullctl({"run", "--hypervisor", "libvirt", "--rootfs", rootfs, "--", "/bin/sh",
+                         "-c", "echo hello through libvirt; echo written > /from-guest; exit 3"});
   EXPECT_EQ(run.code, 3) << run.out;
   EXPECT_NE(run.out.find("hello through libvirt"), std::string::npos) << run.out;
   EXPECT_EQ(ReadFile(rootfs + "/from-guest").value_or(""), "written\n");

@@ -17,6 +17,7 @@
 #include "bundle.h"
 #include "hull/core/process.h"
 #include "hull/core/syscall.h"
+#include "testlib.h"
 
 namespace hull {
 namespace {
@@ -24,21 +25,15 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-constexpr char kQemu[] = "/usr/bin/qemu-system-x86_64";
 constexpr char kRunc[] = "/usr/sbin/runc";
 
-struct Outcome {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
+using Outcome = testlib::CommandOutcome;
 
 class RunTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0)
-      GTEST_SKIP() << "needs root (mounts the bundle into the VM's shared directory)";
-    if (!IsExecutable(kQemu)) GTEST_SKIP() << "QEMU is not installed";
+    HULL_REQUIRE_ROOT("mounts the bundle into the VM's shared directory");
+    HULL_REQUIRE_QEMU();
     if (!IsExecutable(testing::kBusybox))
       GTEST_SKIP() << "busybox-static is not installed (/bin/busybox)";
     ASSERT_TRUE(PathExists(std::string(HULL_GUEST_DIR) + "/initrd.img")) << "guest image missing";
@@ -98,34 +93,14 @@ class RunTest : public ::testing::Test {
   }
 
   // Runs a command with stdin from `stdin_path` (or /dev/null); `during`
-  // runs while it does.
+  // runs while it does, and may read its stdout so far at running_out_.
   Outcome Run(std::vector<std::string> argv, const std::string& stdin_path = "/dev/null",
               std::function<void(pid_t)> during = nullptr) {
-    std::string out = scratch_ + "/out-" + RandomHex(3), err = scratch_ + "/err-" + RandomHex(3);
-    running_out_ = out;
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      int in = ::open(stdin_path.c_str(), O_RDONLY);
-      int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      ::dup2(in, 0);
-      ::dup2(o, 1);
-      ::dup2(e, 2);
-      std::vector<char*> args;
-      for (auto& a : argv) args.push_back(a.data());
-      args.push_back(nullptr);
-      ::execv(args[0], args.data());
-      ::_exit(126);
-    }
-    if (during) during(pid);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    Outcome outcome;
-    outcome.code = ExitStatus::FromWaitStatus(status).ShellCode();
-    outcome.out = ReadFile(out).value_or("");
-    outcome.err = ReadFile(err).value_or("");
-    ::unlink(out.c_str());
-    ::unlink(err.c_str());
+    running_out_ = scratch_ + "/out-" + RandomHex(3);
+    Outcome outcome = testlib::RunCommand(
+        std::move(argv),
+        {.stdin_path = stdin_path, .stdout_path = running_out_, .while_running = during});
+    ::unlink(running_out_.c_str());
     return outcome;
   }
 

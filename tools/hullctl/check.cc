@@ -5,11 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "hull/core/process.h"
 #include "hull/core/syscall.h"
 #include "hull/hypervisor/accel.h"
 #include "hull/hypervisor/hypervisor.h"
-#include "libvirt/libvirt_hypervisor.h"
 
 namespace hull::hullctl {
 
@@ -29,27 +27,11 @@ struct Report {
   }
 };
 
-// First line of `<binary> --version`, or the error.
-Result<std::string> ProgramVersion(const std::string& binary) {
-  std::string out = "/tmp/hullctl-version-" + RandomHex(6);
-  SpawnOptions spawn;
-  spawn.argv = {binary, "--version"};
-  spawn.stdout_path = out;
-  spawn.stderr_path = out;
-  auto child = Child::Spawn(spawn);
-  if (!child) {
-    ::unlink(out.c_str());
-    return std::move(child).error();
-  }
-  auto status = child->Wait();
-  auto text = ReadFile(out, 1 << 16);
-  ::unlink(out.c_str());
-  if (!status || !status->success()) {
-    return MakeError(ErrorCode::kFailedPrecondition, "`" + binary + " --version` failed" +
-                                                         (status ? ": " + status->ToString() : ""));
-  }
-  if (!text) return std::move(text).error();
-  return text->substr(0, text->find('\n'));
+// Asks backend `name` whether it can run VMs here.
+Result<HypervisorProbe> ProbeBackend(std::string_view name, const ProbeTarget& target) {
+  auto hypervisor = MakeHypervisor(name);
+  if (!hypervisor) return std::move(hypervisor).error();
+  return (*hypervisor)->Probe(target);
 }
 
 }  // namespace
@@ -81,24 +63,23 @@ int RunCheck(const CheckOptions& options) {
                 "agent.transport = vsock but /dev/vhost-vsock is missing");
   }
 
-  const std::string& qemu = config->hypervisor.path;
-  if (!IsExecutable(qemu)) {
-    report.Line(Verdict::kFail, "qemu", qemu + " is missing (apt-get install qemu-system-x86)");
-  } else if (auto version = ProgramVersion(qemu); version) {
-    report.Line(Verdict::kOk, "qemu", qemu + ": " + *version);
+  const ProbeTarget target{config->hypervisor.path, config->hypervisor.libvirt_uri};
+  if (auto qemu = ProbeBackend("qemu", target); qemu) {
+    report.Line(Verdict::kOk, "qemu", target.hypervisor_path + ": " + qemu->version);
   } else {
-    report.Line(Verdict::kFail, "qemu", version.error().ToString());
+    report.Line(Verdict::kFail, "qemu", qemu.error().ToString());
   }
 
   // libvirt: required when it is the backend, reported either way.
-  const std::string& uri = config->hypervisor.libvirt_uri;
-  auto libvirt = libvirt::ProbeLibvirt(uri);
+  auto libvirt = ProbeBackend("libvirt", target);
   if (config->hypervisor.backend == "libvirt") {
-    report.Line(libvirt ? Verdict::kOk : Verdict::kFail, "libvirt",
-                libvirt ? *libvirt : libvirt.error().ToString() + " (backend = libvirt needs it)");
+    report.Line(
+        libvirt ? Verdict::kOk : Verdict::kFail, "libvirt",
+        libvirt ? libvirt->version : libvirt.error().ToString() + " (backend = libvirt needs it)");
   } else {
-    report.Line(Verdict::kOk, "libvirt",
-                "not used (backend = qemu); " + (libvirt ? *libvirt : libvirt.error().ToString()));
+    report.Line(
+        Verdict::kOk, "libvirt",
+        "not used (backend = qemu); " + (libvirt ? libvirt->version : libvirt.error().ToString()));
   }
 
   const std::string& virtiofsd = config->hypervisor.virtiofsd;

@@ -145,11 +145,29 @@ class Vm {
 // How a backend takes a pod's tap (see VmConfig::Network).
 enum class TapHandover { kFdInNetns, kNameInHostNetns };
 
+// Where a backend looks for what it drives, for Hypervisor::Probe.
+struct ProbeTarget {
+  std::string hypervisor_path;                 // the QEMU binary
+  std::string libvirt_uri = "qemu:///system";  // the libvirt backend's connection
+};
+
+// What answered a probe, in one line for an operator: "QEMU emulator version
+// 7.2.0 (...)" or "libvirt 9.0.0, QEMU 7.2.0 at qemu:///system".
+struct HypervisorProbe {
+  std::string version;
+};
+
 class Hypervisor {
  public:
   virtual ~Hypervisor() = default;
   virtual std::string_view name() const = 0;
   virtual TapHandover tap_handover() const = 0;
+  // Whether this backend can run VMs here: asks what it drives (the QEMU
+  // binary, the libvirt daemon) for its version. Creates nothing; may block
+  // for as long as that takes (a daemon that does not answer: its timeout).
+  // Errors say why not, e.g. kFailedPrecondition "`/usr/bin/qemu-system-x86_64
+  // --version` failed" or kUnavailable with libvirt's own message.
+  virtual Result<HypervisorProbe> Probe(const ProbeTarget& target) = 0;
   // Validates `config`, creates the state directory, starts virtiofsd (when
   // config.shared_dir or share_dir is set) and then the VM. On any error nothing is left
   // behind (no virtiofsd or hypervisor process, socket or directory).
@@ -182,5 +200,9 @@ Result<VmConfig> VmConfigFromConfig(const Config& config, std::string id);
 
 // Where the guest assets are when the configuration does not say.
 std::string DefaultGuestDir();
+
+// The first line of `<binary> --version` (QEMU, virtiofsd), or why that
+// failed: kFailedPrecondition when it ran and failed.
+Result<std::string> ProgramVersion(const std::string& binary);
 
 }  // namespace hull

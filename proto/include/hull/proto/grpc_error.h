@@ -1,5 +1,6 @@
-// gRPC status <-> hull::Error, for every gRPC client on the host (the agent's,
-// the tests' CRI client). ErrorCode uses google.rpc.Code's numbering.
+// gRPC status → hull::Error, for every client of a gRPC API (the agent's,
+// containerd's CRI). hull's ErrorCode uses google.rpc.Code numbering, so the
+// code carries over unchanged.
 #pragma once
 
 #include <grpcpp/support/status.h>
@@ -10,7 +11,8 @@
 
 namespace hull {
 
-// Same code; the message is prefixed by the RPC ("Agent.StartContainer: NOT_FOUND: ...").
+// Maps a gRPC status onto a hull::Error: same code, message prefixed by the
+// RPC, e.g. "StartContainer: NOT_FOUND: no container `web`".
 Error ErrorFromGrpc(const grpc::Status& status, std::string_view rpc);
 
 }  // namespace hull

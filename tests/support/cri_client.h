@@ -1,5 +1,5 @@
 // A client of the Kubernetes CRI API (runtime.v1) over containerd's gRPC
-// socket: what kubelet calls, for tests and operators (`hullctl cri`).
+// socket: what kubelet calls, for the CRI tests and the pod benchmark.
 #pragma once
 
 #include <grpcpp/grpcpp.h>

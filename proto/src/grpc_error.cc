@@ -1,5 +1,7 @@
 #include "hull/proto/grpc_error.h"
 
+#include <string>
+
 namespace hull {
 
 Error ErrorFromGrpc(const grpc::Status& status, std::string_view rpc) {
