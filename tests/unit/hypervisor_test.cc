@@ -519,5 +519,53 @@ TEST(HypervisorTest, LibvirtRefusesVirtiofsdArgsItCannotPass) {
   EXPECT_FALSE(PathExists(config.run_dir + "/lvargs"));
 }
 
+// --- Hypervisor::Probe: what hullctl check reports ---------------------------
+
+class HypervisorProbeTest : public ::testing::Test {
+ protected:
+  // An executable shell script standing in for the QEMU binary.
+  std::string FakeQemu(const std::string& script) {
+    std::string path = dir_.Sub("qemu-system-x86_64");
+    EXPECT_TRUE(WriteFile(path, "#!/bin/sh\n" + script + "\n", 0755));
+    return path;
+  }
+  Result<HypervisorProbe> Probe(std::string_view backend, const ProbeTarget& target) {
+    auto hypervisor = MakeHypervisor(backend);
+    if (!hypervisor) return std::move(hypervisor).error();
+    return (*hypervisor)->Probe(target);
+  }
+
+  testlib::TempDir dir_{"probe"};
+};
+
+TEST_F(HypervisorProbeTest, QemuAnswersWithTheFirstLineOfItsVersion) {
+  std::string qemu = FakeQemu("echo 'QEMU emulator version 7.2.0 (test)'; echo 'Copyright'");
+  auto probe = Probe("qemu", {.hypervisor_path = qemu});
+  ASSERT_THAT(probe, testlib::IsOk());
+  EXPECT_EQ(probe->version, "QEMU emulator version 7.2.0 (test)");
+}
+
+TEST_F(HypervisorProbeTest, QemuMissingOrFailingSaysWhy) {
+  auto missing = Probe("qemu", {.hypervisor_path = dir_.Sub("absent")});
+  EXPECT_THAT(missing, testlib::HasCode(ErrorCode::kFailedPrecondition));
+  EXPECT_NE(missing.error().ToString().find("is missing (apt-get install qemu-system-x86)"),
+            std::string::npos)
+      << missing.error().ToString();
+
+  auto failing = Probe("qemu", {.hypervisor_path = FakeQemu("exit 3")});
+  EXPECT_THAT(failing, testlib::HasCode(ErrorCode::kFailedPrecondition));
+  EXPECT_NE(failing.error().ToString().find("--version` failed: exited with code 3"),
+            std::string::npos)
+      << failing.error().ToString();
+}
+
+TEST_F(HypervisorProbeTest, UnreachableLibvirtSaysWhereAndWhy) {
+  const std::string uri = "qemu:///system?socket=" + dir_.Sub("no-libvirt-sock");
+  auto probe = Probe("libvirt", {.libvirt_uri = uri});
+  EXPECT_THAT(probe, testlib::HasCode(ErrorCode::kUnavailable));
+  EXPECT_NE(probe.error().ToString().find("connect to libvirt at `" + uri + "`"), std::string::npos)
+      << probe.error().ToString();
+}
+
 }  // namespace
 }  // namespace hull
