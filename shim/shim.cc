@@ -27,6 +27,7 @@
 #include "hull/core/log.h"
 #include "hull/core/oci_spec.h"
 #include "hull/core/syscall.h"
+#include "hull/core/thread.h"
 #include "hull/core/transport.h"
 #include "hull/sandbox/orphans.h"
 #include "mounts.h"
@@ -292,7 +293,7 @@ int RunServe(const ShimFlags& flags) {
     {
       TaskService service(options, events, request_stop);
       service.Register(server);
-      std::thread serving([&] {
+      std::thread serving = SpawnThread("ttrpc-serve", [&] {
         if (auto served = server.Serve(UniqueFd(kListenerFd)); !served) {
           HULL_LOG_ERROR("ttrpc server: {}", served.error().ToString());
           exit_code = 1;
@@ -301,7 +302,7 @@ int RunServe(const ShimFlags& flags) {
       });
       // Signals: SIGTERM/SIGINT stop the shim (and its VM); SIGCHLD reaps
       // orphans we became the subreaper of.
-      std::thread signal_thread([&] {
+      std::thread signal_thread = SpawnThread("signals", [&] {
         while (true) {
           int sig = 0;
           sigwait(&signals, &sig);

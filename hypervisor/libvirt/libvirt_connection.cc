@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "hull/core/log.h"
+#include "hull/core/thread.h"
 
 namespace hull::libvirt {
 
@@ -18,7 +19,7 @@ void EnsureEventLoop() {
           "libvirt: could not start its event loop; VM deaths are noticed by polling only");
       return;
     }
-    std::thread([] {
+    SpawnThread("libvirt-events", [] {
       while (virEventRunDefaultImpl() == 0) {
       }
       HULL_LOG_WARN("libvirt: event loop ended");

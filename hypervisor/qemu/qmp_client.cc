@@ -13,6 +13,7 @@
 
 #include "hull/core/log.h"
 #include "hull/core/syscall.h"
+#include "hull/core/thread.h"
 #include "hull/core/transport.h"
 #include "qemu/qmp.h"
 
@@ -90,7 +91,7 @@ Result<std::unique_ptr<QmpClient>> QmpClient::Connect(const std::string& socket_
 
 QmpClient::QmpClient(UniqueFd socket, UniqueFd wake)
     : socket_(std::move(socket)), wake_(std::move(wake)) {
-  reader_ = std::thread([this] { ReaderLoop(); });
+  reader_ = SpawnThread("qmp-reader", [this] { ReaderLoop(); });
 }
 
 QmpClient::~QmpClient() {

@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +13,7 @@
 #include <thread>
 
 #include "hull/core/log.h"
+#include "hull/core/sys.h"
 #include "hull/core/syscall.h"
 #include "hull/core/transport.h"
 
@@ -120,7 +120,7 @@ std::vector<UniqueFd> OpenWorkerPidfds(pid_t parent) {
   };
   std::vector<std::pair<pid_t, UniqueFd>> opened;
   for (pid_t pid : children_of()) {
-    UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    UniqueFd fd(sys::PidfdOpen(pid));
     if (fd) opened.emplace_back(pid, std::move(fd));
   }
   // A pid read above may have been reaped and reused before pidfd_open; one
@@ -342,7 +342,7 @@ ExitStatus Virtiofsd::Stop(milliseconds grace) {
                          std::chrono::duration_cast<milliseconds>(deadline - Clock::now()));
     if (!PidfdExited(worker.get(), left)) {
       HULL_LOG_WARN("virtiofsd worker of {} ignored SIGTERM, killing it", child_.pid());
-      ::syscall(SYS_pidfd_send_signal, worker.get(), SIGKILL, nullptr, 0);
+      (void)sys::PidfdSendSignal(worker.get(), SIGKILL);
       PidfdExited(worker.get(), milliseconds(1000));
     }
   }

@@ -1,6 +1,7 @@
 #include "src/vm_base.h"
 
 #include "hull/core/log.h"
+#include "hull/core/thread.h"
 
 namespace hull {
 
@@ -89,7 +90,9 @@ VmExit VmBase::Stop(milliseconds grace) {
 
 void VmBase::StopUnlessStopped() { (void)Stop(milliseconds(0)); }
 
-void VmBase::StartMonitor(std::function<void()> loop) { monitor_ = std::thread(std::move(loop)); }
+void VmBase::StartMonitor(std::function<void()> loop) {
+  monitor_ = SpawnThread("vm-monitor", std::move(loop));
+}
 
 bool VmBase::JoinMonitor() {
   if (!monitor_.joinable()) return false;

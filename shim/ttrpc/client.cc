@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "hull/core/syscall.h"
+#include "hull/core/thread.h"
 #include "hull/core/transport.h"
 #include "ttrpc/ttrpc.h"
 #include "ttrpc/ttrpc.pb.h"
@@ -171,7 +172,7 @@ std::unique_ptr<Client> Client::FromFd(UniqueFd fd) {
     return client;
   }
   try {
-    state.reader = std::thread([&state] { state.ReadLoop(); });
+    state.reader = SpawnThread("ttrpc-reader", [&state] { state.ReadLoop(); });
   } catch (const std::system_error& e) {
     state.FailAll(std::string("cannot start the reader thread: ") + e.what());
   }

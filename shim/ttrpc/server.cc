@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "hull/core/syscall.h"
+#include "hull/core/thread.h"
 #include "ttrpc/ttrpc.h"
 #include "ttrpc/ttrpc.pb.h"
 #include "wire.h"
@@ -184,9 +185,10 @@ void Server::Impl::HandleFrame(const std::shared_ptr<Connection>& connection, Fr
     ++connection->active_handlers;
   }
   try {
-    std::thread([connection, server = static_cast<const void*>(this), handler = std::move(handler),
-                 context = std::move(context), payload = std::move(*request.mutable_payload()),
-                 stream_id]() mutable {
+    SpawnThread("ttrpc-call", [connection, server = static_cast<const void*>(this),
+                               handler = std::move(handler), context = std::move(context),
+                               payload = std::move(*request.mutable_payload()),
+                               stream_id]() mutable {
       RunHandler(connection, server, handler, context, payload, stream_id);
       std::lock_guard lock(connection->mutex);
       --connection->active_handlers;
@@ -313,7 +315,8 @@ Status Server::Serve(UniqueFd listen_fd) {
     if (impl.shutting_down) break;
     impl.open_connections.fetch_add(1);
     try {
-      connection->reader = std::thread([&impl, connection] { impl.ServeConnection(connection); });
+      connection->reader =
+          SpawnThread("ttrpc-conn", [&impl, connection] { impl.ServeConnection(connection); });
       impl.connections.push_back(std::move(connection));
     } catch (const std::system_error&) {
       impl.open_connections.fetch_sub(1);  // dropping `connection` closes it
