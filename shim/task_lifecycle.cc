@@ -188,7 +188,7 @@ Result<task::StartResponse> TaskService::Start(const Context&, const task::Start
       // it next, and containerd refuses to delete a created task).
       start_lock.unlock();
       std::unique_lock lock(mu_);
-      exited_.wait_for(lock, timeouts_.call,
+      clock_.WaitUntil(exited_, lock, clock_.Now() + timeouts_.call,
                        [&] { return process->state == ProcessState::kStopped; });
       return std::move(started).error().Wrap(what);
     }

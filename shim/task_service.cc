@@ -24,6 +24,7 @@ TaskService::TaskService(TaskServiceOptions options, EventSink& events,
                          std::function<void()> request_shutdown)
     : options_(std::move(options)),
       events_(events),
+      clock_(*options_.clock),
       timeouts_(sandbox::AgentTimeoutsFromConfig(options_.config)),
       request_shutdown_(std::move(request_shutdown)) {
   vm_thread_ = SpawnThread("vm", [this] {

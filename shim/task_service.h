@@ -26,6 +26,7 @@
 
 #include "containerd/task/v2/shim.pb.h"
 #include "events.h"
+#include "hull/core/clock.h"
 #include "hull/core/config.h"
 #include "hull/core/error.h"
 #include "hull/sandbox/sandbox.h"
@@ -48,6 +49,8 @@ struct TaskServiceOptions {
   std::string state_dir;
   // The sandbox's collaborators; empty = the real ones (tests: fakes).
   sandbox::SandboxDeps sandbox_deps;
+  // What the service's own deadlines are measured by (tests: a FakeClock).
+  Clock* clock = &Clock::Steady();
 };
 
 class TaskService {
@@ -142,6 +145,7 @@ class TaskService {
 
   TaskServiceOptions options_;
   EventSink& events_;
+  Clock& clock_;
   sandbox::AgentTimeouts timeouts_;
   std::function<void()> request_shutdown_;
   std::mutex mu_;

@@ -74,12 +74,12 @@ void TaskService::WatchOom(std::shared_ptr<Sandbox> session) {
 void TaskService::EndProcesses(const std::vector<std::shared_ptr<Process>>& processes) {
   {
     std::unique_lock lock(mu_);
-    auto deadline = std::chrono::steady_clock::now() + timeouts_.call;
+    auto deadline = clock_.Now() + timeouts_.call;
     for (const auto& process : processes) {
       // A process never started has no waiter to report it (an exec).
       if (!process->waiter.joinable()) continue;
-      if (!exited_.wait_until(lock, deadline,
-                              [&] { return process->state == ProcessState::kStopped; })) {
+      if (!clock_.WaitUntil(exited_, lock, deadline,
+                            [&] { return process->state == ProcessState::kStopped; })) {
         break;
       }
     }

@@ -7,7 +7,7 @@
 namespace hull::testing {
 
 using std::chrono::milliseconds;
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
@@ -162,7 +162,7 @@ Status FakeAgent::Enter(std::unique_lock<std::mutex>& lock, const std::string& c
     return Unexpected{std::move(error)};
   }
   if (script.delay.count() > 0) {
-    auto until = Clock::now() + script.delay;
+    auto until = SteadyClock::now() + script.delay;
     changed_.wait_until(lock, until, [&] { return dead_; });
     if (dead_) return Unexpected{Gone()};
     return Ok();
@@ -171,15 +171,15 @@ Status FakeAgent::Enter(std::unique_lock<std::mutex>& lock, const std::string& c
     // As gRPC would: the call ends when its deadline passes (a long-lived
     // call has none), the caller cancels, the connection drops, or the
     // test heals it.
-    auto until = deadline.count() > 0 ? Clock::now() + deadline : Clock::time_point::max();
     auto healed = [&] { return scripts_.count(call) == 0; };
     auto cancelled = [&] { return cancellation != nullptr && cancellation->cancelled(); };
-    while (!dead_ && !healed() && !cancelled()) {
-      if (changed_.wait_until(lock, until) == std::cv_status::timeout) {
-        return MakeError(ErrorCode::kDeadlineExceeded, "agent call " + call + ": deadline of " +
-                                                           std::to_string(deadline.count()) +
-                                                           " ms exceeded");
-      }
+    auto over = [&] { return dead_ || healed() || cancelled(); };
+    if (deadline.count() == 0) {
+      changed_.wait(lock, over);
+    } else if (!clock_.WaitUntil(changed_, lock, clock_.Now() + deadline, over)) {
+      return MakeError(ErrorCode::kDeadlineExceeded, "agent call " + call + ": deadline of " +
+                                                         std::to_string(deadline.count()) +
+                                                         " ms exceeded");
     }
     if (dead_) return Unexpected{Gone()};
     if (cancelled()) return MakeError(ErrorCode::kCancelled, "agent call " + call + ": cancelled");

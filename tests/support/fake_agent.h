@@ -14,13 +14,16 @@
 #include <string>
 #include <vector>
 
+#include "hull/core/clock.h"
 #include "hull/sandbox/agent_api.h"
 
 namespace hull::testing {
 
 class FakeAgent final : public sandbox::AgentApi {
  public:
-  explicit FakeAgent(sandbox::AgentTimeouts timeouts = {}) : timeouts_(timeouts) {}
+  // Deadlines of hung calls pass by `clock` (a FakeClock: at its Advance).
+  explicit FakeAgent(sandbox::AgentTimeouts timeouts = {}, Clock& clock = Clock::Steady())
+      : timeouts_(timeouts), clock_(clock) {}
   ~FakeAgent() override;
 
   // --- scripting ------------------------------------------------------------
@@ -28,8 +31,8 @@ class FakeAgent final : public sandbox::AgentApi {
   // with `error` (all of them until Heal, or only the next `times`).
   void Fail(const std::string& call, Error error, int times = -1);
   // The next calls of `call` never answer: they end as a real agent's would
-  // when its deadline passes (kDeadlineExceeded, naming the call), or with
-  // kCancelled for the long-lived ones.
+  // when its deadline passes by the agent's clock (kDeadlineExceeded, naming
+  // the call), or with kCancelled for the long-lived ones.
   void Hang(const std::string& call);
   // The next calls of `call` answer only after `delay`.
   void Delay(const std::string& call, std::chrono::milliseconds delay);
@@ -126,6 +129,7 @@ class FakeAgent final : public sandbox::AgentApi {
                     const std::function<bool()>& done, const std::string& call);
 
   sandbox::AgentTimeouts timeouts_;
+  Clock& clock_;
   std::mutex mu_;
   std::condition_variable changed_;
   std::vector<std::string> calls_;
