@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "hull/core/error.h"
+#include "hull/core/text.h"
 
 // Propagate errors that already carry their context (no extra frame).
 #define CGROUP_CHECK_IMPL(tmp, expr)                             \
@@ -30,11 +31,10 @@
 
 namespace hull::engine::cgroup_files {
 
-bool IsSpace(char c);
-std::string_view Trim(std::string_view s);
-// Whitespace-separated fields; lines split at '\n' (the last may lack one).
-std::vector<std::string_view> SplitFields(std::string_view line);
-std::vector<std::string_view> SplitLines(std::string_view text);
+using ::hull::IsSpace;
+using ::hull::SplitFields;
+using ::hull::SplitLines;
+using ::hull::Trim;
 
 // A whole decimal number, nothing else.
 template <typename T>

@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "hull/core/syscall.h"
+#include "hull/core/text.h"
 
 namespace hull {
 
@@ -23,20 +24,9 @@ std::string UnescapeMountInfo(std::string_view field) {
 
 std::vector<MountInfoEntry> ParseMountInfo(std::string_view text) {
   std::vector<MountInfoEntry> entries;
-  size_t line_start = 0;
-  while (line_start < text.size()) {
-    size_t line_end = text.find('\n', line_start);
-    if (line_end == std::string_view::npos) line_end = text.size();
-    std::string_view line = text.substr(line_start, line_end - line_start);
-    line_start = line_end + 1;
-    std::vector<std::string_view> fields;
-    size_t pos = 0;
-    while (pos < line.size()) {
-      size_t space = line.find(' ', pos);
-      if (space == std::string_view::npos) space = line.size();
-      fields.push_back(line.substr(pos, space - pos));
-      pos = space + 1;
-    }
+  for (std::string_view line : SplitLines(text)) {
+    // Fields are never empty: mountinfo escapes spaces in them as \040.
+    std::vector<std::string_view> fields = SplitFields(line);
     // Optional fields end at a lone "-", followed by the fstype.
     size_t separator = 6;
     while (separator < fields.size() && fields[separator] != "-") ++separator;
