@@ -102,5 +102,43 @@ TEST_F(SharedDirTest, ABindDoesNotCrossIntoAMountBeneath) {
   EXPECT_FALSE(sys::OpenDirBeneath(root_.get(), "c1/rootfs", false));
 }
 
+// BindShare, as a sandbox uses it: a root filesystem and a read-only file
+// volume for one container, then everything of it undone.
+TEST_F(SharedDirTest, BindShareAddsForAnOwnerAndRemovesAllOfIt) {
+  BindShare share(dir_ + "/share");
+  ASSERT_TRUE(share.Add("c1", dir_ + "/volume", "c1/rootfs", false));
+  ASSERT_TRUE(share.Add("c1", dir_ + "/volume/data", "c1/volumes/0", true));
+  EXPECT_EQ(*ReadFile(dir_ + "/share/c1/rootfs/data"), "host data");
+  EXPECT_EQ(*ReadFile(dir_ + "/share/c1/volumes/0"), "host data");
+  EXPECT_LT(::open((dir_ + "/share/c1/volumes/0").c_str(), O_WRONLY | O_CLOEXEC), 0)
+      << "a read-only volume is read-only";
+  EXPECT_EQ(MountPointsUnder(dir_ + "/share/c1").size(), 2u);
+  auto missing = share.Add("c1", dir_ + "/no-such-path", "c1/volumes/1", false);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
+
+  share.Remove("c1");
+  EXPECT_TRUE(MountPointsUnder(dir_ + "/share").empty());
+  EXPECT_FALSE(PathExists(dir_ + "/share/c1"));
+  EXPECT_EQ(*ReadFile(dir_ + "/volume/data"), "host data") << "the host's files are untouched";
+}
+
+TEST_F(SharedDirTest, BindShareUnmountsWhatItMountedEvenIfTheGuestMovedThingsAround) {
+  BindShare share(dir_ + "/share");
+  ASSERT_TRUE(share.Add("c1", dir_ + "/volume", "c1/rootfs", false));
+  // The guest replaces the way to a mount point with a symlink to the host.
+  ASSERT_TRUE(MakeDirs(dir_ + "/outside/rootfs"));
+  ASSERT_EQ(::mount("tmpfs", (dir_ + "/outside/rootfs").c_str(), "tmpfs", 0, nullptr), 0);
+  ASSERT_EQ(::mkdir((dir_ + "/share/c2").c_str(), 0755), 0);
+  ASSERT_EQ(::symlink((dir_ + "/outside").c_str(), (dir_ + "/share/c2/link").c_str()), 0);
+  ASSERT_FALSE(share.Add("c2", dir_ + "/volume", "c2/link/rootfs", false))
+      << "a mount through the guest's link";
+  share.Remove("c2");
+  EXPECT_EQ(MountPointsUnder(dir_ + "/outside").size(), 1u) << "the host's mount was left alone";
+  ::umount2((dir_ + "/outside/rootfs").c_str(), MNT_DETACH);
+  share.Remove("c1");
+  EXPECT_TRUE(MountPointsUnder(dir_ + "/share").empty());
+}
+
 }  // namespace
 }  // namespace hull::sandbox
