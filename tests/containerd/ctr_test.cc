@@ -209,6 +209,12 @@ TEST_P(CtrTest, ExecWithoutAndWithTty) {
   // id is free again (containerd deleted the process, so does the guest).
   for (int round = 0; round < 2; ++round) {
     CommandResult again = Exec(id, "plain", {"sh", "-c", "echo again"});
+    // runc's shim can lose a short exec's output under load (seen twice on
+    // 2 busy cores, never alone); it is the reference, not what is tested
+    // here, so it gets a second try. hull must deliver it the first time.
+    if (!runtime().is_hull && again.code == 0 && again.out.empty()) {
+      again = Exec(id, "plain", {"sh", "-c", "echo again"});
+    }
     EXPECT_EQ(again.code, 0) << "round " << round << ": " << again.Describe();
     EXPECT_EQ(again.out, "again\n") << again.Describe();
   }
@@ -592,6 +598,13 @@ TEST_P(CtrTest, FileLogUriCollectsBothStreams) {
       Run({"--rm", "--log-uri", "file://" + log}, id, {"sh", "-c", "echo to-out; echo to-err >&2"});
   EXPECT_EQ(r.code, 0) << r.Describe();
   std::string text = ReadFile(log).value_or("");
+  // runc's shim may still be copying into the log when ctr returns (seen on
+  // a loaded machine: to-err missing); hull writes everything before it
+  // reports the exit, so for hull the first read must have it all.
+  for (int i = 0; i < 200 && !runtime().is_hull && !Contains(text, "to-err\n"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    text = ReadFile(log).value_or("");
+  }
   EXPECT_TRUE(Contains(text, "to-out\n")) << text;
   EXPECT_TRUE(Contains(text, "to-err\n")) << text;
   ExpectNoContainers();
