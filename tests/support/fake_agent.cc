@@ -401,7 +401,6 @@ Result<sandbox::ProcessExit> FakeAgent::WaitProcess(const sandbox::ProcessRef& r
   sandbox::ProcessExit exit;
   // A container removed under the wait: its processes were killed.
   exit.exit_status = process ? *process->exit_status : 128 + SIGKILL;
-  if (lie_exit_status_) exit.exit_status = *lie_exit_status_;
   exit.exited_at = std::chrono::system_clock::now();
   return exit;
 }

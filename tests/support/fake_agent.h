@@ -1,6 +1,9 @@
 // A scripted AgentApi: an in-memory guest with containers and processes that
 // behaves as hull-agent does (agent.proto's contract), and that a test can
-// make fail, hang past its deadline, answer late, lie or die at any call.
+// make fail, hang past its deadline, answer late or die at any call, or have
+// say what no honest guest would (OOM kills of containers that do not exist).
+// Lies about the wire itself (out-of-range values, endless lists) are
+// GrpcAgent's to catch: sandbox_test.cc drives it with a hostile gRPC agent.
 #pragma once
 
 #include <chrono>
@@ -37,8 +40,6 @@ class FakeAgent final : public sandbox::AgentApi {
   // The next calls of `call` answer only after `delay`.
   void Delay(const std::string& call, std::chrono::milliseconds delay);
   void Heal(const std::string& call);
-  // The guest's answer to WaitProcess carries these instead of the truth.
-  void LieAboutExit(uint32_t exit_status) { lie_exit_status_ = exit_status; }
 
   // --- the guest --------------------------------------------------------------
   // `process` exits with `status` (its output streams end first).
@@ -137,7 +138,6 @@ class FakeAgent final : public sandbox::AgentApi {
   std::map<std::string, Container> containers_;
   std::deque<std::string> ooms_;
   uint64_t oom_count_ = 0;
-  std::optional<uint32_t> lie_exit_status_;
   uint32_t next_pid_ = 100;
   bool dead_ = false;
   int active_calls_ = 0;
