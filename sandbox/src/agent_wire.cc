@@ -122,4 +122,28 @@ v1::OutputStream ToWire(OutputStream stream) {
   return stream == OutputStream::kStdout ? v1::STDOUT : v1::STDERR;
 }
 
+GuestDetails FromWire(const v1::GetGuestDetailsResponse& response) {
+  GuestDetails out;
+  out.kernel_release = response.kernel_release();
+  out.kernel_version = response.kernel_version();
+  out.machine = response.machine();
+  out.online_cpus = response.online_cpus();
+  out.memory_total_bytes = response.memory_total_bytes();
+  out.memory_available_bytes = response.memory_available_bytes();
+  out.agent_version = response.agent_version();
+  out.transport = response.transport();
+  out.cgroup_mode = response.cgroup_mode();
+  for (int i = 0; i < response.loaded_modules_size() && i < kMaxListEntries; ++i) {
+    out.loaded_modules.push_back(response.loaded_modules(i));
+  }
+  const auto& startup = response.startup();
+  out.agent_start_us = startup.agent_start_us();
+  out.mounts_done_us = startup.mounts_done_us();
+  out.modules_done_us = startup.modules_done_us();
+  out.network_done_us = startup.network_done_us();
+  out.listening_us = startup.listening_us();
+  out.first_request_us = startup.first_request_us();
+  return out;
+}
+
 }  // namespace hull::sandbox

@@ -22,6 +22,7 @@ Route FromWire(const agent::v1::Route& route);
 NetInterface FromWire(const agent::v1::Interface& interface);
 std::vector<Route> FromWire(const google::protobuf::RepeatedPtrField<agent::v1::Route>& routes);
 ContainerStats FromWire(const agent::v1::StatsContainerResponse& stats);
+GuestDetails FromWire(const agent::v1::GetGuestDetailsResponse& response);
 agent::v1::OutputStream ToWire(OutputStream stream);
 
 }  // namespace hull::sandbox
