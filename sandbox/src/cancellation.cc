@@ -8,9 +8,17 @@ void Cancellation::Cancel() {
     std::lock_guard lock(mu_);
     if (cancelled_) return;
     cancelled_ = true;
+    running_ = true;
     callbacks.swap(callbacks_);
   }
+  // Run without the lock (a callback may take its owner's), while Forget
+  // waits: what a callback touches must outlive it.
   for (auto& [id, fn] : callbacks) fn();
+  {
+    std::lock_guard lock(mu_);
+    running_ = false;
+  }
+  ran_.notify_all();
 }
 
 bool Cancellation::cancelled() const {
@@ -31,8 +39,9 @@ uint64_t Cancellation::OnCancel(std::function<void()> fn) {
 }
 
 void Cancellation::Forget(uint64_t id) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   callbacks_.erase(id);
+  ran_.wait(lock, [&] { return !running_; });
 }
 
 }  // namespace hull::sandbox

@@ -237,6 +237,7 @@ class HostileAgentService final : public agent::v1::Agent::Service {
                            const agent::v1::WaitProcessRequest* request,
                            agent::v1::WaitProcessResponse* response) override {
     if (request->exec_id() == "forever") {
+      ++waiting_;
       while (!context->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
       return grpc::Status::CANCELLED;
     }
@@ -250,6 +251,7 @@ class HostileAgentService final : public agent::v1::Agent::Service {
     return grpc::Status::OK;
   }
   std::atomic<bool> released_{false};
+  std::atomic<int> waiting_{0};  // WaitProcess calls that reached the agent
 };
 
 class GrpcAgentTest : public ::testing::Test {
@@ -304,11 +306,15 @@ TEST_F(GrpcAgentTest, AWaitCanBeCancelledFromAnotherThread) {
   auto waited = std::async(std::launch::async, [&] {
     return agent_->WaitProcess({"c", "forever"}, cancellation);
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Cancelled while the call is in flight in the agent, not before it left.
+  for (int i = 0; i < 20000 && service_.waiting_ == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ(service_.waiting_, 1) << "the wait never reached the agent";
   cancellation.Cancel();
   auto result = waited.get();
   ASSERT_FALSE(result);
-  EXPECT_EQ(result.error().code(), ErrorCode::kCancelled);
+  EXPECT_EQ(result.error().code(), ErrorCode::kCancelled) << result.error().ToString();
   EXPECT_NE(result.error().ToString().find("WaitProcess"), std::string::npos);
 }
 

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -46,10 +47,14 @@ class Cancellation {
   // Runs `fn` when Cancel is called (at once, on this thread, if it was
   // already). Returns an id for Forget; `fn` must not call back into this.
   uint64_t OnCancel(std::function<void()> fn);
+  // Drops the callback; if Cancel is running callbacks, returns only once
+  // they ran, so whatever the callback touches may go right after.
   void Forget(uint64_t id);
 
  private:
   mutable std::mutex mu_;
+  std::condition_variable ran_;
+  bool running_ = false;  // Cancel is running callbacks
   bool cancelled_ = false;
   uint64_t next_id_ = 0;
   std::map<uint64_t, std::function<void()>> callbacks_;
