@@ -99,6 +99,14 @@ class AgentServer::AgentService final : public v1::Agent::Service {
       return ToGrpc(Error(ErrorCode::kAlreadyExists,
                           "sandbox `" + sandbox_id_ + "` already exists in this VM"));
     }
+    // First, before anything can use them: a clone's RNG and clock are the
+    // template's until now.
+    if (auto seeded = ReseedRandom(request->entropy()); !seeded) {
+      return ToGrpc(std::move(seeded).error().Wrap("create sandbox"));
+    }
+    if (auto set = SetRealtimeClock(request->realtime_ns()); !set) {
+      return ToGrpc(std::move(set).error().Wrap("create sandbox"));
+    }
     if (!request->hostname().empty()) {
       if (request->hostname().size() > 64 || request->hostname().find('/') != std::string::npos) {
         return ToGrpc(Error(ErrorCode::kInvalidArgument,

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include "hull/core/fd.h"
 #include "hull/core/syscall.h"
@@ -199,8 +200,16 @@ Result<std::string> FindInterfaceByMac(const std::string& mac) {
 }
 
 Result<std::string> ConfigureInterface(const GuestInterface& interface) {
-  HULL_TRY(std::string name, FindInterfaceByMac(interface.mac_address),
-           "configure the pod's interface");
+  // A VM cloned from a template gets its NIC plugged in as it resumes: give
+  // the kernel a moment to probe it.
+  auto found = FindInterfaceByMac(interface.mac_address);
+  for (auto give_up = std::chrono::steady_clock::now() + kHotplugWait;
+       !found && found.error().code() == ErrorCode::kNotFound &&
+       std::chrono::steady_clock::now() < give_up;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    found = FindInterfaceByMac(interface.mac_address);
+  }
+  HULL_TRY(std::string name, std::move(found), "configure the pod's interface");
   const std::string what = "configure `" + name + "`";
   if (interface.mtu != 0) {
     if (interface.mtu < 68 || interface.mtu > 65535) {

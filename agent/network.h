@@ -5,6 +5,7 @@
 // bad request is an error, not a half-configured interface.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -12,6 +13,10 @@
 #include "hull/core/error.h"
 
 namespace hull::agent {
+
+// How long the agent waits for a device the host plugged into a VM cloned
+// from a template (the shared directory's tag, the pod's NIC) to show up.
+inline constexpr std::chrono::seconds kHotplugWait{5};
 
 struct GuestAddress {
   bool ipv6 = false;
@@ -40,7 +45,7 @@ struct GuestRoute {
 Result<std::string> FindInterfaceByMac(const std::string& mac);
 
 // Sets MTU, adds the addresses (existing ones are fine) and brings the link
-// up. Returns the interface's name.
+// up; waits up to kHotplugWait for the interface to appear. Returns its name.
 Result<std::string> ConfigureInterface(const GuestInterface& interface);
 
 // Adds (or replaces) the routes: on-link ones first, so gateways resolve.

@@ -1,8 +1,17 @@
 #include "sandbox.h"
 
+#include <fcntl.h>
+#include <linux/random.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <time.h>
+
+#include <cstring>
+#include <thread>
+#include <vector>
 
 #include "hull/core/syscall.h"
+#include "network.h"
 
 namespace hull::agent {
 
@@ -67,9 +76,21 @@ Status MountStorage(const v1::Storage& storage) {
                                                       "` (expected virtiofs, tmpfs or bind)");
   }
   HULL_CHECK_OK(MakeDirs(storage.mount_point(), 0755), "mount storage");
-  if (::mount(source.c_str(), storage.mount_point().c_str(),
-              fstype.empty() ? nullptr : fstype.c_str(), flags,
-              data.empty() ? nullptr : data.c_str()) < 0) {
+  auto mount = [&] {
+    return ::mount(source.c_str(), storage.mount_point().c_str(),
+                   fstype.empty() ? nullptr : fstype.c_str(), flags,
+                   data.empty() ? nullptr : data.c_str());
+  };
+  int mounted = mount();
+  // A VM cloned from a template gets its virtio-fs device plugged in as it
+  // resumes: until the kernel has probed it, the tag is unknown (EINVAL).
+  for (auto give_up = std::chrono::steady_clock::now() + kHotplugWait;
+       mounted < 0 && errno == EINVAL && fstype == "virtiofs" &&
+       std::chrono::steady_clock::now() < give_up;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    mounted = mount();
+  }
+  if (mounted < 0) {
     return ErrnoError("mount " + storage.driver() + " `" + source + "` on " +
                       storage.mount_point());
   }
@@ -79,6 +100,36 @@ Status MountStorage(const v1::Storage& storage) {
       return ErrnoError("remount " + storage.mount_point() + " read-only");
     }
   }
+  return Ok();
+}
+
+Status ReseedRandom(std::string_view entropy) {
+  if (entropy.empty()) return Ok();
+  if (entropy.size() < kMinEntropyBytes || entropy.size() > kMaxEntropyBytes) {
+    return MakeError(ErrorCode::kInvalidArgument, "entropy: " + std::to_string(entropy.size()) +
+                                                      " bytes, expected " +
+                                                      std::to_string(kMinEntropyBytes) + ".." +
+                                                      std::to_string(kMaxEntropyBytes));
+  }
+  UniqueFd random(::open("/dev/urandom", O_WRONLY | O_CLOEXEC));
+  if (!random) return ErrnoError("open /dev/urandom");
+  // struct rand_pool_info ends in a flexible array of the bytes.
+  std::vector<uint32_t> buffer(2 + (entropy.size() + 3) / 4);
+  auto* pool = reinterpret_cast<rand_pool_info*>(buffer.data());
+  pool->entropy_count = static_cast<int>(entropy.size() * 8);
+  pool->buf_size = static_cast<int>(entropy.size());
+  std::memcpy(pool->buf, entropy.data(), entropy.size());
+  if (::ioctl(random.get(), RNDADDENTROPY, pool) < 0) return ErrnoError("add host entropy");
+  if (::ioctl(random.get(), RNDRESEEDCRNG) < 0) return ErrnoError("reseed the guest's RNG");
+  return Ok();
+}
+
+Status SetRealtimeClock(int64_t realtime_ns) {
+  if (realtime_ns == 0) return Ok();
+  if (realtime_ns < 0) return MakeError(ErrorCode::kInvalidArgument, "realtime_ns is negative");
+  timespec now{static_cast<time_t>(realtime_ns / 1000000000),
+               static_cast<long>(realtime_ns % 1000000000)};
+  if (::clock_settime(CLOCK_REALTIME, &now) < 0) return ErrnoError("set the guest's clock");
   return Ok();
 }
 

@@ -127,6 +127,10 @@ const std::map<std::string, Setter, std::less<>>& Setters() {
        SectionString("hypervisor.virtiofsd_sandbox", &Config::hypervisor, &H::virtiofsd_sandbox)},
       {"hypervisor.virtiofsd_args",
        SectionStringArray("hypervisor.virtiofsd_args", &Config::hypervisor, &H::virtiofsd_args)},
+      {"hypervisor.template",
+       SectionBool("hypervisor.template", &Config::hypervisor, &H::template_enabled)},
+      {"hypervisor.template_dir",
+       SectionString("hypervisor.template_dir", &Config::hypervisor, &H::template_dir)},
       {"agent.transport", SectionString("agent.transport", &Config::agent, &A::transport)},
       {"agent.log_level", SectionString("agent.log_level", &Config::agent, &A::log_level)},
       {"agent.debug", SectionBool("agent.debug", &Config::agent, &A::debug)},
@@ -153,6 +157,11 @@ Status Validate(const Config& config) {
                 "config");
   HULL_CHECK_OK(OneOf("agent.transport", config.agent.transport, {"auto", "serial", "vsock"}),
                 "config");
+  if (!config.hypervisor.template_dir.empty() &&
+      (config.hypervisor.template_dir[0] != '/' ||
+       config.hypervisor.template_dir.find(',') != std::string::npos)) {
+    return KeyError("hypervisor.template_dir", "must be an absolute path without commas");
+  }
   if (config.hypervisor.libvirt_uri.empty())
     return KeyError("hypervisor.libvirt_uri", "must not be empty");
   // libvirt starts virtiofsd itself, from the settings its domain XML can

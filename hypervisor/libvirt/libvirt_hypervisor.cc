@@ -58,6 +58,10 @@ class LibvirtHypervisor final : public Hypervisor {
 
   Result<std::unique_ptr<Vm>> Launch(const VmConfig& config) override {
     const std::string context = "launch VM `" + config.id + "` through libvirt";
+    if (!config.clone_of.empty()) {
+      return MakeError(ErrorCode::kUnimplemented,
+                       context + ": the libvirt backend does not start VMs from templates");
+    }
     if (!config.virtiofsd_args.empty()) {
       return MakeError(
           ErrorCode::kInvalidArgument,

@@ -13,9 +13,15 @@ std::vector<std::string> BuildQemuArgv(const QemuLaunchPlan& plan) {
   add({"-nodefaults", "-no-user-config", "-display", "none"});
   // A guest reboot or panic ends the VM; hull never reboots a sandbox.
   add({"-no-reboot"});
-  // Guest RAM is a shared memfd: virtio-fs (vhost-user) needs to map it.
+  // Guest RAM is shared memory: virtio-fs (vhost-user) needs to map it. A
+  // template's RAM is a file its clones copy; a clone maps its own copy.
   add({"-machine", plan.machine + ",memory-backend=mem"});
-  add({"-object", "memory-backend-memfd,id=mem,size=" + memory + ",share=on"});
+  if (plan.start == VmStart::kBoot) {
+    add({"-object", "memory-backend-memfd,id=mem,size=" + memory + ",share=on"});
+  } else {
+    add({"-object", "memory-backend-file,id=mem,size=" + memory + ",mem-path=" + plan.memory_path +
+                        ",share=on"});
+  }
   add({"-m", memory});
   if (plan.accel == Accel::kKvm) {
     add({"-accel", "kvm", "-cpu", "host"});
@@ -46,25 +52,63 @@ std::vector<std::string> BuildQemuArgv(const QemuLaunchPlan& plan) {
     if (plan.vhost_fd) vsock += ",vhostfd=" + std::to_string(*plan.vhost_fd);
     add({"-device", vsock});
   }
+  // Templates and clones: the empty slots a clone's devices are plugged into.
+  // Same ids, order and chassis numbers in both, or the restore fails.
+  if (plan.start != VmStart::kBoot) {
+    add({"-device", std::string("pcie-root-port,id=") + kSharePortId + ",bus=pcie.0,chassis=1"});
+    add({"-device", std::string("pcie-root-port,id=") + kNetPortId + ",bus=pcie.0,chassis=2"});
+  }
+  // A clone plugs these devices in through QMP (SharedFsDevice, PodNetDevice).
+  const bool devices_on_command_line = plan.start == VmStart::kBoot;
   // The shared directory: QEMU connects to virtiofsd, which already listens.
   // Guest RAM is shared (memfd above) so virtiofsd can map the virtqueues.
   if (!plan.virtiofs_socket.empty()) {
     add({"-chardev",
          std::string("socket,id=") + kSharedFsChardevId + ",path=" + plan.virtiofs_socket});
-    add({"-device", std::string("vhost-user-fs-pci,id=") + kSharedFsDeviceId +
-                        ",chardev=" + kSharedFsChardevId + ",tag=" + plan.virtiofs_tag});
+    if (devices_on_command_line) add({"-device", SharedFsDevice(plan.virtiofs_tag).ToOption()});
   }
   // The pod's network: the tap hull created next to CNI's veth.
   if (plan.tap_fd >= 0) {
-    add({"-netdev", "tap,id=pod-netdev,fd=" + std::to_string(plan.tap_fd)});
-    add({"-device", std::string("virtio-net-pci,netdev=pod-netdev,id=") + kPodNetDeviceId +
-                        ",mac=" + plan.mac_address});
+    add({"-netdev", std::string("tap,id=") + kPodNetdevId + ",fd=" + std::to_string(plan.tap_fd)});
+    if (devices_on_command_line) add({"-device", PodNetDevice(plan.mac_address).ToOption()});
   }
   // The guest reports pages it freed; QEMU discards them (for the shared
   // memfd: a hole punched), so the host gets back what boot used once.
   if (plan.free_page_reporting)
     add({"-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"});
+  // Last: a clone waits for its device state (QMP migrate-incoming).
+  if (plan.start == VmStart::kClone) add({"-incoming", "defer"});
   return argv;
+}
+
+std::string QemuDevice::ToOption() const {
+  std::string option = driver;
+  for (const auto& [key, value] : properties) option += "," + key + "=" + value;
+  return option;
+}
+
+nlohmann::json QemuDevice::ToQmp() const {
+  nlohmann::json arguments = {{"driver", driver}};
+  for (const auto& [key, value] : properties) arguments[key] = value;
+  return arguments;
+}
+
+QemuDevice SharedFsDevice(const std::string& tag, const std::string& bus) {
+  QemuDevice device{"vhost-user-fs-pci", {}};
+  if (!bus.empty()) device.properties.emplace_back("bus", bus);
+  device.properties.emplace_back("id", kSharedFsDeviceId);
+  device.properties.emplace_back("chardev", kSharedFsChardevId);
+  device.properties.emplace_back("tag", tag);
+  return device;
+}
+
+QemuDevice PodNetDevice(const std::string& mac_address, const std::string& bus) {
+  QemuDevice device{"virtio-net-pci", {}};
+  if (!bus.empty()) device.properties.emplace_back("bus", bus);
+  device.properties.emplace_back("netdev", kPodNetdevId);
+  device.properties.emplace_back("id", kPodNetDeviceId);
+  device.properties.emplace_back("mac", mac_address);
+  return device;
 }
 
 }  // namespace hull::qemu

@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "hull/core/transport.h"
@@ -18,6 +20,20 @@ inline constexpr char kAgentPortId[] = "agent-port";
 inline constexpr char kSharedFsChardevId[] = "virtiofs";
 inline constexpr char kSharedFsDeviceId[] = "shared-fs";
 inline constexpr char kPodNetDeviceId[] = "pod-net";
+inline constexpr char kPodNetdevId[] = "pod-netdev";
+// The PCIe root ports a template carries, empty, for the devices a clone gets
+// after restore (vhost-user-fs cannot be migrated; the NIC is the pod's).
+inline constexpr char kSharePortId[] = "hotplug-share";
+inline constexpr char kNetPortId[] = "hotplug-net";
+
+// How a VM comes to life.
+enum class VmStart {
+  kBoot,      // a plain boot; guest RAM is an anonymous shared memfd
+  kTemplate,  // a boot whose RAM is the file `memory_path`, to be saved as a template
+  kClone,     // a restore: RAM is `memory_path` (a copy of a template's), device
+              // state comes through QMP migrate-incoming; the shared-fs and NIC
+              // backends are on the command line, their devices hot-plugged
+};
 
 struct QemuLaunchPlan {
   std::string qemu_path;
@@ -26,6 +42,10 @@ struct QemuLaunchPlan {
   Accel accel = Accel::kTcg;
   uint32_t vcpus = 1;
   uint64_t memory_mib = 512;
+  VmStart start = VmStart::kBoot;
+  // kTemplate, kClone: the file guest RAM is mapped from (shared), e.g.
+  // "/proc/self/fd/9" for a clone's inherited copy.
+  std::string memory_path;
   std::string kernel;
   std::string initrd;
   std::string kernel_cmdline;
@@ -48,5 +68,18 @@ struct QemuLaunchPlan {
 };
 
 std::vector<std::string> BuildQemuArgv(const QemuLaunchPlan& plan);
+
+// One -device, spelled once for the command line and for QMP device_add.
+struct QemuDevice {
+  std::string driver;
+  std::vector<std::pair<std::string, std::string>> properties;  // in order
+  std::string ToOption() const;                                 // "driver,key=value,..."
+  nlohmann::json ToQmp() const;  // {"driver": ..., "key": "value", ...}
+};
+
+// The shared directory's vhost-user-fs device and the pod's NIC; `bus` = ""
+// on the command line, a root port (kSharePortId, kNetPortId) in a clone.
+QemuDevice SharedFsDevice(const std::string& tag, const std::string& bus = "");
+QemuDevice PodNetDevice(const std::string& mac_address, const std::string& bus = "");
 
 }  // namespace hull::qemu

@@ -4,7 +4,10 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,8 +19,11 @@
 
 #include "hull/core/ids.h"
 #include "hull/core/log.h"
+#include "hull/core/sys.h"
 #include "hull/core/syscall.h"
+#include "hull/core/thread.h"
 #include "hull/hypervisor/kernel_cmdline.h"
+#include "hull/hypervisor/template.h"
 #include "qemu/qemu_argv.h"
 #include "qemu/qmp.h"
 #include "src/vm_base.h"
@@ -58,6 +64,54 @@ Result<std::pair<UniqueFd, uint32_t>> ReserveVsockCid() {
     if (errno != EADDRINUSE) return ErrnoError("reserve a vsock CID");
   }
   return MakeError(ErrorCode::kResourceExhausted, "no free vsock CID found");
+}
+
+// Copies `size` bytes of `from` into `to` at the same offsets, skipping holes:
+// a template's RAM file is mostly holes (pages the guest never touched or gave
+// back). sendfile works between any two files, copy_file_range not across
+// tmpfs instances.
+Status CopySparse(int from, int to, off_t size) {
+  off_t offset = 0;
+  while (offset < size) {
+    off_t data = ::lseek(from, offset, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // only a hole is left
+      return ErrnoError("seek data");
+    }
+    off_t hole = ::lseek(from, data, SEEK_HOLE);
+    if (hole < 0) return ErrnoError("seek hole");
+    hole = std::min(hole, size);
+    if (::lseek(to, data, SEEK_SET) < 0) return ErrnoError("seek");
+    off_t in = data;
+    while (in < hole) {
+      ssize_t n =
+          RetryEintr([&] { return ::sendfile(to, from, &in, static_cast<size_t>(hole - in)); });
+      if (n < 0) return ErrnoError("copy");
+      if (n == 0) return MakeError(ErrorCode::kDataLoss, "the file shrank while it was copied");
+    }
+    offset = hole;
+  }
+  return Ok();
+}
+
+// A private copy of a template's RAM file, as a memfd: it goes when the
+// clone's QEMU does, whoever dies first.
+Result<UniqueFd> CopyTemplateMemory(const std::string& path, uint64_t memory_mib) {
+  UniqueFd from(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!from) return ErrnoError("open " + path);
+  struct stat st {};
+  if (::fstat(from.get(), &st) < 0) return ErrnoError("stat " + path);
+  const off_t size = static_cast<off_t>(memory_mib << 20);
+  if (!S_ISREG(st.st_mode) || st.st_size != size) {
+    return MakeError(ErrorCode::kDataLoss, path + " holds " + std::to_string(st.st_size) +
+                                               " bytes, not the " + std::to_string(size) +
+                                               " of the VM's memory");
+  }
+  UniqueFd ram(sys::MemfdCreate("hull-guest-ram", MFD_CLOEXEC));
+  if (!ram) return ErrnoError("memfd_create");
+  if (::ftruncate(ram.get(), size) < 0) return ErrnoError("size the guest's RAM");
+  HULL_CHECK_OK(CopySparse(from.get(), ram.get(), size), "copy " + path);
+  return ram;
 }
 
 class QemuVm final : public VmBase {
@@ -117,7 +171,135 @@ class QemuVm final : public VmBase {
     return qmp->Execute(command, arguments, timeout);
   }
 
+  // A clone's start: reads the device state from QEMU's inherited fd
+  // `state_fd`, plugs the shared directory's device and the NIC into the
+  // template's empty root ports, and resumes the guest.
+  Status Restore(int state_fd, Clock::time_point deadline) {
+    HULL_CHECK_OK(Qmp("migrate-set-capabilities", IgnoreSharedCapability(), deadline), "");
+    HULL_CHECK_OK(Qmp("migrate-incoming", {{"uri", "fd:" + std::to_string(state_fd)}}, deadline),
+                  "");
+    HULL_CHECK_OK(WaitForMigration(deadline), "restore the device state");
+    if (!shared_dir().empty()) {
+      HULL_CHECK_OK(Qmp("device_add", SharedFsDevice(kSharedFsTag, kSharePortId).ToQmp(), deadline),
+                    "plug in the shared directory");
+    }
+    if (!config_.network.netns_path.empty()) {
+      HULL_CHECK_OK(Qmp("device_add", PodNetDevice(config_.network.mac_address, kNetPortId).ToQmp(),
+                        deadline),
+                    "plug in the pod's NIC");
+    }
+    {
+      // The template was saved with the agent's port open and no host
+      // connection on it: the guest is ready for its first one.
+      std::lock_guard lock(run_->mu);
+      run_->agent_port.OnChange(true);
+      run_->changed.notify_all();
+    }
+    return Qmp("cont", nullptr, deadline);
+  }
+
+  // A template's save, once its agent answered and the host's connection to
+  // it closed: waits for the agent to reopen its port, lets the guest report
+  // the memory it freed, pauses it and writes its device state to
+  // `state_path` through a unix socket (RAM stays in its file: x-ignore-shared).
+  Status SaveTo(const std::string& state_path, Clock::time_point deadline) {
+    {
+      std::unique_lock lock(run_->mu);
+      if (!run_->changed.wait_until(lock, deadline, [&] {
+            return run_->agent_port.ReadyForConnection() || run_->exit.has_value();
+          })) {
+        return MakeError(ErrorCode::kDeadlineExceeded,
+                         "the agent did not reopen its port after the template's check");
+      }
+      if (run_->exit) return DeadError();
+    }
+    // Free page reporting hands back what boot freed after ~2 s; a template
+    // without that garbage is smaller, and so is every copy of it.
+    std::this_thread::sleep_for(kSettleTime);
+    HULL_CHECK_OK(Qmp("stop", nullptr, deadline), "");
+    HULL_CHECK_OK(Qmp("migrate-set-capabilities", IgnoreSharedCapability(), deadline), "");
+    const std::string socket_path = state_dir() + "/migrate.sock";
+    HULL_TRY(UniqueFd listener, ListenUnix(socket_path, 1), "");
+    Result<std::string> stream = MakeError(ErrorCode::kInternal, "no migration stream");
+    std::thread reader =
+        SpawnThread("vm-save", [&] { stream = ReadStream(listener.get(), deadline); });
+    Status started = Qmp("migrate", {{"uri", "unix:" + socket_path}}, deadline);
+    Status migrated = started ? WaitForMigration(deadline) : started;
+    if (!migrated) ::shutdown(listener.get(), SHUT_RDWR);  // unblocks a reader still waiting
+    reader.join();
+    HULL_CHECK_OK(migrated, "save the device state");
+    if (!stream) return std::move(stream).error().Wrap("save the device state");
+    return WriteFile(state_path, *stream, 0600);
+  }
+
  private:
+  static constexpr std::chrono::milliseconds kSettleTime{2500};
+  static constexpr size_t kMaxStateBytes = 256 << 20;
+
+  static nlohmann::json IgnoreSharedCapability() {
+    return {{"capabilities",
+             nlohmann::json::array({{{"capability", "x-ignore-shared"}, {"state", true}}})}};
+  }
+
+  Status Qmp(std::string_view command, const nlohmann::json& arguments,
+             Clock::time_point deadline) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    auto result = ExecuteQmp(command, arguments, std::max(left, milliseconds(1)));
+    if (!result) return Unexpected{std::move(result).error()};
+    return Ok();
+  }
+
+  // Polls query-migrate until the migration (either way) completed.
+  Status WaitForMigration(Clock::time_point deadline) {
+    while (true) {
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+      HULL_TRY(nlohmann::json info,
+               ExecuteQmp("query-migrate", nullptr, std::max(left, milliseconds(1))), "");
+      std::string status = info.is_object() ? info.value("status", "") : "";
+      if (status == "completed") return Ok();
+      if (status == "failed" || status == "cancelled") {
+        std::string why = info.is_object() ? info.value("error-desc", "") : "";
+        return MakeError(ErrorCode::kFailedPrecondition,
+                         "migration " + status + (why.empty() ? "" : ": " + why));
+      }
+      if (Clock::now() > deadline) {
+        return MakeError(ErrorCode::kDeadlineExceeded,
+                         "migration still `" + status + "` at the deadline");
+      }
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+  }
+
+  // Accepts QEMU's one connection on `listener` and reads it to the end.
+  static Result<std::string> ReadStream(int listener, Clock::time_point deadline) {
+    pollfd ready{listener, POLLIN, 0};
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+    if (RetryEintr(
+            [&] { return ::poll(&ready, 1, static_cast<int>(std::max<int64_t>(left, 0))); }) <= 0) {
+      return MakeError(ErrorCode::kDeadlineExceeded, "QEMU did not connect to save its state");
+    }
+    HULL_TRY(UniqueFd connection, AcceptConnection(listener), "");
+    std::string data;
+    char buffer[1 << 16];
+    while (true) {
+      pollfd readable{connection.get(), POLLIN, 0};
+      left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+      if (RetryEintr([&] {
+            return ::poll(&readable, 1, static_cast<int>(std::max<int64_t>(left, 0)));
+          }) <= 0) {
+        return MakeError(ErrorCode::kDeadlineExceeded, "QEMU's state stream did not end in time");
+      }
+      ssize_t n = RetryEintr([&] { return ::read(connection.get(), buffer, sizeof buffer); });
+      if (n < 0 && errno == EAGAIN) continue;
+      if (n < 0) return ErrnoError("read QEMU's state stream");
+      if (n == 0) return data;
+      if (data.size() + n > kMaxStateBytes) {
+        return MakeError(ErrorCode::kResourceExhausted, "QEMU's state stream is too large");
+      }
+      data.append(buffer, n);
+    }
+  }
+
   // QMP `quit`, then SIGKILL; reaps QEMU and stops its virtiofsd.
   void EndVm() override {
     if (std::shared_ptr<QmpClient> qmp = qmp_client(); running() && qmp) {
@@ -251,6 +433,68 @@ class QemuHypervisor final : public Hypervisor {
   }
 
   Result<std::unique_ptr<Vm>> Launch(const VmConfig& config) override {
+    if (!config.clone_of.empty()) return Clone(config);
+    HULL_TRY(auto vm, Start(config, {}), "");
+    return std::unique_ptr<Vm>(std::move(vm));
+  }
+
+  Status SaveTemplate(const VmConfig& config, const std::string& dir,
+                      const std::function<Status(Vm&)>& ready) override {
+    const std::string what = "save template VM `" + config.id + "`";
+    if (std::string why = TemplateIneligibility(config); !why.empty()) {
+      return MakeError(ErrorCode::kFailedPrecondition, what + ": " + why);
+    }
+    if (!config.shared_dir.empty() || config.share_dir || !config.network.netns_path.empty() ||
+        !config.clone_of.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       what + ": a template has no shared directory, network or template");
+    }
+    const std::string memory = dir + "/memory";
+    {
+      UniqueFd file(::open(memory.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+      if (!file || ::ftruncate(file.get(), static_cast<off_t>(config.memory_mib << 20)) < 0) {
+        return ErrnoError(what + ": create " + memory);
+      }
+    }
+    HULL_TRY(auto vm, Start(config, {.start = VmStart::kTemplate, .memory_path = memory}), what);
+    HULL_CHECK_OK(ready(*vm), what);
+    HULL_CHECK_OK(vm->SaveTo(dir + "/state", Clock::now() + kTemplateStepTimeout), what);
+    vm->Stop(milliseconds(0));
+    return Ok();
+  }
+
+ private:
+  // How long one step of a template's save or a clone's restore may take.
+  static constexpr std::chrono::seconds kTemplateStepTimeout{60};
+
+  struct StartMode {
+    VmStart start = VmStart::kBoot;
+    std::string memory_path;    // kTemplate, kClone: guest RAM's file
+    std::vector<int> pass_fds;  // kClone: the RAM copy and the state file
+  };
+
+  // A clone: copies the template's RAM into a memfd of its own (QEMU maps
+  // it shared, so virtiofsd can too), starts QEMU on it waiting for its
+  // device state, then restores, plugs in and resumes.
+  Result<std::unique_ptr<Vm>> Clone(const VmConfig& config) {
+    const std::string what = "launch VM `" + config.id + "` from template " + config.clone_of;
+    if (std::string why = TemplateIneligibility(config); !why.empty()) {
+      return MakeError(ErrorCode::kFailedPrecondition, what + ": " + why);
+    }
+    HULL_TRY(UniqueFd ram, CopyTemplateMemory(config.clone_of + "/memory", config.memory_mib),
+             what);
+    UniqueFd state(::open((config.clone_of + "/state").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!state) return ErrnoError(what + ": open " + config.clone_of + "/state");
+    StartMode mode{.start = VmStart::kClone,
+                   .memory_path = "/proc/self/fd/" + std::to_string(ram.get()),
+                   .pass_fds = {ram.get(), state.get()}};
+    HULL_TRY(auto vm, Start(config, mode), what);
+    ram.reset();  // QEMU holds the RAM now
+    HULL_CHECK_OK(vm->Restore(state.get(), Clock::now() + kTemplateStepTimeout), what);
+    return std::unique_ptr<Vm>(std::move(vm));
+  }
+
+  Result<std::unique_ptr<QemuVm>> Start(const VmConfig& config, const StartMode& mode) {
     HULL_TRY(std::string state_dir, CreateVmStateDir(config), "launch VM `" + config.id + "`");
     ScopeExit remove_dir([&] { (void)RemoveTree(state_dir); });
 
@@ -272,6 +516,8 @@ class QemuHypervisor final : public Hypervisor {
     plan.seccomp_sandbox = config.seccomp_sandbox;
     plan.free_page_reporting = config.free_page_reporting;
     plan.tcg_tb_size_mib = config.tcg_tb_size_mib;
+    plan.start = mode.start;
+    plan.memory_path = mode.memory_path;
     // virtiofsd first: it must listen before QEMU connects to it. A failure
     // from here on stops it (and removes its socket) as `virtiofsd` unwinds.
     // The pod's host cgroup, for virtiofsd and QEMU alike.
@@ -326,6 +572,7 @@ class QemuHypervisor final : public Hypervisor {
     spawn.stdout_path = state_dir + "/qemu.log";
     spawn.stderr_path = state_dir + "/qemu.log";
     if (vhost) spawn.pass_fds.push_back(vhost.get());
+    spawn.pass_fds.insert(spawn.pass_fds.end(), mode.pass_fds.begin(), mode.pass_fds.end());
     HULL_LOG_DEBUG("VM {}: starting {}", config.id, [&] {
       std::string line;
       for (const auto& a : spawn.argv) line += (line.empty() ? "" : " ") + a;
@@ -340,7 +587,7 @@ class QemuHypervisor final : public Hypervisor {
     remove_dir.Dismiss();  // the VM owns the directory from here on
     HULL_CHECK_OK(vm->Attach(Clock::now() + std::chrono::seconds(10)),
                   "launch VM `" + config.id + "`");
-    return std::unique_ptr<Vm>(std::move(vm));
+    return vm;
   }
 };
 

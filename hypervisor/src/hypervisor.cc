@@ -85,6 +85,12 @@ void RemoveVmStateDir(const std::string& id, const std::string& state_dir) {
   }
 }
 
+Status Hypervisor::SaveTemplate(const VmConfig&, const std::string&,
+                                const std::function<Status(Vm&)>&) {
+  return MakeError(ErrorCode::kUnimplemented,
+                   "the " + std::string(name()) + " backend does not save VM templates");
+}
+
 Result<std::unique_ptr<Hypervisor>> MakeHypervisor(std::string_view backend) {
   if (backend == "qemu") return qemu::MakeQemuHypervisor();
   if (backend == "libvirt") return libvirt::MakeLibvirtHypervisor();

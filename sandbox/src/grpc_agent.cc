@@ -259,6 +259,8 @@ Status GrpcAgent::CreateSandbox(const SandboxSetup& setup) {
   v1::CreateSandboxRequest request;
   request.set_sandbox_id(setup.sandbox_id);
   request.set_hostname(setup.hostname);
+  request.set_entropy(setup.entropy);
+  request.set_realtime_ns(setup.realtime_ns);
   for (const auto& storage : setup.storages) *request.add_storages() = ToWire(storage);
   return Done(Call(*stubs_->agent, &v1::Agent::Stub::CreateSandbox, "CreateSandbox", timeouts_.call,
                    request));

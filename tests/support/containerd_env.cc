@@ -621,8 +621,10 @@ std::vector<std::string> PrivateContainerd::LeftoverMounts() const {
 
 std::vector<std::string> PrivateContainerd::LeftoverState() const {
   std::vector<std::string> found;
-  for (const std::string& name : ListDir(hull_run_dir()))
-    found.push_back(hull_run_dir() + "/" + name);
+  // VM templates stay by design (`hullctl gc --templates` removes them).
+  for (const std::string& name : ListDir(hull_run_dir())) {
+    if (name != ".templates") found.push_back(hull_run_dir() + "/" + name);
+  }
   for (const std::string& name : ListDir(kRuncStateRoot)) {
     if (name.ends_with("-" + tag_)) found.push_back(std::string(kRuncStateRoot) + "/" + name);
   }

@@ -53,6 +53,19 @@ struct RunOptions {
 // status (the code, or 128+signal), or 125 when hull itself failed.
 int RunContainer(const RunOptions& options);
 
+// "512M", "1G", "256" (MiB) -> MiB.
+Result<uint64_t> ParseMemory(const std::string& text);
+
+struct TemplateOptions {
+  std::string config_path;
+  std::string memory;  // the shape: VM memory ("512M"), default from the configuration
+  std::optional<uint32_t> cpus;
+};
+// Builds the template for the configuration's VM shape unless it is there.
+int RunTemplateBuild(const TemplateOptions& options);
+// Lists the templates with their shape and the RAM they hold.
+int RunTemplateList(const TemplateOptions& options);
+
 // A hullctl's hold on its VM's name in run_dir (see gc.cc): taken before the
 // VM exists, released (the owner file removed) once it is gone. If hullctl
 // dies, the kernel drops the lock and `hullctl gc` cleans up.
@@ -73,9 +86,12 @@ class RunClaim {
 
 struct GcOptions {
   std::string config_path;
+  bool all_templates = false;  // every template, not only stale ones
 };
-// Removes what dead `hullctl run`/`vm ping` processes left in run_dir;
-// prints each id it removed. 0 when everything could be removed.
+// Removes what dead `hullctl run`/`vm ping` processes left in run_dir, and
+// the VM templates of a guest image or QEMU that changed since (all of them
+// with all_templates); prints each id and template it removed. 0 when
+// everything could be removed.
 int RunGc(const GcOptions& options);
 
 }  // namespace hull::hullctl

@@ -17,6 +17,7 @@
 #include "commands.h"
 #include "hull/core/ids.h"
 #include "hull/core/syscall.h"
+#include "hull/hypervisor/template.h"
 #include "hull/sandbox/orphans.h"
 
 namespace hull::hullctl {
@@ -99,9 +100,15 @@ int RunGc(const GcOptions& options) {
       ++failed;
     }
   }
-  if (ec) {
+  if (ec && ec != std::errc::no_such_file_or_directory) {
     std::fprintf(stderr, "hullctl gc: list %s: %s\n", run_dir.c_str(), ec.message().c_str());
     return 1;
+  }
+  TemplateStore templates(TemplateRoot(*config));
+  for (const auto& name :
+       options.all_templates ? templates.RemoveAllBut({}) : templates.RemoveStale()) {
+    std::printf("removed template %s\n", name.c_str());
+    ++removed;
   }
   std::fprintf(stderr, "hullctl gc: %d removed, %d in use, %d failed\n", removed, live, failed);
   return failed == 0 ? 0 : 1;

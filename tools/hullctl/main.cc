@@ -58,8 +58,22 @@ int main(int argc, char** argv) {
   run_cmd->add_option("command", run.args,
                       "command and arguments (after --), replacing process.args");
 
-  auto* gc_cmd =
-      app.add_subcommand("gc", "remove what killed `hullctl run`/`vm ping` processes left behind");
+  auto* gc_cmd = app.add_subcommand(
+      "gc",
+      "remove what killed `hullctl run`/`vm ping` processes left behind, and stale VM templates");
+  hull::hullctl::GcOptions gc;
+  gc_cmd->add_flag("--templates", gc.all_templates,
+                   "remove every VM template, not only those of a changed guest image or QEMU");
+
+  auto* template_cmd =
+      app.add_subcommand("template", "VM templates: pre-booted VMs that sandboxes start from");
+  template_cmd->require_subcommand(1);
+  hull::hullctl::TemplateOptions templates;
+  auto* template_build = template_cmd->add_subcommand(
+      "build", "build the template for the configuration's VM shape (done on first use anyway)");
+  template_build->add_option("--memory", templates.memory, "VM memory, e.g. 512M or 1G");
+  template_build->add_option("--cpus", templates.cpus, "VM vCPUs")->check(CLI::Range(1, 255));
+  auto* template_ls = template_cmd->add_subcommand("ls", "list the templates and their shapes");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -71,7 +85,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (check->parsed()) return hull::hullctl::RunCheck({config_path});
-  if (gc_cmd->parsed()) return hull::hullctl::RunGc({config_path});
+  if (gc_cmd->parsed()) {
+    gc.config_path = config_path;
+    return hull::hullctl::RunGc(gc);
+  }
+  templates.config_path = config_path;
+  if (template_build->parsed()) return hull::hullctl::RunTemplateBuild(templates);
+  if (template_ls->parsed()) return hull::hullctl::RunTemplateList(templates);
   if (run_cmd->parsed()) {
     run.config_path = config_path;
     return hull::hullctl::RunContainer(run);

@@ -77,7 +77,8 @@ Result<Bundle> LoadBundle(const RunOptions& options) {
   return bundle;
 }
 
-// "512M", "1G", "256" (MiB) -> MiB.
+}  // namespace
+
 Result<uint64_t> ParseMemory(const std::string& text) {
   if (text.empty()) return MakeError(ErrorCode::kInvalidArgument, "--memory: empty");
   size_t digits = 0;
@@ -91,6 +92,8 @@ Result<uint64_t> ParseMemory(const std::string& text) {
   return MakeError(ErrorCode::kInvalidArgument,
                    "--memory: unknown unit in `" + text + "` (use M or G)");
 }
+
+namespace {
 
 // Puts the host terminal in raw mode for a --tty session; restores it.
 class RawTerminal {

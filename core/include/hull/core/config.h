@@ -33,6 +33,9 @@ struct HypervisorConfig {
   std::string virtiofsd_sandbox =
       "namespace";                          // [hypervisor] virtiofsd_sandbox: namespace | chroot
   std::vector<std::string> virtiofsd_args;  // [hypervisor] virtiofsd_args
+  // Start VMs as clones of a pre-booted template (docs/design/templates.md).
+  bool template_enabled = true;  // [hypervisor] template
+  std::string template_dir;      // [hypervisor] template_dir: "" = <run_dir>/.templates
 };
 
 struct AgentConfig {

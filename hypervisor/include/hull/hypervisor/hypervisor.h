@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -84,6 +85,13 @@ struct VmConfig {
   // starts in: a pod's cgroup. The QEMU backend starts QEMU there; libvirt
   // keeps its domains in its own cgroups and says so.
   std::vector<std::string> host_cgroup_dirs;
+
+  // Start as a clone of the template in this directory (see template.h)
+  // instead of booting: its RAM is copied, its device state restored, and
+  // the shared directory's device and the NIC are plugged in before the
+  // guest resumes. "" = boot. The template must have been saved from a
+  // VmConfig with the same TemplateKey.
+  std::string clone_of;
 };
 
 // Why a VM is no longer running.
@@ -172,6 +180,14 @@ class Hypervisor {
   // config.shared_dir or share_dir is set) and then the VM. On any error nothing is left
   // behind (no virtiofsd or hypervisor process, socket or directory).
   virtual Result<std::unique_ptr<Vm>> Launch(const VmConfig& config) = 0;
+
+  // Boots `config` (a TemplateVmConfig) as a template and saves it into
+  // `dir`: the RAM file `memory` and the device state `state`. `ready` runs
+  // once the VM is up: it must reach the agent and close every connection
+  // to it again (a clone must not inherit one). The template VM is gone
+  // when this returns, whatever happened. The default: kUnimplemented.
+  virtual Status SaveTemplate(const VmConfig& config, const std::string& dir,
+                              const std::function<Status(Vm& vm)>& ready);
 };
 
 // The backend named by `backend` ("qemu" or "libvirt").

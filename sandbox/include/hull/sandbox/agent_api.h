@@ -95,6 +95,11 @@ struct SandboxSetup {
   std::string sandbox_id;
   std::string hostname;
   std::vector<GuestStorage> storages;
+  // Host random bytes the guest mixes into its RNG and reseeds from (32..512;
+  // "" = none), and the host's time the guest sets its clock to (0 = none):
+  // a VM cloned from a template has the template's until then.
+  std::string entropy;
+  int64_t realtime_ns = 0;
 };
 
 struct ContainerSetup {

@@ -1,5 +1,6 @@
-// A sandbox: one VM with a shared directory, its agent connected and its
-// sandbox created; containers are added from host root filesystems, and host
+// A sandbox: one VM (booted, or cloned from a template when the
+// configuration allows: see hull/hypervisor/template.h) with a shared directory, its agent
+// connected and its sandbox created; containers are added from host root filesystems, and host
 // paths (volumes) are shared into them. Closing removes every container,
 // powers the guest off, stops the VM and virtiofsd, unmounts what was shared,
 // and takes down the pod's tap and host cgroup. The host runtime's unit: the
@@ -20,6 +21,7 @@
 #include "hull/core/error.h"
 #include "hull/core/guest_contract.h"
 #include "hull/hypervisor/hypervisor.h"
+#include "hull/hypervisor/template.h"
 #include "hull/sandbox/agent_api.h"
 #include "hull/sandbox/host_cgroup.h"
 #include "hull/sandbox/pod_network.h"
@@ -47,23 +49,34 @@ struct SandboxOptions {
   std::string host_cgroup_path;
 };
 
+// Connects to a VM's agent and waits until it serves, until `deadline`.
+using ConnectAgentFn = std::function<Result<std::unique_ptr<AgentApi>>(
+    Vm& vm, std::chrono::steady_clock::time_point deadline, const AgentTimeouts& timeouts)>;
+
 // The collaborators a sandbox is built from. Each empty one is the real
 // thing; tests put doubles in (tests/support/fake_vm.h, fake_agent.h).
 struct SandboxDeps {
   using Clock = std::chrono::steady_clock;
   // Default: MakeHypervisor(config.hypervisor.backend).
   std::shared_ptr<Hypervisor> hypervisor;
-  // Connects to the VM's agent and waits until it serves, until `deadline`.
   // Default: GrpcAgent over Vm::ConnectAgent.
-  std::function<Result<std::unique_ptr<AgentApi>>(Vm& vm, Clock::time_point deadline,
-                                                  const AgentTimeouts& timeouts)>
-      connect_agent;
+  ConnectAgentFn connect_agent;
   // What shares host paths into the VM. Default: BindShare.
   std::function<std::unique_ptr<HostShare>(const std::string& shared_dir)> make_share;
 };
 
 // The agent's deadlines as the configuration sets them.
 AgentTimeouts AgentTimeoutsFromConfig(const Config& config);
+
+// The template for `vm_config`'s shape (see hull/hypervisor/template.h):
+// the one in TemplateRoot(config), or one built now by booting a VM and
+// saving it once its agent answered (`connect_agent`; empty = gRPC).
+// Errors: kFailedPrecondition (this VM cannot be cloned: why), kUnavailable
+// (another process is building it), kResourceExhausted (too many templates),
+// kUnimplemented (the backend cannot), or why the build failed.
+Result<TemplateRef> EnsureTemplate(const Config& config, const VmConfig& vm_config,
+                                   Hypervisor& hypervisor,
+                                   const ConnectAgentFn& connect_agent = {});
 
 class Sandbox {
  public:
@@ -103,6 +116,8 @@ class Sandbox {
   AgentApi& agent() { return *agent_; }
   Vm& vm() { return *vm_; }
   const std::string& id() const { return id_; }
+  // Whether the VM started as a clone of a template (else it booted).
+  bool from_template() const { return started_from_template_; }
 
  private:
   Sandbox(Config config, std::string id, std::unique_ptr<Vm> vm)
@@ -122,6 +137,7 @@ class Sandbox {
   std::vector<std::string> containers_;
   std::map<std::string, int> share_counter_;
   bool closed_ = false;
+  bool started_from_template_ = false;
 };
 
 }  // namespace hull::sandbox

@@ -1,0 +1,253 @@
+#include "hull/hypervisor/template.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+#include "hull/core/log.h"
+#include "hull/core/syscall.h"
+#include "hull/core/text.h"
+#include "hull/hypervisor/kernel_cmdline.h"
+
+namespace hull {
+
+namespace {
+
+constexpr size_t kMaxKeyBytes = 64 << 10;
+
+// "path size mtime-ns inode": changes whenever the file is rewritten.
+Result<std::string> FileIdentity(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) < 0) return ErrnoError("stat " + path);
+  return path + " " + std::to_string(st.st_size) + " " +
+         std::to_string(static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec) +
+         " " + std::to_string(st.st_ino);
+}
+
+bool IsRegularFile(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+std::vector<std::string> DirEntries(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return names;
+  while (dirent* entry = ::readdir(d)) {
+    std::string name = entry->d_name;
+    if (name != "." && name != "..") names.push_back(std::move(name));
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Moves `path` out of the way under a name nobody looks up, then deletes it:
+// a reader sees the template whole or not at all.
+void RemoveAside(const std::string& path, const std::string& why) {
+  std::string aside = path + ".gone-" + std::to_string(::getpid());
+  if (::rename(path.c_str(), aside.c_str()) < 0) {
+    if (errno != ENOENT) HULL_LOG_WARN("template {}: {}: {}", path, why, std::strerror(errno));
+    return;
+  }
+  if (auto removed = RemoveTree(aside); !removed) {
+    HULL_LOG_WARN("template {}: {}", path, removed.error().ToString());
+  }
+}
+
+// An exclusive, non-blocking flock on <root>/<name>.lock; an invalid fd if
+// another process holds it.
+Result<UniqueFd> TryLock(const std::string& root, const std::string& name) {
+  std::string path = root + "/" + name + ".lock";
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) return ErrnoError("open " + path);
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) < 0) {
+    if (errno == EWOULDBLOCK) return UniqueFd();
+    return ErrnoError("lock " + path);
+  }
+  return fd;
+}
+
+// Whether every file a key names (hypervisor, kernel, initrd) is still the
+// file it was when the key was made.
+bool AssetsUnchanged(const std::string& key) {
+  for (const auto& line : SplitLines(key)) {
+    for (const char* name : {"hypervisor=", "kernel=", "initrd="}) {
+      if (!line.starts_with(name)) continue;
+      std::string_view identity = std::string_view(line).substr(std::strlen(name));
+      // "path size mtime inode": the path is everything before the last three fields.
+      size_t cut = identity.size();
+      for (int field = 0; field < 3 && cut != std::string_view::npos; ++field) {
+        cut = identity.rfind(' ', cut - 1);
+      }
+      if (cut == std::string_view::npos) return false;
+      auto now = FileIdentity(std::string(identity.substr(0, cut)));
+      if (!now || *now != identity) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string TemplateRoot(const Config& config) {
+  return config.hypervisor.template_dir.empty() ? config.run_dir + "/.templates"
+                                                : config.hypervisor.template_dir;
+}
+
+std::string TemplateIneligibility(const VmConfig& config) {
+  if (config.machine != "q35") {
+    return "machine `" + config.machine + "` has no PCIe root ports to plug a clone's devices into";
+  }
+  if (config.transport != TransportKind::kSerial) {
+    return "the " + std::string(TransportName(config.transport)) +
+           " transport is not restored from templates (only serial is)";
+  }
+  return "";
+}
+
+Result<std::string> TemplateKey(const VmConfig& config) {
+  std::string key = "format=1\n";
+  for (const auto& [name, path] :
+       {std::pair<const char*, const std::string*>{"hypervisor", &config.hypervisor_path},
+        {"kernel", &config.kernel},
+        {"initrd", &config.initrd}}) {
+    HULL_TRY(std::string identity, FileIdentity(*path), "template key");
+    key += std::string(name) + "=" + identity + "\n";
+  }
+  key += "machine=" + config.machine + "\n";
+  key += "accel=" + std::string(AccelName(config.accel)) + "\n";
+  key += "vcpus=" + std::to_string(config.vcpus) + "\n";
+  key += "memory_mib=" + std::to_string(config.memory_mib) + "\n";
+  key += "transport=" + std::string(TransportName(config.transport)) + "\n";
+  key += "cmdline=" +
+         BuildKernelCmdline({config.transport, config.agent_log_level, config.agent_debug,
+                             config.extra_kernel_params}) +
+         "\n";
+  key += "seccomp_sandbox=" + std::to_string(config.seccomp_sandbox) + "\n";
+  key += "free_page_reporting=" + std::to_string(config.free_page_reporting) + "\n";
+  return key;
+}
+
+std::string TemplateName(std::string_view key) {
+  uint64_t hash = 0xcbf29ce484222325ull;  // FNV-1a, 64 bit
+  for (unsigned char c : key) {
+    hash ^= c;
+    hash *= 0x100000001b3ull;
+  }
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(hash));
+  return text;
+}
+
+std::optional<TemplateRef> TemplateStore::Find(const std::string& key) const {
+  TemplateRef ref{key, TemplateName(key), ""};
+  ref.dir = root_ + "/" + ref.name;
+  auto stored = ReadFile(ref.dir + "/key", kMaxKeyBytes);
+  if (!stored || *stored != key) return std::nullopt;
+  if (!IsRegularFile(ref.dir + "/memory") || !IsRegularFile(ref.dir + "/state")) {
+    return std::nullopt;
+  }
+  return ref;
+}
+
+Result<TemplateRef> TemplateStore::Build(
+    const std::string& key, const std::function<Status(const std::string& dir)>& save) {
+  const std::string name = TemplateName(key);
+  const std::string what = "build template " + name;
+  HULL_CHECK_OK(MakeDirs(root_, 0700), what);
+  HULL_TRY(UniqueFd lock, TryLock(root_, name), what);
+  if (!lock) {
+    return MakeError(ErrorCode::kUnavailable, what + ": another process is building it");
+  }
+  if (auto ready = Find(key)) return *ready;
+  if (List().size() >= kMaxTemplates) {
+    return MakeError(ErrorCode::kResourceExhausted,
+                     what + ": " + root_ + " holds " + std::to_string(kMaxTemplates) +
+                         " templates already (`hullctl gc --templates` removes them)");
+  }
+  // Leftovers of a builder that died (we hold the lock: nobody else builds).
+  for (const auto& entry : DirEntries(root_)) {
+    if (entry.rfind(name + ".new-", 0) == 0) RemoveAside(root_ + "/" + entry, "leftover");
+  }
+  const std::string staging = root_ + "/" + name + ".new-" + std::to_string(::getpid());
+  if (::mkdir(staging.c_str(), 0700) < 0) return ErrnoError(what + ": create " + staging);
+  ScopeExit remove_staging([&] { (void)RemoveTree(staging); });
+  HULL_CHECK_OK(save(staging), what);
+  HULL_CHECK_OK(WriteFile(staging + "/key", key, 0600), what);
+  const std::string final_dir = root_ + "/" + name;
+  RemoveAside(final_dir, "replace");  // built from another key, or incomplete
+  if (::rename(staging.c_str(), final_dir.c_str()) < 0) {
+    return ErrnoError(what + ": rename " + staging + " to " + final_dir);
+  }
+  remove_staging.Dismiss();
+  return TemplateRef{key, name, final_dir};
+}
+
+void TemplateStore::Invalidate(const std::string& key) {
+  RemoveAside(root_ + "/" + TemplateName(key), "invalidate");
+}
+
+std::vector<std::string> TemplateStore::RemoveAllBut(const std::vector<std::string>& keep) {
+  std::vector<std::string> removed;
+  for (const auto& entry : DirEntries(root_)) {
+    // <name>, <name>.lock, <name>.new-<pid>, template-<name> (a builder's VM).
+    std::string name = entry;
+    if (name.rfind("template-", 0) == 0) name = name.substr(9);
+    name = name.substr(0, name.find('.'));
+    const bool kept = std::find(keep.begin(), keep.end(), name) != keep.end();
+    if (kept && (entry == name || entry == name + ".lock")) continue;
+    auto lock = TryLock(root_, name);
+    if (!lock || !*lock) continue;  // a builder is at work on it
+    if (entry == name + ".lock") {
+      if (kept) continue;
+      (void)::unlink((root_ + "/" + entry).c_str());
+      continue;
+    }
+    RemoveAside(root_ + "/" + entry, "remove");
+    if (entry == name) removed.push_back(name);
+    if (!kept) (void)::unlink((root_ + "/" + name + ".lock").c_str());
+  }
+  return removed;
+}
+
+std::vector<std::string> TemplateStore::RemoveStale() {
+  std::vector<std::string> keep;
+  for (const auto& name : List()) {
+    auto key = ReadFile(root_ + "/" + name + "/key", kMaxKeyBytes);
+    if (key && TemplateName(*key) == name && AssetsUnchanged(*key)) keep.push_back(name);
+  }
+  return RemoveAllBut(keep);
+}
+
+std::vector<std::string> TemplateStore::List() const {
+  std::vector<std::string> names;
+  for (const auto& entry : DirEntries(root_)) {
+    if (entry.find('.') == std::string::npos && entry.rfind("template-", 0) != 0 &&
+        IsRegularFile(root_ + "/" + entry + "/key")) {
+      names.push_back(entry);
+    }
+  }
+  return names;
+}
+
+VmConfig TemplateVmConfig(const VmConfig& config, const std::string& root,
+                          const std::string& name) {
+  VmConfig vm = config;
+  vm.id = "template-" + name;
+  vm.run_dir = root;
+  vm.shared_dir.clear();
+  vm.share_dir = false;
+  vm.network = {};
+  vm.host_cgroup_dirs.clear();
+  vm.clone_of.clear();
+  return vm;
+}
+
+}  // namespace hull
