@@ -421,6 +421,7 @@ class QemuHypervisor final : public Hypervisor {
  public:
   std::string_view name() const override { return "qemu"; }
   TapHandover tap_handover() const override { return TapHandover::kFdInNetns; }
+  bool supports_templates() const override { return true; }
 
   Result<HypervisorProbe> Probe(const ProbeTarget& target) override {
     if (!IsExecutable(target.hypervisor_path)) {

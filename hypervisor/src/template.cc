@@ -167,6 +167,8 @@ Result<TemplateRef> TemplateStore::Build(
     return MakeError(ErrorCode::kUnavailable, what + ": another process is building it");
   }
   if (auto ready = Find(key)) return *ready;
+  // A new guest image or QEMU makes the templates of the old ones useless.
+  for (const auto& stale : RemoveStale()) HULL_LOG_INFO("removed stale template {}", stale);
   if (List().size() >= kMaxTemplates) {
     return MakeError(ErrorCode::kResourceExhausted,
                      what + ": " + root_ + " holds " + std::to_string(kMaxTemplates) +

@@ -77,6 +77,10 @@ std::optional<StartedVm> CloneFromTemplate(const Config& config, const VmConfig&
                                            const AgentTimeouts& timeouts) {
   if (!config.hypervisor.template_enabled) return std::nullopt;
   const std::string& id = vm_config.id;
+  if (!hypervisor.supports_templates()) {
+    HULL_LOG_DEBUG("VM {}: boots: the {} backend has no templates", id, hypervisor.name());
+    return std::nullopt;
+  }
   if (std::string why = TemplateIneligibility(vm_config); !why.empty()) {
     HULL_LOG_INFO("VM {}: boots without a template: {}", id, why);
     return std::nullopt;
@@ -130,6 +134,10 @@ Result<StartedVm> StartVm(const Config& config, const VmConfig& vm_config, Hyper
 
 Result<TemplateRef> EnsureTemplate(const Config& config, const VmConfig& vm_config,
                                    Hypervisor& hypervisor, const ConnectAgentFn& connect_agent) {
+  if (!hypervisor.supports_templates()) {
+    return MakeError(ErrorCode::kUnimplemented,
+                     "the " + std::string(hypervisor.name()) + " backend has no VM templates");
+  }
   if (std::string why = TemplateIneligibility(vm_config); !why.empty()) {
     return MakeError(ErrorCode::kFailedPrecondition, why);
   }

@@ -3,7 +3,7 @@
 
 add_library(hull_test_containerd STATIC support/containerd_env.cc)
 target_include_directories(hull_test_containerd PUBLIC support)
-target_link_libraries(hull_test_containerd PUBLIC hull_core)
+target_link_libraries(hull_test_containerd PUBLIC hull_core hull_testlib)
 
 # The busybox OCI image every case imports into its own containerd: built once,
 # here, from Debian's busybox-static (nothing is downloaded). Without busybox

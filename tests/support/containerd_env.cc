@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "hull/core/syscall.h"
+#include "testlib.h"
 
 extern char** environ;
 
@@ -380,9 +381,10 @@ Result<std::unique_ptr<PrivateContainerd>> PrivateContainerd::Start(const Option
     HULL_CHECK_OK(WriteFile(d + "/cni/10-hull-test.conflist", cni), "write CNI config");
   }
   HULL_CHECK_OK(WriteFile(d + "/config.toml", config), "write containerd config");
-  HULL_CHECK_OK(
-      WriteFile(env->hull_config(), "[runtime]\nrun_dir = \"" + env->hull_run_dir() + "\"\n"),
-      "write hull config");
+  HULL_CHECK_OK(WriteFile(env->hull_config(), "[runtime]\nrun_dir = \"" + env->hull_run_dir() +
+                                                  "\"\n[hypervisor]\ntemplate_dir = \"" +
+                                                  testlib::SharedTemplateDir() + "\"\n"),
+                "write hull config");
   HULL_CHECK_OK(MakeDirs(env->hull_run_dir(), 0700), "make hull run dir");
   HULL_CHECK_OK(env->Launch(), "start containerd");
   return env;

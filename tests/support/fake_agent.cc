@@ -238,9 +238,15 @@ Status FakeAgent::Shutdown(bool force) {
   return Ok();
 }
 
-Status FakeAgent::CreateSandbox(const sandbox::SandboxSetup&) {
+Status FakeAgent::CreateSandbox(const sandbox::SandboxSetup& setup) {
   HULL_FAKE_ENTER("CreateSandbox", timeouts_.call);
+  sandbox_setups_.push_back(setup);
   return Ok();
+}
+
+std::vector<sandbox::SandboxSetup> FakeAgent::sandbox_setups() {
+  std::lock_guard lock(mu_);
+  return sandbox_setups_;
 }
 
 Status FakeAgent::DestroySandbox(const std::string&, bool) {

@@ -59,6 +59,8 @@ class FakeAgent final : public sandbox::AgentApi {
   std::vector<std::string> calls();
   int CallCount(const std::string& call);
   std::set<std::string> containers();
+  // What every CreateSandbox asked for, in order.
+  std::vector<sandbox::SandboxSetup> sandbox_setups();
   // Waits (up to `timeout`) until `call` was made `count` times.
   bool WaitForCall(const std::string& call, int count, std::chrono::milliseconds timeout);
 
@@ -131,6 +133,7 @@ class FakeAgent final : public sandbox::AgentApi {
 
   sandbox::AgentTimeouts timeouts_;
   Clock& clock_;
+  std::vector<sandbox::SandboxSetup> sandbox_setups_;
   std::mutex mu_;
   std::condition_variable changed_;
   std::vector<std::string> calls_;

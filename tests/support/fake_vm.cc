@@ -64,6 +64,10 @@ Result<std::unique_ptr<Vm>> FakeHypervisor::Launch(const VmConfig& config) {
       return Unexpected{std::move(error)};
     }
   }
+  if (!config.clone_of.empty()) {
+    std::lock_guard lock(mu_);
+    if (fail_clones_) return Unexpected{*fail_clones_};
+  }
   HULL_CHECK_OK(ValidateId("sandbox", config.id), "launch");
   std::string state_dir = config.run_dir + "/" + config.id;
   if (PathExists(state_dir)) {
@@ -83,6 +87,28 @@ Result<std::unique_ptr<Vm>> FakeHypervisor::Launch(const VmConfig& config) {
 std::vector<std::shared_ptr<FakeVmRecord>> FakeHypervisor::launched() {
   std::lock_guard lock(mu_);
   return launched_;
+}
+
+Status FakeHypervisor::SaveTemplate(const VmConfig& config, const std::string& dir,
+                                    const std::function<Status(Vm&)>& ready) {
+  HULL_TRY(auto vm, Launch(config), "save template");
+  HULL_CHECK_OK(ready(*vm), "save template");
+  vm->Stop(std::chrono::milliseconds(0));
+  HULL_CHECK_OK(WriteFile(dir + "/memory", "fake ram"), "save template");
+  HULL_CHECK_OK(WriteFile(dir + "/state", "fake state"), "save template");
+  std::lock_guard lock(mu_);
+  ++saves_;
+  return Ok();
+}
+
+int FakeHypervisor::saves() {
+  std::lock_guard lock(mu_);
+  return saves_;
+}
+
+void FakeHypervisor::FailClones(Error error) {
+  std::lock_guard lock(mu_);
+  fail_clones_ = std::move(error);
 }
 
 void FakeHypervisor::FailNextLaunch(Error error) {

@@ -73,10 +73,23 @@ class FakeHypervisor final : public Hypervisor {
   // The next Launch fails with `error`.
   void FailNextLaunch(Error error);
 
+  // Templates: off unless a test turns them on. A saved template is a fake
+  // VM launched (and handed to `ready`) plus two small files.
+  bool supports_templates() const override { return templates_; }
+  void EnableTemplates() { templates_ = true; }
+  Status SaveTemplate(const VmConfig& config, const std::string& dir,
+                      const std::function<Status(Vm&)>& ready) override;
+  int saves();
+  // Every later Launch of a clone (VmConfig::clone_of) fails with `error`.
+  void FailClones(Error error);
+
  private:
   std::mutex mu_;
   std::vector<std::shared_ptr<FakeVmRecord>> launched_;
   std::optional<Error> fail_next_;
+  std::atomic<bool> templates_{false};
+  int saves_ = 0;
+  std::optional<Error> fail_clones_;
 };
 
 // What a RecordingShare holds: per owner, the host paths shared and where.

@@ -41,10 +41,13 @@ Result<std::unique_ptr<SandboxVm>> SandboxVm::Boot(const SandboxVmOptions& optio
   Config config;
   config.run_dir = options.run_dir;
   config.hypervisor.kernel = options.guest_dir + "/vmlinuz";
-  config.hypervisor.initrd = options.guest_dir + "/initrd.img";
+  config.hypervisor.initrd =
+      options.initrd.empty() ? options.guest_dir + "/initrd.img" : options.initrd;
   config.hypervisor.memory_mib = options.memory_mib;
   config.agent.log_level = options.agent_log_level;
   config.agent.boot_timeout_seconds = 90;
+  config.hypervisor.template_enabled = options.from_template;
+  config.hypervisor.template_dir = options.template_dir;
   std::unique_ptr<SandboxVm> sandbox(new SandboxVm());
   sandbox->sandbox_id_ = "e" + RandomHex(5);
   HULL_TRY(sandbox->session_, sandbox::Sandbox::Open(config, sandbox->sandbox_id_),

@@ -20,14 +20,20 @@
 #include "hull/hypervisor/hypervisor.h"
 #include "hull/sandbox/agent_api.h"
 #include "hull/sandbox/sandbox.h"
+#include "testlib.h"
 
 namespace hull::testing {
 
 struct SandboxVmOptions {
   std::string guest_dir;  // holds vmlinuz and initrd.img
   std::string run_dir;    // parent of the VM's state directory; must exist
+  std::string initrd;     // "" = <guest_dir>/initrd.img
   uint64_t memory_mib = 512;
   std::string agent_log_level = "info";
+  // Start from a VM template ([hypervisor] template, template_dir); the
+  // shared one of the test run unless a test wants its own.
+  bool from_template = true;
+  std::string template_dir = testlib::SharedTemplateDir();
 };
 
 // Not thread-safe to construct or destroy; the RPC helpers may be called from
@@ -54,6 +60,8 @@ class SandboxVm {
   sandbox::AgentApi& api() { return session_->agent(); }
   Vm& vm() { return session_->vm(); }
   const std::string& sandbox_id() const { return sandbox_id_; }
+  // Whether the VM started as a clone of a template.
+  bool from_template() const { return session_->from_template(); }
   // The guest console so far (agent logs), for failure messages.
   std::string Console() const;
 

@@ -18,6 +18,7 @@ const std::string& BuildDir() {
 }
 std::string BinDir() { return BuildDir() + "/bin"; }
 std::string GuestDir() { return BuildDir() + "/guest"; }
+std::string SharedTemplateDir() { return BuildDir() + "/test-templates"; }
 const std::string& SourceDir() {
   static const std::string dir = HULL_TESTLIB_SOURCE_DIR;
   return dir;

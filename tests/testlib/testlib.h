@@ -26,6 +26,12 @@ inline constexpr char kQemuPath[] = "/usr/bin/qemu-system-x86_64";
 const std::string& BuildDir();
 std::string BinDir();
 std::string GuestDir();
+// Where the tests' VM templates live ([hypervisor] template_dir): shared by
+// every test of the build, as a cache of booted guests, so each fixture's
+// private run_dir does not boot a template of its own. Templates are keyed
+// by the guest image and VM shape, and builds are serialized, so sharing is
+// safe; tests of the template lifecycle use a directory of their own.
+std::string SharedTemplateDir();
 // The source tree (PROJECT_SOURCE_DIR).
 const std::string& SourceDir();
 

@@ -7,6 +7,7 @@
 #include <grpcpp/server_builder.h>
 #include <grpcpp/server_posix.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -406,6 +407,119 @@ TEST_F(SandboxTest, AnAgentThatFailsCreateSandboxStopsTheVm) {
   ASSERT_EQ(hypervisor_->launched().size(), 1u);
   EXPECT_FALSE(hypervisor_->launched()[0]->running);
   EXPECT_FALSE(PathExists(root_ + "/s1"));
+}
+
+TEST_F(SandboxTest, EveryGuestGetsHostEntropyTheHostsClockAndItsOwnHostname) {
+  auto a = Sandbox::Open(config_, "s1", {}, deps_);
+  auto b = Sandbox::Open(config_, "s2", {}, deps_);
+  ASSERT_TRUE(a && b);
+  auto setups = agent_->sandbox_setups();
+  ASSERT_EQ(setups.size(), 2u);
+  EXPECT_EQ(setups[0].hostname, "s1");
+  EXPECT_EQ(setups[1].hostname, "s2");
+  EXPECT_EQ(setups[0].entropy.size(), 64u);
+  EXPECT_NE(setups[0].entropy, setups[1].entropy);
+  auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  EXPECT_GT(setups[0].realtime_ns, now - int64_t{3600} * 1000000000);
+  EXPECT_LE(setups[0].realtime_ns, now);
+}
+
+// --- templates: the decisions around them, with a fake hypervisor ------------------
+
+class SandboxTemplateTest : public SandboxTest {
+ protected:
+  void SetUp() override {
+    SandboxTest::SetUp();
+    hypervisor_->EnableTemplates();
+    // Real files for the template key; the fake never runs them.
+    ASSERT_TRUE(WriteFile(root_ + "/vmlinuz", "kernel"));
+    ASSERT_TRUE(WriteFile(root_ + "/initrd.img", "initrd"));
+    config_.hypervisor.path = "/bin/sh";
+    config_.hypervisor.kernel = root_ + "/vmlinuz";
+    config_.hypervisor.initrd = root_ + "/initrd.img";
+    config_.hypervisor.accel = "tcg";
+    config_.agent.transport = "serial";
+  }
+  std::vector<std::string> Templates() { return TemplateStore(TemplateRoot(config_)).List(); }
+  // The launched VMs that were clones.
+  int Clones() {
+    int clones = 0;
+    for (const auto& vm : hypervisor_->launched()) clones += !vm->config.clone_of.empty();
+    return clones;
+  }
+};
+
+TEST_F(SandboxTemplateTest, TheFirstSandboxBuildsTheTemplateAndEveryOneIsAClone) {
+  auto a = Sandbox::Open(config_, "s1", {}, deps_);
+  ASSERT_TRUE(a) << a.error().ToString();
+  auto b = Sandbox::Open(config_, "s2", {}, deps_);
+  ASSERT_TRUE(b) << b.error().ToString();
+  EXPECT_EQ(hypervisor_->saves(), 1);
+  EXPECT_TRUE((*a)->from_template());
+  EXPECT_TRUE((*b)->from_template());
+  EXPECT_EQ(Clones(), 2);
+  EXPECT_EQ(Templates().size(), 1u);
+  // The template VM was not the sandbox's: no CreateSandbox for it.
+  EXPECT_EQ(agent_->CallCount("CreateSandbox"), 2);
+}
+
+TEST_F(SandboxTemplateTest, AFailingCloneBootsInsteadAndDropsTheTemplate) {
+  auto first = Sandbox::Open(config_, "s1", {}, deps_);  // open: it shares the fake agent
+  ASSERT_TRUE(first);
+  ASSERT_EQ(Templates().size(), 1u);
+  hypervisor_->FailClones(Error(ErrorCode::kFailedPrecondition, "migration failed"));
+  auto sandbox = Sandbox::Open(config_, "s2", {}, deps_);
+  ASSERT_TRUE(sandbox) << sandbox.error().ToString();
+  EXPECT_FALSE((*sandbox)->from_template());
+  EXPECT_TRUE(Templates().empty());
+}
+
+TEST_F(SandboxTemplateTest, ACloneWhoseAgentNeverAnswersIsStoppedAndTheSandboxBoots) {
+  auto first = Sandbox::Open(config_, "s1", {}, deps_);  // open: it shares the fake agent
+  ASSERT_TRUE(first);
+  // Clones' agents do not answer; a booted VM's does.
+  deps_.connect_agent = [this](Vm& vm, auto,
+                               const AgentTimeouts&) -> Result<std::unique_ptr<AgentApi>> {
+    for (const auto& record : hypervisor_->launched()) {
+      if (record->config.id == vm.id() && !record->config.clone_of.empty() && record->running) {
+        return MakeError(ErrorCode::kDeadlineExceeded, "agent did not answer");
+      }
+    }
+    return std::unique_ptr<AgentApi>(new testing::SharedFakeAgent(agent_));
+  };
+  auto sandbox = Sandbox::Open(config_, "s2", {}, deps_);
+  ASSERT_TRUE(sandbox) << sandbox.error().ToString();
+  EXPECT_FALSE((*sandbox)->from_template());
+  auto launched = hypervisor_->launched();
+  ASSERT_GE(launched.size(), 2u);
+  EXPECT_FALSE(launched[launched.size() - 2]->running) << "the silent clone was stopped";
+  EXPECT_TRUE(Templates().empty());
+}
+
+TEST_F(SandboxTemplateTest, WhileAnotherProcessBuildsTheTemplateSandboxesBoot) {
+  VmConfig shape = *VmConfigFromConfig(config_, "s1");
+  auto key = TemplateKey(shape);
+  ASSERT_TRUE(key) << key.error().ToString();
+  ASSERT_TRUE(MakeDirs(TemplateRoot(config_), 0700));
+  UniqueFd builder(::open((TemplateRoot(config_) + "/" + TemplateName(*key) + ".lock").c_str(),
+                          O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(builder);
+  ASSERT_EQ(::flock(builder.get(), LOCK_EX), 0);
+  auto sandbox = Sandbox::Open(config_, "s1", {}, deps_);
+  ASSERT_TRUE(sandbox) << sandbox.error().ToString();
+  EXPECT_FALSE((*sandbox)->from_template());
+  EXPECT_EQ(hypervisor_->saves(), 0);
+}
+
+TEST_F(SandboxTemplateTest, TemplatesOffMeansNoTemplateAtAll) {
+  config_.hypervisor.template_enabled = false;
+  auto sandbox = Sandbox::Open(config_, "s1", {}, deps_);
+  ASSERT_TRUE(sandbox);
+  EXPECT_FALSE((*sandbox)->from_template());
+  EXPECT_EQ(hypervisor_->saves(), 0);
+  EXPECT_FALSE(PathExists(TemplateRoot(config_)));
 }
 
 }  // namespace

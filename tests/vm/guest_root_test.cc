@@ -204,7 +204,8 @@ class GuestRootTest : public ::testing::Test {
     const std::string guest = HULL_GUEST_DIR;
     std::string config_path = scratch_ + "/config.toml";
     std::string config = "[runtime]\nrun_dir = \"" + scratch_ + "/run\"\n";
-    config += "[hypervisor]\nkernel = \"" + guest + "/vmlinuz\"\n";
+    config += "[hypervisor]\ntemplate_dir = \"" + testlib::SharedTemplateDir() + "\"\n";
+    config += "kernel = \"" + guest + "/vmlinuz\"\n";
     config += "initrd = \"" + guest + "/initrd.img\"\n";
     ASSERT_TRUE(WriteFile(config_path, config));
     hullctl_config_ = config_path;

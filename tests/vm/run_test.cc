@@ -42,7 +42,10 @@ class RunTest : public ::testing::Test {
     config_ = scratch_ + "/config.toml";
     ASSERT_TRUE(WriteFile(config_, "[runtime]\nrun_dir = \"" + scratch_ +
                                        "/run\"\n"
-                                       "[hypervisor]\nkernel = \"" +
+                                       "[hypervisor]\ntemplate_dir = \"" +
+                                       testlib::SharedTemplateDir() +
+                                       "\"\n"
+                                       "kernel = \"" +
                                        HULL_GUEST_DIR +
                                        "/vmlinuz\"\n"
                                        "initrd = \"" +

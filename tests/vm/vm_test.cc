@@ -706,7 +706,10 @@ class HullctlTest : public VmTest {
     config_path_ = run_dir_ + "/config.toml";
     ASSERT_TRUE(WriteFile(config_path_, "[runtime]\nrun_dir = \"" + run_dir_ +
                                             "/run\"\n"
-                                            "[hypervisor]\nkernel = \"" +
+                                            "[hypervisor]\ntemplate_dir = \"" +
+                                            testlib::SharedTemplateDir() +
+                                            "\"\n"
+                                            "kernel = \"" +
                                             HULL_GUEST_DIR +
                                             "/vmlinuz\"\n"
                                             "initrd = \"" +

@@ -181,6 +181,8 @@ class Hypervisor {
   // behind (no virtiofsd or hypervisor process, socket or directory).
   virtual Result<std::unique_ptr<Vm>> Launch(const VmConfig& config) = 0;
 
+  // Whether SaveTemplate and VmConfig::clone_of work with this backend.
+  virtual bool supports_templates() const { return false; }
   // Boots `config` (a TemplateVmConfig) as a template and saves it into
   // `dir`: the RAM file `memory` and the device state `state`. `ready` runs
   // once the VM is up: it must reach the agent and close every connection

@@ -1,0 +1,368 @@
+// VM templates without a VM: the template and clone command lines, the key
+// a template is found by, and the store's lifecycle (build once under a lock,
+// replace what is stale or broken, remove what is not kept).
+#include "hull/hypervisor/template.h"
+
+#include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "hull/core/config.h"
+#include "hull/core/syscall.h"
+#include "hull/hypervisor/kernel_cmdline.h"
+#include "qemu/qemu_argv.h"
+#include "testlib.h"
+
+namespace hull {
+namespace {
+
+using testlib::HasCode;
+using testlib::IsOk;
+using testlib::TempDir;
+
+void ExpectGolden(const std::string& name, const std::vector<std::string>& argv) {
+  std::string actual;
+  for (const auto& arg : argv) actual += arg + "\n";
+  std::string path = std::string(HULL_GOLDEN_DIR) + "/" + name;
+  if (const char* update = std::getenv("HULL_UPDATE_GOLDEN"); update != nullptr && *update == '1') {
+    ASSERT_TRUE(WriteFile(path, actual));
+    return;
+  }
+  auto expected = ReadFile(path);
+  ASSERT_TRUE(expected) << "missing golden file " << path << " (run with HULL_UPDATE_GOLDEN=1)";
+  EXPECT_EQ(actual, *expected) << "golden mismatch: " << path;
+}
+
+qemu::QemuLaunchPlan Plan(qemu::VmStart start) {
+  qemu::QemuLaunchPlan plan;
+  plan.qemu_path = "/usr/bin/qemu-system-x86_64";
+  plan.name = "hull-pod1";
+  plan.memory_mib = 512;
+  plan.start = start;
+  plan.kernel = "/usr/share/hull/guest/vmlinuz";
+  plan.initrd = "/usr/share/hull/guest/initrd.img";
+  plan.kernel_cmdline = BuildKernelCmdline({TransportKind::kSerial, "info", false, ""});
+  plan.qmp_socket = "/run/hull/pod1/qmp.sock";
+  plan.console_log = "/run/hull/pod1/console.log";
+  plan.agent_socket = "/run/hull/pod1/agent.sock";
+  return plan;
+}
+
+// The -device options of an argv, in order.
+std::vector<std::string> Devices(const std::vector<std::string>& argv) {
+  std::vector<std::string> devices;
+  for (size_t i = 0; i + 1 < argv.size(); ++i) {
+    if (argv[i] == "-device") devices.push_back(argv[i + 1]);
+  }
+  return devices;
+}
+
+TEST(TemplateArgvTest, TemplateMapsItsRamFileAndHasEmptyRootPorts) {
+  qemu::QemuLaunchPlan plan = Plan(qemu::VmStart::kTemplate);
+  plan.memory_path = "/run/hull/.templates/0123456789abcdef.new-42/memory";
+  ExpectGolden("qemu_argv_template.txt", qemu::BuildQemuArgv(plan));
+}
+
+TEST(TemplateArgvTest, CloneWaitsForItsStateAndLeavesItsDevicesToQmp) {
+  qemu::QemuLaunchPlan plan = Plan(qemu::VmStart::kClone);
+  plan.memory_path = "/proc/self/fd/9";
+  plan.virtiofs_socket = "/run/hull/pod1/virtiofsd.sock";
+  plan.virtiofs_tag = kSharedFsTag;
+  plan.tap_fd = 7;
+  plan.mac_address = "2e:1f:19:87:6c:16";
+  auto argv = qemu::BuildQemuArgv(plan);
+  ExpectGolden("qemu_argv_clone.txt", argv);
+  // The backends are there; the devices come through device_add.
+  EXPECT_THAT(argv, ::testing::Contains(::testing::HasSubstr("socket,id=virtiofs,")));
+  EXPECT_THAT(argv, ::testing::Contains("tap,id=pod-netdev,fd=7"));
+  for (const auto& device : Devices(argv)) {
+    EXPECT_THAT(device, ::testing::Not(::testing::HasSubstr("vhost-user-fs")));
+    EXPECT_THAT(device, ::testing::Not(::testing::HasSubstr("virtio-net")));
+  }
+  EXPECT_EQ(argv.back(), "defer");
+}
+
+TEST(TemplateArgvTest, CloneHasTheTemplatesDevicesInTheTemplatesOrder) {
+  // A restore fails unless both have the same devices at the same places.
+  qemu::QemuLaunchPlan clone = Plan(qemu::VmStart::kClone);
+  clone.virtiofs_socket = "/run/hull/pod1/virtiofsd.sock";
+  clone.virtiofs_tag = kSharedFsTag;
+  clone.tap_fd = 7;
+  clone.mac_address = "2e:1f:19:87:6c:16";
+  EXPECT_EQ(Devices(qemu::BuildQemuArgv(clone)),
+            Devices(qemu::BuildQemuArgv(Plan(qemu::VmStart::kTemplate))));
+}
+
+TEST(TemplateArgvTest, APlainBootIsUnchanged) {
+  qemu::QemuLaunchPlan plan = Plan(qemu::VmStart::kBoot);
+  auto argv = qemu::BuildQemuArgv(plan);
+  EXPECT_THAT(argv, ::testing::Contains(::testing::HasSubstr("memory-backend-memfd")));
+  EXPECT_THAT(argv, ::testing::Not(::testing::Contains("-incoming")));
+  for (const auto& device : Devices(argv)) {
+    EXPECT_THAT(device, ::testing::Not(::testing::HasSubstr("pcie-root-port")));
+  }
+}
+
+TEST(TemplateArgvTest, HotPluggedDevicesAreSpelledAsOnTheCommandLine) {
+  qemu::QemuDevice fs = qemu::SharedFsDevice("hull-shared", qemu::kSharePortId);
+  EXPECT_EQ(fs.ToOption(),
+            "vhost-user-fs-pci,bus=hotplug-share,id=shared-fs,chardev=virtiofs,tag=hull-shared");
+  EXPECT_EQ(fs.ToQmp(), (nlohmann::json{{"driver", "vhost-user-fs-pci"},
+                                        {"bus", "hotplug-share"},
+                                        {"id", "shared-fs"},
+                                        {"chardev", "virtiofs"},
+                                        {"tag", "hull-shared"}}));
+  qemu::QemuDevice nic = qemu::PodNetDevice("2e:1f:19:87:6c:16", qemu::kNetPortId);
+  EXPECT_EQ(nic.ToQmp()["bus"], "hotplug-net");
+  EXPECT_EQ(nic.ToQmp()["mac"], "2e:1f:19:87:6c:16");
+}
+
+// --- keys -------------------------------------------------------------------
+
+class TemplateKeyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_THAT(WriteFile(dir_.Sub("vmlinuz"), "kernel"), IsOk());
+    ASSERT_THAT(WriteFile(dir_.Sub("initrd.img"), "initrd"), IsOk());
+    config_.id = "pod1";
+    config_.run_dir = dir_.Sub("run");
+    config_.hypervisor_path = "/bin/sh";
+    config_.kernel = dir_.Sub("vmlinuz");
+    config_.initrd = dir_.Sub("initrd.img");
+  }
+  TempDir dir_{"template-key"};
+  VmConfig config_;
+};
+
+TEST_F(TemplateKeyTest, SameShapeSameKeyWhateverTheSandbox) {
+  auto a = TemplateKey(config_);
+  ASSERT_THAT(a, IsOk());
+  VmConfig other = config_;
+  other.id = "pod2";
+  other.share_dir = true;
+  other.network.netns_path = "/var/run/netns/x";
+  other.tcg_tb_size_mib = 64;
+  EXPECT_EQ(*TemplateKey(other), *a);
+  EXPECT_EQ(TemplateName(*a).size(), 16u);
+  EXPECT_EQ(TemplateName(*a).find_first_not_of("0123456789abcdef"), std::string::npos);
+}
+
+TEST_F(TemplateKeyTest, ShapeAndAssetsChangeTheKey) {
+  const std::string base = *TemplateKey(config_);
+  auto changed = [&](auto edit) {
+    VmConfig other = config_;
+    edit(other);
+    auto key = TemplateKey(other);
+    return key && *key != base && TemplateName(*key) != TemplateName(base);
+  };
+  EXPECT_TRUE(changed([](VmConfig& c) { c.vcpus = 2; }));
+  EXPECT_TRUE(changed([](VmConfig& c) { c.memory_mib = 256; }));
+  EXPECT_TRUE(changed([](VmConfig& c) { c.accel = Accel::kKvm; }));
+  EXPECT_TRUE(changed([](VmConfig& c) { c.extra_kernel_params = "loglevel=7"; }));
+  EXPECT_TRUE(changed([](VmConfig& c) { c.agent_debug = true; }));
+  EXPECT_TRUE(changed([](VmConfig& c) { c.free_page_reporting = false; }));
+  // A rebuilt guest image is another file, even with the same bytes.
+  ASSERT_THAT(WriteFile(dir_.Sub("initrd.new"), "initrd"), IsOk());
+  ASSERT_EQ(::rename(dir_.Sub("initrd.new").c_str(), config_.initrd.c_str()), 0);
+  EXPECT_NE(*TemplateKey(config_), base);
+}
+
+TEST_F(TemplateKeyTest, AMissingAssetIsAnError) {
+  config_.initrd = dir_.Sub("nope");
+  EXPECT_THAT(TemplateKey(config_), HasCode(ErrorCode::kNotFound));
+}
+
+TEST_F(TemplateKeyTest, OnlyQ35WithTheSerialTransportCanBeCloned) {
+  EXPECT_EQ(TemplateIneligibility(config_), "");
+  VmConfig pc = config_;
+  pc.machine = "pc";
+  EXPECT_THAT(TemplateIneligibility(pc), ::testing::HasSubstr("PCIe"));
+  VmConfig vsock = config_;
+  vsock.transport = TransportKind::kVsock;
+  EXPECT_THAT(TemplateIneligibility(vsock), ::testing::HasSubstr("vsock"));
+}
+
+TEST(TemplateRootTest, DefaultsUnderTheRunDirUnderANoSandboxIdCanHave) {
+  Config config;
+  config.run_dir = "/run/x";
+  EXPECT_EQ(TemplateRoot(config), "/run/x/.templates");
+  config.hypervisor.template_dir = "/var/lib/hull/templates";
+  EXPECT_EQ(TemplateRoot(config), "/var/lib/hull/templates");
+}
+
+TEST(TemplateConfigTest, KeysParseAndABadDirectoryIsRefused) {
+  auto config = ParseConfig("[hypervisor]\ntemplate = false\ntemplate_dir = \"/srv/t\"\n", "t");
+  ASSERT_THAT(config, IsOk());
+  EXPECT_FALSE(config->hypervisor.template_enabled);
+  EXPECT_EQ(config->hypervisor.template_dir, "/srv/t");
+  EXPECT_TRUE(ParseConfig("", "t")->hypervisor.template_enabled);
+  EXPECT_THAT(ParseConfig("[hypervisor]\ntemplate_dir = \"rel\"\n", "t"),
+              HasCode(ErrorCode::kInvalidArgument));
+  EXPECT_THAT(ParseConfig("[hypervisor]\ntemplate = \"yes\"\n", "t"),
+              HasCode(ErrorCode::kInvalidArgument));
+}
+
+// --- the store ----------------------------------------------------------------
+
+class TemplateStoreTest : public ::testing::Test {
+ protected:
+  // A save that writes what a hypervisor would, and counts its calls.
+  std::function<Status(const std::string&)> Save() {
+    return [this](const std::string& dir) -> Status {
+      ++saves_;
+      HULL_CHECK_OK(WriteFile(dir + "/memory", "ram"), "");
+      return WriteFile(dir + "/state", "state");
+    };
+  }
+  std::vector<std::string> Entries() {
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(root_, ec)) {
+      names.push_back(entry.path().filename());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+  TempDir dir_{"template-store"};
+  std::string root_ = dir_.Sub("templates");
+  TemplateStore store_{root_};
+  int saves_ = 0;
+};
+
+TEST_F(TemplateStoreTest, BuildsOnceThenFinds) {
+  EXPECT_EQ(store_.Find("key-a"), std::nullopt);
+  auto built = store_.Build("key-a", Save());
+  ASSERT_THAT(built, IsOk());
+  EXPECT_EQ(built->dir, root_ + "/" + TemplateName("key-a"));
+  EXPECT_EQ(ReadFile(built->dir + "/key").value_or(""), "key-a");
+  auto found = store_.Find("key-a");
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->dir, built->dir);
+  ASSERT_THAT(store_.Build("key-a", Save()), IsOk());
+  EXPECT_EQ(saves_, 1);
+  EXPECT_EQ(store_.List(), std::vector<std::string>{TemplateName("key-a")});
+}
+
+TEST_F(TemplateStoreTest, AnotherBuilderAtWorkMeansUnavailable) {
+  ASSERT_THAT(MakeDirs(root_, 0700), IsOk());
+  UniqueFd other(::open((root_ + "/" + TemplateName("key-a") + ".lock").c_str(),
+                        O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(other);
+  ASSERT_EQ(::flock(other.get(), LOCK_EX), 0);
+  EXPECT_THAT(store_.Build("key-a", Save()), HasCode(ErrorCode::kUnavailable));
+  EXPECT_EQ(saves_, 0);
+  other.reset();
+  EXPECT_THAT(store_.Build("key-a", Save()), IsOk());
+}
+
+TEST_F(TemplateStoreTest, AFailedSaveLeavesNothingToFind) {
+  auto failing = [](const std::string& dir) -> Status {
+    (void)WriteFile(dir + "/memory", "half");
+    return MakeError(ErrorCode::kInternal, "QEMU died");
+  };
+  EXPECT_THAT(store_.Build("key-a", failing), HasCode(ErrorCode::kInternal));
+  EXPECT_EQ(store_.Find("key-a"), std::nullopt);
+  for (const auto& entry : Entries()) EXPECT_THAT(entry, ::testing::EndsWith(".lock"));
+}
+
+TEST_F(TemplateStoreTest, AnIncompleteOrForeignDirectoryIsNotATemplateAndIsReplaced) {
+  const std::string dir = root_ + "/" + TemplateName("key-a");
+  ASSERT_THAT(MakeDirs(dir, 0700), IsOk());
+  ASSERT_THAT(WriteFile(dir + "/key", "key-b"), IsOk());  // a hash collision, say
+  ASSERT_THAT(WriteFile(dir + "/memory", "ram"), IsOk());
+  ASSERT_THAT(WriteFile(dir + "/state", "state"), IsOk());
+  EXPECT_EQ(store_.Find("key-a"), std::nullopt);
+  ASSERT_THAT(WriteFile(dir + "/key", "key-a"), IsOk());
+  ASSERT_EQ(::unlink((dir + "/state").c_str()), 0);
+  EXPECT_EQ(store_.Find("key-a"), std::nullopt);
+  ASSERT_THAT(store_.Build("key-a", Save()), IsOk());
+  EXPECT_EQ(saves_, 1);
+  EXPECT_TRUE(store_.Find("key-a"));
+}
+
+TEST_F(TemplateStoreTest, InvalidateRemovesTheTemplate) {
+  ASSERT_THAT(store_.Build("key-a", Save()), IsOk());
+  store_.Invalidate("key-a");
+  EXPECT_EQ(store_.Find("key-a"), std::nullopt);
+  EXPECT_FALSE(PathExists(root_ + "/" + TemplateName("key-a")));
+  ASSERT_THAT(store_.Build("key-a", Save()), IsOk());
+  EXPECT_EQ(saves_, 2);
+}
+
+TEST_F(TemplateStoreTest, RemoveAllButKeepsWhatIsKeptAndWhatABuilderHolds) {
+  ASSERT_THAT(store_.Build("key-a", Save()), IsOk());
+  ASSERT_THAT(store_.Build("key-b", Save()), IsOk());
+  ASSERT_THAT(store_.Build("key-c", Save()), IsOk());
+  const std::string a = TemplateName("key-a"), b = TemplateName("key-b"), c = TemplateName("key-c");
+  // A dead builder's leftovers, and a live builder of c.
+  ASSERT_THAT(MakeDirs(root_ + "/" + a + ".new-99999", 0700), IsOk());
+  ASSERT_THAT(MakeDirs(root_ + "/template-" + b, 0700), IsOk());
+  UniqueFd builder(::open((root_ + "/" + c + ".lock").c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(builder);
+  ASSERT_EQ(::flock(builder.get(), LOCK_EX), 0);
+
+  auto removed = store_.RemoveAllBut({a});
+  EXPECT_EQ(removed, std::vector<std::string>{b});
+  EXPECT_TRUE(store_.Find("key-a"));
+  EXPECT_FALSE(store_.Find("key-b"));
+  EXPECT_TRUE(store_.Find("key-c")) << "a template whose builder holds the lock stays";
+  std::vector<std::string> expected = {a, a + ".lock", c, c + ".lock"};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(Entries(), expected);
+}
+
+TEST_F(TemplateStoreTest, RemoveStaleTakesTemplatesOfChangedAssetsOnly) {
+  ASSERT_THAT(WriteFile(dir_.Sub("vmlinuz"), "kernel"), IsOk());
+  ASSERT_THAT(WriteFile(dir_.Sub("initrd.img"), "initrd"), IsOk());
+  VmConfig config;
+  config.hypervisor_path = "/bin/sh";
+  config.kernel = dir_.Sub("vmlinuz");
+  config.initrd = dir_.Sub("initrd.img");
+  auto old_key = TemplateKey(config);
+  ASSERT_THAT(old_key, IsOk());
+  ASSERT_THAT(store_.Build(*old_key, Save()), IsOk());
+  EXPECT_TRUE(store_.RemoveStale().empty());
+  EXPECT_TRUE(store_.Find(*old_key));
+
+  ASSERT_THAT(WriteFile(dir_.Sub("initrd.new"), "initrd v2"), IsOk());
+  ASSERT_EQ(::rename(dir_.Sub("initrd.new").c_str(), config.initrd.c_str()), 0);
+  auto new_key = TemplateKey(config);
+  ASSERT_THAT(store_.Build(*new_key, Save()), IsOk());
+  EXPECT_EQ(store_.RemoveStale(), std::vector<std::string>{TemplateName(*old_key)});
+  EXPECT_FALSE(store_.Find(*old_key));
+  EXPECT_TRUE(store_.Find(*new_key));
+}
+
+TEST_F(TemplateStoreTest, TheNumberOfTemplatesIsBounded) {
+  for (size_t i = 0; i < TemplateStore::kMaxTemplates; ++i) {
+    ASSERT_THAT(store_.Build("key-" + std::to_string(i), Save()), IsOk());
+  }
+  EXPECT_THAT(store_.Build("one-too-many", Save()), HasCode(ErrorCode::kResourceExhausted));
+  EXPECT_THAT(store_.Build("key-0", Save()), IsOk()) << "an existing one is still found";
+}
+
+TEST(TemplateVmConfigTest, TheTemplateVmHasNothingOfTheSandbox) {
+  VmConfig config;
+  config.id = "pod1";
+  config.share_dir = true;
+  config.network.netns_path = "/var/run/netns/pod1";
+  config.network.tap_fd = 7;
+  config.host_cgroup_dirs = {"/sys/fs/cgroup/pod1"};
+  config.clone_of = "/run/hull/.templates/x";
+  VmConfig vm = TemplateVmConfig(config, "/run/hull/.templates", "0123456789abcdef");
+  EXPECT_EQ(vm.id, "template-0123456789abcdef");
+  EXPECT_EQ(vm.run_dir, "/run/hull/.templates");
+  EXPECT_FALSE(vm.share_dir);
+  EXPECT_TRUE(vm.network.netns_path.empty());
+  EXPECT_TRUE(vm.host_cgroup_dirs.empty());
+  EXPECT_TRUE(vm.clone_of.empty());
+}
+
+}  // namespace
+}  // namespace hull
