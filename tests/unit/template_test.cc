@@ -330,13 +330,24 @@ TEST_F(TemplateStoreTest, RemoveStaleTakesTemplatesOfChangedAssetsOnly) {
   EXPECT_TRUE(store_.RemoveStale().empty());
   EXPECT_TRUE(store_.Find(*old_key));
 
-  ASSERT_THAT(WriteFile(dir_.Sub("initrd.new"), "initrd v2"), IsOk());
-  ASSERT_EQ(::rename(dir_.Sub("initrd.new").c_str(), config.initrd.c_str()), 0);
-  auto new_key = TemplateKey(config);
-  ASSERT_THAT(store_.Build(*new_key, Save()), IsOk());
+  auto rebuild_initrd = [&](const std::string& bytes) {
+    ASSERT_THAT(WriteFile(dir_.Sub("initrd.new"), bytes), IsOk());
+    ASSERT_EQ(::rename(dir_.Sub("initrd.new").c_str(), config.initrd.c_str()), 0);
+  };
+  rebuild_initrd("initrd v2");
   EXPECT_EQ(store_.RemoveStale(), std::vector<std::string>{TemplateName(*old_key)});
   EXPECT_FALSE(store_.Find(*old_key));
-  EXPECT_TRUE(store_.Find(*new_key));
+
+  // A build clears stale templates by itself: a new guest image replaces
+  // the old one's template without anyone running gc.
+  auto v2_key = TemplateKey(config);
+  ASSERT_THAT(store_.Build(*v2_key, Save()), IsOk());
+  rebuild_initrd("initrd v3");
+  auto v3_key = TemplateKey(config);
+  ASSERT_THAT(store_.Build(*v3_key, Save()), IsOk());
+  EXPECT_FALSE(store_.Find(*v2_key));
+  EXPECT_TRUE(store_.Find(*v3_key));
+  EXPECT_EQ(store_.List().size(), 1u);
 }
 
 TEST_F(TemplateStoreTest, TheNumberOfTemplatesIsBounded) {

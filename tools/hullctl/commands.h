@@ -33,6 +33,9 @@ struct PingOptions {
   // Do not contact the agent: time launch until the guest powers itself off.
   // With an initrd whose init powers off at once, this is the boot floor.
   bool until_poweroff = false;
+  // Start the VM as a clone of the template for its shape (built first if
+  // missing, not timed).
+  bool from_template = false;
 };
 // Boots a VM, asks the agent for its details, prints them and the time from
 // QEMU launch to the agent's first answer, and shuts the VM down.

@@ -37,6 +37,9 @@ int main(int argc, char** argv) {
   ping_cmd->add_option("--initrd", ping.initrd, "guest initrd (default: from the configuration)");
   ping_cmd->add_flag("--json", ping.json, "print the result as JSON");
   ping_cmd->add_flag("--console", ping.keep_console, "print the guest console log at the end");
+  ping_cmd->add_flag("--template", ping.from_template,
+                     "start the VM as a clone of the template for its shape (built first if "
+                     "missing, not timed)");
   ping_cmd->add_flag(
       "--until-poweroff", ping.until_poweroff,
       "do not contact the agent; time launch until the guest powers off (benchmark floor)");
