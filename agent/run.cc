@@ -20,20 +20,6 @@
 namespace hull::agent {
 namespace {
 
-// Boot leaves freed memory scattered in small pieces (the initramfs archive,
-// its files once copied off it, the kernel's own init sections). Free page
-// reporting hands the host only whole 2 MiB blocks, so compact them: the
-// host gets back what boot used once, and a template saved from this guest,
-// copied into every clone, holds only what is in use.
-void CompactBootMemory() {
-  for (const auto& [path, value] : {std::pair{"/proc/sys/vm/drop_caches", "3"},
-                                    std::pair{"/proc/sys/vm/compact_memory", "1"}}) {
-    if (auto written = WriteFile(path, value); !written) {
-      HULL_LOG_WARN("release boot memory: {}", written.error().ToString());
-    }
-  }
-}
-
 constexpr char kModuleList[] = "/lib/modules/hull-modules.list";
 // Where the tmpfs that becomes the root is filled, on the initramfs.
 constexpr char kNewRootStaging[] = "/newroot";
@@ -130,7 +116,6 @@ void RunAsInit(const InitOptions& init) {
   state.listening_us = BootTimeMicros();
   HULL_LOG_INFO("serving after {} ms of boot ({} ms in the agent)", state.listening_us / 1000,
                 (state.listening_us - state.agent_start_us) / 1000);
-  CompactBootMemory();
   std::thread serve = SpawnThread("agent-serve", [&] { server.Serve(*listener); });
   serve.detach();  // PID 1 never returns; the thread lives as long as the VM
   RunReaper([&server](pid_t pid, int status) { server.engine().OnChildExit(pid, status); });

@@ -6,6 +6,7 @@
 
 #include "hull/core/log.h"
 #include "hull/core/syscall.h"
+#include "hull/core/thread.h"
 #include "hull/hypervisor/template.h"
 #include "hull/sandbox/grpc_agent.h"
 
@@ -54,6 +55,7 @@ struct StartedVm {
   std::unique_ptr<Vm> vm;
   std::unique_ptr<AgentApi> agent;
   bool from_template = false;
+  bool build_template = false;  // booted for want of a template: build it now
 };
 
 // Connects to the agent of a VM that was just started, by `deadline`; the
@@ -68,13 +70,15 @@ Result<std::unique_ptr<AgentApi>> ConnectNewVm(Vm& vm, const ConnectFn& connect,
   return Unexpected{std::move(agent).error().Wrap("(guest console ends with:\n" + console + ")")};
 }
 
-// The VM as a clone of the template for its shape, building the template
-// first if there is none; nullopt (with the reason logged) when that is off,
-// impossible or failed: the caller boots instead. A clone that does not come
-// up removes its template, so the next start rebuilds it.
+// The VM as a clone of the template for its shape; nullopt (with the reason
+// logged) when that is off, impossible or failed: the caller boots instead.
+// `build` is set when the template is missing (never built, or removed here
+// because its clone did not come up): the caller builds it once the sandbox
+// is up, so that no sandbox waits for a template.
 std::optional<StartedVm> CloneFromTemplate(const Config& config, const VmConfig& vm_config,
                                            Hypervisor& hypervisor, const ConnectFn& connect,
-                                           const AgentTimeouts& timeouts) {
+                                           const AgentTimeouts& timeouts, bool& build) {
+  build = false;
   if (!config.hypervisor.template_enabled) return std::nullopt;
   const std::string& id = vm_config.id;
   if (!hypervisor.supports_templates()) {
@@ -85,16 +89,16 @@ std::optional<StartedVm> CloneFromTemplate(const Config& config, const VmConfig&
     HULL_LOG_INFO("VM {}: boots without a template: {}", id, why);
     return std::nullopt;
   }
+  auto key = TemplateKey(vm_config);
+  if (!key) {
+    HULL_LOG_WARN("VM {}: boots without a template: {}", id, key.error().ToString());
+    return std::nullopt;
+  }
   TemplateStore store(TemplateRoot(config));
-  auto found = EnsureTemplate(config, vm_config, hypervisor, connect);
+  std::optional<TemplateRef> found = store.Find(*key);
   if (!found) {
-    ErrorCode code = found.error().code();
-    if (code == ErrorCode::kUnavailable || code == ErrorCode::kUnimplemented ||
-        code == ErrorCode::kResourceExhausted) {
-      HULL_LOG_INFO("VM {}: boots without a template: {}", id, found.error().ToString());
-    } else {
-      HULL_LOG_WARN("VM {}: boots without a template: {}", id, found.error().ToString());
-    }
+    HULL_LOG_INFO("VM {}: boots; its template {} is built next", id, TemplateName(*key));
+    build = true;
     return std::nullopt;
   }
   VmConfig clone = vm_config;
@@ -104,6 +108,7 @@ std::optional<StartedVm> CloneFromTemplate(const Config& config, const VmConfig&
     HULL_LOG_WARN("VM {}: template {} failed, removed; booting instead: {}", id, found->name,
                   vm.error().ToString());
     store.Invalidate(found->key);
+    build = true;
     return std::nullopt;
   }
   auto agent = ConnectNewVm(**vm, connect, Clock::now() + kCloneReadyTimeout, timeouts);
@@ -114,6 +119,7 @@ std::optional<StartedVm> CloneFromTemplate(const Config& config, const VmConfig&
         id, found->name, agent.error().ToString());
     (*vm)->Stop(std::chrono::milliseconds(0));
     store.Invalidate(found->key);
+    build = true;
     return std::nullopt;
   }
   return StartedVm{std::move(*vm), std::move(*agent), true};
@@ -121,13 +127,14 @@ std::optional<StartedVm> CloneFromTemplate(const Config& config, const VmConfig&
 
 Result<StartedVm> StartVm(const Config& config, const VmConfig& vm_config, Hypervisor& hypervisor,
                           const ConnectFn& connect, const AgentTimeouts& timeouts) {
-  if (auto cloned = CloneFromTemplate(config, vm_config, hypervisor, connect, timeouts)) {
+  bool build = false;
+  if (auto cloned = CloneFromTemplate(config, vm_config, hypervisor, connect, timeouts, build)) {
     return std::move(*cloned);
   }
   HULL_TRY(auto vm, hypervisor.Launch(vm_config), "");
   auto deadline = vm->launched_at() + seconds(config.agent.boot_timeout_seconds);
   HULL_TRY(auto agent, ConnectNewVm(*vm, connect, deadline, timeouts), "");
-  return StartedVm{std::move(vm), std::move(agent), false};
+  return StartedVm{std::move(vm), std::move(agent), false, build};
 }
 
 }  // namespace
@@ -244,6 +251,7 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Open(const Config& config, const std::
       "network in {} ms",
       id, started_from_template ? "cloned" : "booted", ms(launched - opened),
       ms(answered - launched), ms(created - answered), ms(Clock::now() - created));
+  if (started.build_template) sandbox->BuildTemplateInBackground(vm_config, connect);
   return sandbox;
 }
 
@@ -341,6 +349,22 @@ void Sandbox::Close() {
   vm_->Stop(seconds(config_.hypervisor.stop_grace_seconds));
   if (network_) network_->Detach();
   if (host_cgroup_) host_cgroup_->Remove();
+  // A template being built for the next sandbox: its VM dies with this
+  // thread's child, so wait for it (it is bounded by its own deadlines).
+  if (template_build_.joinable()) template_build_.join();
+}
+
+void Sandbox::BuildTemplateInBackground(const VmConfig& vm_config, const ConnectAgentFn& connect) {
+  // Everything by value or shared: the thread may outlive this call's frame.
+  template_build_ = SpawnThread("template-build", [config = config_, vm_config,
+                                                   hypervisor = hypervisor_, connect] {
+    auto built = EnsureTemplate(config, vm_config, *hypervisor, connect);
+    if (built) {
+      HULL_LOG_INFO("VM {}: template {} is ready for the next sandbox", vm_config.id, built->name);
+    } else {
+      HULL_LOG_INFO("VM {}: no template built: {}", vm_config.id, built.error().ToString());
+    }
+  });
 }
 
 Status Sandbox::ConfigureGuestNetwork() {

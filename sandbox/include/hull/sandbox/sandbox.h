@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "hull/core/config.h"
@@ -80,10 +81,13 @@ Result<TemplateRef> EnsureTemplate(const Config& config, const VmConfig& vm_conf
 
 class Sandbox {
  public:
-  // Boots the VM for sandbox `id` and creates its sandbox. On failure nothing
-  // is left behind. The hypervisor and virtiofsd die with the calling thread
-  // (PR_SET_PDEATHSIG follows the thread that forks): call it from a thread
-  // that lives as long as the sandbox.
+  // Starts the VM for sandbox `id` -- a clone of its shape's template, or a
+  // boot when there is none yet (the template is then built in the
+  // background, for the next sandbox; Close waits for that) -- and creates
+  // its sandbox. On failure nothing is left behind. The hypervisor and
+  // virtiofsd die with the calling thread (PR_SET_PDEATHSIG follows the
+  // thread that forks): call it from a thread that lives as long as the
+  // sandbox.
   static Result<std::unique_ptr<Sandbox>> Open(const Config& config, const std::string& id,
                                                const SandboxOptions& options = {},
                                                SandboxDeps deps = {});
@@ -124,6 +128,9 @@ class Sandbox {
       : config_(std::move(config)), id_(std::move(id)), vm_(std::move(vm)) {}
   // Gives the guest's NIC the pod interface's addresses, MTU and routes.
   Status ConfigureGuestNetwork();
+  // Builds the template this sandbox's VM lacked, on a thread of its own
+  // (the template VM lives as long as that thread); Close waits for it.
+  void BuildTemplateInBackground(const VmConfig& vm_config, const ConnectAgentFn& connect);
 
   Config config_;
   std::string id_;
@@ -138,6 +145,7 @@ class Sandbox {
   std::map<std::string, int> share_counter_;
   bool closed_ = false;
   bool started_from_template_ = false;
+  std::thread template_build_;
 };
 
 }  // namespace hull::sandbox
