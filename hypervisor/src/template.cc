@@ -174,9 +174,12 @@ Result<TemplateRef> TemplateStore::Build(
                      what + ": " + root_ + " holds " + std::to_string(kMaxTemplates) +
                          " templates already (`hullctl gc --templates` removes them)");
   }
-  // Leftovers of a builder that died (we hold the lock: nobody else builds).
+  // Leftovers of a builder that died (we hold the lock: nobody else builds):
+  // its staging directory and its template VM's state directory.
   for (const auto& entry : DirEntries(root_)) {
-    if (entry.rfind(name + ".new-", 0) == 0) RemoveAside(root_ + "/" + entry, "leftover");
+    if (entry.rfind(name + ".new-", 0) == 0 || entry == "template-" + name) {
+      RemoveAside(root_ + "/" + entry, "leftover");
+    }
   }
   const std::string staging = root_ + "/" + name + ".new-" + std::to_string(::getpid());
   if (::mkdir(staging.c_str(), 0700) < 0) return ErrnoError(what + ": create " + staging);

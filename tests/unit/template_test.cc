@@ -286,6 +286,26 @@ TEST_F(TemplateStoreTest, AnIncompleteOrForeignDirectoryIsNotATemplateAndIsRepla
   EXPECT_TRUE(store_.Find("key-a"));
 }
 
+TEST_F(TemplateStoreTest, ABuilderThatDiedLeavesNothingInTheNextOnesWay) {
+  const std::string name = TemplateName("key-a");
+  ASSERT_THAT(MakeDirs(root_ + "/" + name + ".new-99999", 0700), IsOk());
+  ASSERT_THAT(WriteFile(root_ + "/" + name + ".new-99999/memory", "half"), IsOk());
+  ASSERT_THAT(MakeDirs(root_ + "/template-" + name, 0700), IsOk());  // its VM's state dir
+  ASSERT_THAT(store_.Build("key-a",
+                           [&](const std::string& dir) -> Status {
+                             // The template VM's state directory must be free for this build's VM.
+                             if (PathExists(root_ + "/template-" + name)) {
+                               return MakeError(ErrorCode::kAlreadyExists,
+                                                "state directory exists");
+                             }
+                             return Save()(dir);
+                           }),
+              IsOk());
+  std::vector<std::string> expected = {name, name + ".lock"};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(Entries(), expected);
+}
+
 TEST_F(TemplateStoreTest, InvalidateRemovesTheTemplate) {
   ASSERT_THAT(store_.Build("key-a", Save()), IsOk());
   store_.Invalidate("key-a");
