@@ -219,11 +219,17 @@ int main(int argc, char** argv) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   };
 
-  // The first hull pod builds the template (a boot, a check, a save).
+  // The first hull pod finds no template: it boots, then builds one in the
+  // background (its removal waits for that build).
   auto t0 = Clock::now();
-  RemovePod(bench, RunPod(bench, "hull"));
+  std::string first_pod = RunPod(bench, "hull");
   double first_ms = ms_since(t0);
-  std::fprintf(stderr, "first hull pod (builds the template): %.0f ms\n", first_ms);
+  t0 = Clock::now();
+  RemovePod(bench, first_pod);
+  double build_ms = ms_since(t0);
+  std::fprintf(stderr,
+               "first hull pod (boots): %.0f ms; its removal (waits for the template): %.0f ms\n",
+               first_ms, build_ms);
 
   std::map<std::string, std::vector<double>> latency;
   for (int i = 0; i < runs; ++i) {
@@ -293,7 +299,9 @@ int main(int argc, char** argv) {
       pss_mib["hull"] + template_mib / idle, pss_mib["hull-cold"], "%.1f");
   row("host MemAvailable drop per idle pod, MiB", available_mib["runc"], available_mib["hull"],
       available_mib["hull-cold"], "%.1f");
-  std::printf("the template: %.1f MiB of RAM file, built by the first pod in %.0f ms\n",
-              template_mib, first_ms);
+  std::printf(
+      "the template: %.1f MiB of RAM file; the first hull pod booted in %.0f ms and its "
+      "removal waited %.0f ms for the template build\n",
+      template_mib, first_ms, build_ms);
   return 0;
 }
