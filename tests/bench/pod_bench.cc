@@ -285,6 +285,11 @@ int main(int argc, char** argv) {
     std::snprintf(cells[0], sizeof cells[0], format, runc);
     std::snprintf(cells[1], sizeof cells[1], format, hull);
     std::snprintf(cells[2], sizeof cells[2], format, cold);
+    // A runc figure at the noise floor (MemAvailable moves by MiBs) has no ratio.
+    if (runc < 0.5) {
+      std::printf("%-50s %9s %9s %9s %8s %8s\n", name, cells[0], cells[1], cells[2], "-", "-");
+      return;
+    }
     std::printf("%-50s %9s %9s %9s %8.1f %8.1f\n", name, cells[0], cells[1], cells[2], hull / runc,
                 cold / runc);
   };
