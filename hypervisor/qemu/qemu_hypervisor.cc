@@ -94,23 +94,21 @@ Status CopySparse(int from, int to, off_t size) {
   return Ok();
 }
 
-// A private copy of a template's RAM file, as a memfd: it goes when the
-// clone's QEMU does, whoever dies first.
-Result<UniqueFd> CopyTemplateMemory(const std::string& path, uint64_t memory_mib) {
-  UniqueFd from(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!from) return ErrnoError("open " + path);
+// A private copy of a template's RAM file `from`, as a memfd: it goes when
+// the clone's QEMU does, whoever dies first.
+Result<UniqueFd> CopyTemplateMemory(int from, uint64_t memory_mib) {
   struct stat st {};
-  if (::fstat(from.get(), &st) < 0) return ErrnoError("stat " + path);
+  if (::fstat(from, &st) < 0) return ErrnoError("stat the RAM file");
   const off_t size = static_cast<off_t>(memory_mib << 20);
   if (!S_ISREG(st.st_mode) || st.st_size != size) {
-    return MakeError(ErrorCode::kDataLoss, path + " holds " + std::to_string(st.st_size) +
+    return MakeError(ErrorCode::kDataLoss, "the RAM file holds " + std::to_string(st.st_size) +
                                                " bytes, not the " + std::to_string(size) +
                                                " of the VM's memory");
   }
   UniqueFd ram(sys::MemfdCreate("hull-guest-ram", MFD_CLOEXEC));
   if (!ram) return ErrnoError("memfd_create");
   if (::ftruncate(ram.get(), size) < 0) return ErrnoError("size the guest's RAM");
-  HULL_CHECK_OK(CopySparse(from.get(), ram.get(), size), "copy " + path);
+  HULL_CHECK_OK(CopySparse(from, ram.get(), size), "copy the RAM file");
   return ram;
 }
 
@@ -178,7 +176,14 @@ class QemuVm final : public VmBase {
     HULL_CHECK_OK(Qmp("migrate-set-capabilities", IgnoreSharedCapability(), deadline), "");
     HULL_CHECK_OK(Qmp("migrate-incoming", {{"uri", "fd:" + std::to_string(state_fd)}}, deadline),
                   "");
-    HULL_CHECK_OK(WaitForMigration(deadline), "restore the device state");
+    if (auto loaded = WaitForMigration(deadline); !loaded) {
+      // A stream that does not load is the template's fault; a deadline is not.
+      if (loaded.error().code() == ErrorCode::kFailedPrecondition) {
+        return MakeError(ErrorCode::kDataLoss,
+                         "restore the device state: " + loaded.error().ToString());
+      }
+      return std::move(loaded).error().Wrap("restore the device state");
+    }
     if (!shared_dir().empty()) {
       HULL_CHECK_OK(Qmp("device_add", SharedFsDevice(kSharedFsTag, kSharePortId).ToQmp(), deadline),
                     "plug in the shared directory");
@@ -253,12 +258,22 @@ class QemuVm final : public VmBase {
   Status WaitForMigration(Clock::time_point deadline) {
     while (true) {
       auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-      HULL_TRY(nlohmann::json info,
-               ExecuteQmp("query-migrate", nullptr, std::max(left, milliseconds(1))), "");
-      std::string status = info.is_object() ? info.value("status", "") : "";
+      auto info = ExecuteQmp("query-migrate", nullptr, std::max(left, milliseconds(1)));
+      if (!info) {
+        // QEMU exits when an incoming stream does not load: say why.
+        // (The monitor thread reaps QEMU and records why it ended.)
+        std::unique_lock lock(run_->mu);
+        if (run_->changed.wait_for(lock, milliseconds(1000),
+                                   [&] { return run_->exit.has_value(); })) {
+          return MakeError(ErrorCode::kFailedPrecondition,
+                           "migration failed: " + run_->exit->reason);
+        }
+        return Unexpected{std::move(info).error()};
+      }
+      std::string status = info->is_object() ? info->value("status", "") : "";
       if (status == "completed") return Ok();
       if (status == "failed" || status == "cancelled") {
-        std::string why = info.is_object() ? info.value("error-desc", "") : "";
+        std::string why = info->is_object() ? info->value("error-desc", "") : "";
         return MakeError(ErrorCode::kFailedPrecondition,
                          "migration " + status + (why.empty() ? "" : ": " + why));
       }
@@ -465,6 +480,15 @@ class QemuHypervisor final : public Hypervisor {
   }
 
  private:
+  // An error that says the template is unusable (kDataLoss): the caller
+  // drops the template. Other errors of a clone's start are not its fault.
+  static Unexpected TemplateError(const std::string& what, const Error& error) {
+    return Unexpected{Error(ErrorCode::kDataLoss, what + ": " + error.ToString())};
+  }
+  static Unexpected TemplateError(const std::string& what, const Unexpected& error) {
+    return TemplateError(what, error.error);
+  }
+
   // How long one step of a template's save or a clone's restore may take.
   static constexpr std::chrono::seconds kTemplateStepTimeout{60};
 
@@ -482,16 +506,33 @@ class QemuHypervisor final : public Hypervisor {
     if (std::string why = TemplateIneligibility(config); !why.empty()) {
       return MakeError(ErrorCode::kFailedPrecondition, what + ": " + why);
     }
-    HULL_TRY(UniqueFd ram, CopyTemplateMemory(config.clone_of + "/memory", config.memory_mib),
-             what);
-    UniqueFd state(::open((config.clone_of + "/state").c_str(), O_RDONLY | O_CLOEXEC));
-    if (!state) return ErrnoError(what + ": open " + config.clone_of + "/state");
+    // Both files from one build of the template: through one directory fd,
+    // whatever replaces the directory meanwhile.
+    UniqueFd dir(::open(config.clone_of.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+    if (!dir) return TemplateError(what, ErrnoError("open " + config.clone_of));
+    UniqueFd memory(::openat(dir.get(), "memory", O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    UniqueFd state(::openat(dir.get(), "state", O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!memory || !state) {
+      return TemplateError(what, ErrnoError("open the template's files in " + config.clone_of));
+    }
+    auto ram = CopyTemplateMemory(memory.get(), config.memory_mib);
+    if (!ram) {
+      if (ram.error().code() == ErrorCode::kDataLoss) return TemplateError(what, ram.error());
+      return std::move(ram).error().Wrap(what);
+    }
     StartMode mode{.start = VmStart::kClone,
-                   .memory_path = "/proc/self/fd/" + std::to_string(ram.get()),
-                   .pass_fds = {ram.get(), state.get()}};
+                   .memory_path = "/proc/self/fd/" + std::to_string(ram->get()),
+                   .pass_fds = {ram->get(), state.get()}};
     HULL_TRY(auto vm, Start(config, mode), what);
-    ram.reset();  // QEMU holds the RAM now
-    HULL_CHECK_OK(vm->Restore(state.get(), Clock::now() + kTemplateStepTimeout), what);
+    ram->reset();  // QEMU holds the RAM now
+    if (auto restored = vm->Restore(state.get(), Clock::now() + kTemplateStepTimeout); !restored) {
+      // The state did not load: the template's fault. Anything later (a
+      // device that would not plug, a QMP timeout under load) is not.
+      if (restored.error().code() == ErrorCode::kDataLoss) {
+        return TemplateError(what, restored.error());
+      }
+      return std::move(restored).error().Wrap(what);
+    }
     return std::unique_ptr<Vm>(std::move(vm));
   }
 

@@ -7,9 +7,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 
+#include "hull/core/ids.h"
 #include "hull/core/log.h"
 #include "hull/core/syscall.h"
 #include "hull/core/text.h"
@@ -62,17 +65,52 @@ void RemoveAside(const std::string& path, const std::string& why) {
 }
 
 // An exclusive, non-blocking flock on <root>/<name>.lock; an invalid fd if
-// another process holds it.
+// another process holds it. The lock file may be unlinked by a remover
+// between our open and our flock: a lock on an unlinked file excludes
+// nobody, so check that the path still names it, and retry.
 Result<UniqueFd> TryLock(const std::string& root, const std::string& name) {
   std::string path = root + "/" + name + ".lock";
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd) return ErrnoError("open " + path);
-  if (::flock(fd.get(), LOCK_EX | LOCK_NB) < 0) {
-    if (errno == EWOULDBLOCK) return UniqueFd();
-    return ErrnoError("lock " + path);
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) return ErrnoError("open " + path);
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) < 0) {
+      if (errno == EWOULDBLOCK) return UniqueFd();
+      return ErrnoError("lock " + path);
+    }
+    struct stat held {
+    }, named{};
+    if (::fstat(fd.get(), &held) == 0 && ::stat(path.c_str(), &named) == 0 &&
+        held.st_ino == named.st_ino && held.st_dev == named.st_dev) {
+      return fd;
+    }
   }
-  return fd;
+  return MakeError(ErrorCode::kAborted, "lock " + path + ": the file kept disappearing");
 }
+
+// Whether `entry` is a name the store made: <name>, <name>.lock,
+// <name>.new-<pid>, <name>.gone-<pid>, <name>.failed or template-<name>, with
+// <name> 16 hex digits. Nothing else in the directory is ever touched.
+bool IsStoreEntry(const std::string& entry, std::string* name) {
+  std::string_view rest = entry;
+  if (rest.starts_with("template-")) rest.remove_prefix(9);
+  if (rest.size() < 16) return false;
+  for (char c : rest.substr(0, 16)) {
+    if (!std::isxdigit(static_cast<unsigned char>(c)) ||
+        std::isupper(static_cast<unsigned char>(c))) {
+      return false;
+    }
+  }
+  std::string_view suffix = rest.substr(16);
+  bool ok = suffix.empty() || suffix == ".lock" || suffix == ".failed" ||
+            suffix.starts_with(".new-") || suffix.starts_with(".gone-");
+  if (entry.starts_with("template-") && !suffix.empty()) ok = false;
+  if (ok && name != nullptr) *name = std::string(rest.substr(0, 16));
+  return ok;
+}
+
+// Which build of a template `dir` holds (a random id each build writes:
+// inode numbers are reused once a directory is gone).
+std::string BuildId(const std::string& dir) { return ReadFile(dir + "/build", 64).value_or(""); }
 
 // Whether every file a key names (hypervisor, kernel, initrd) is still the
 // file it was when the key was made.
@@ -121,6 +159,21 @@ Result<std::string> TemplateKey(const VmConfig& config) {
     HULL_TRY(std::string identity, FileIdentity(*path), "template key");
     key += std::string(name) + "=" + identity + "\n";
   }
+  if (config.accel == Accel::kKvm) {
+    // `-cpu host`: the guest sees this host's CPU features, and a restore on
+    // a CPU without one of them crashes the guest. TCG's `max` is QEMU's own.
+    auto cpuinfo = ReadFile("/proc/cpuinfo", 4 << 20);
+    std::string flags;
+    if (cpuinfo) {
+      for (auto line : SplitLines(*cpuinfo)) {
+        if (line.starts_with("flags")) {
+          flags = std::string(line);
+          break;
+        }
+      }
+    }
+    key += "host_cpu=" + TemplateName(flags) + "\n";
+  }
   key += "machine=" + config.machine + "\n";
   key += "accel=" + std::string(AccelName(config.accel)) + "\n";
   key += "vcpus=" + std::to_string(config.vcpus) + "\n";
@@ -154,6 +207,7 @@ std::optional<TemplateRef> TemplateStore::Find(const std::string& key) const {
   if (!IsRegularFile(ref.dir + "/memory") || !IsRegularFile(ref.dir + "/state")) {
     return std::nullopt;
   }
+  ref.build = BuildId(ref.dir);
   return ref;
 }
 
@@ -161,7 +215,7 @@ Result<TemplateRef> TemplateStore::Build(
     const std::string& key, const std::function<Status(const std::string& dir)>& save) {
   const std::string name = TemplateName(key);
   const std::string what = "build template " + name;
-  HULL_CHECK_OK(MakeDirs(root_, 0700), what);
+  if (!PathExists(root_)) HULL_CHECK_OK(MakeDirs(root_, 0700), what);
   HULL_TRY(UniqueFd lock, TryLock(root_, name), what);
   if (!lock) {
     return MakeError(ErrorCode::kUnavailable, what + ": another process is building it");
@@ -184,7 +238,13 @@ Result<TemplateRef> TemplateStore::Build(
   const std::string staging = root_ + "/" + name + ".new-" + std::to_string(::getpid());
   if (::mkdir(staging.c_str(), 0700) < 0) return ErrnoError(what + ": create " + staging);
   ScopeExit remove_staging([&] { (void)RemoveTree(staging); });
-  HULL_CHECK_OK(save(staging), what);
+  if (auto saved = save(staging); !saved) {
+    // Remembered, so that sandboxes do not each boot another doomed build.
+    (void)WriteFile(root_ + "/" + name + ".failed", saved.error().ToString(), 0600);
+    return std::move(saved).error().Wrap(what);
+  }
+  const std::string build = RandomHex(8);
+  HULL_CHECK_OK(WriteFile(staging + "/build", build, 0600), what);
   HULL_CHECK_OK(WriteFile(staging + "/key", key, 0600), what);
   const std::string final_dir = root_ + "/" + name;
   RemoveAside(final_dir, "replace");  // built from another key, or incomplete
@@ -192,27 +252,38 @@ Result<TemplateRef> TemplateStore::Build(
     return ErrnoError(what + ": rename " + staging + " to " + final_dir);
   }
   remove_staging.Dismiss();
-  return TemplateRef{key, name, final_dir};
+  (void)::unlink((root_ + "/" + name + ".failed").c_str());
+  return TemplateRef{key, name, final_dir, build};
 }
 
-void TemplateStore::Invalidate(const std::string& key) {
-  RemoveAside(root_ + "/" + TemplateName(key), "invalidate");
+void TemplateStore::Invalidate(const TemplateRef& ref) {
+  // Under the builder's lock, and only the build `ref` names: a template
+  // rebuilt since (after another sandbox's failure) is not this one.
+  auto lock = TryLock(root_, ref.name);
+  if (!lock || !*lock) return;  // a builder is replacing it anyway
+  const std::string dir = root_ + "/" + ref.name;
+  if (!ref.build.empty() && BuildId(dir) == ref.build) RemoveAside(dir, "invalidate");
+}
+
+bool TemplateStore::RecentlyFailed(const std::string& key, std::chrono::seconds within) const {
+  struct stat st {};
+  if (::stat((root_ + "/" + TemplateName(key) + ".failed").c_str(), &st) < 0) return false;
+  auto age =
+      std::chrono::system_clock::now() - std::chrono::system_clock::from_time_t(st.st_mtim.tv_sec);
+  return age < within;
 }
 
 std::vector<std::string> TemplateStore::RemoveAllBut(const std::vector<std::string>& keep) {
   std::vector<std::string> removed;
   for (const auto& entry : DirEntries(root_)) {
-    // <name>, <name>.lock, <name>.new-<pid>, template-<name> (a builder's VM).
-    std::string name = entry;
-    if (name.rfind("template-", 0) == 0) name = name.substr(9);
-    name = name.substr(0, name.find('.'));
+    std::string name;
+    if (!IsStoreEntry(entry, &name)) continue;  // not ours: never touched
     const bool kept = std::find(keep.begin(), keep.end(), name) != keep.end();
     if (kept && (entry == name || entry == name + ".lock")) continue;
     auto lock = TryLock(root_, name);
     if (!lock || !*lock) continue;  // a builder is at work on it
     if (entry == name + ".lock") {
-      if (kept) continue;
-      (void)::unlink((root_ + "/" + entry).c_str());
+      if (!kept) (void)::unlink((root_ + "/" + entry).c_str());
       continue;
     }
     RemoveAside(root_ + "/" + entry, "remove");
@@ -234,7 +305,8 @@ std::vector<std::string> TemplateStore::RemoveStale() {
 std::vector<std::string> TemplateStore::List() const {
   std::vector<std::string> names;
   for (const auto& entry : DirEntries(root_)) {
-    if (entry.find('.') == std::string::npos && entry.rfind("template-", 0) != 0 &&
+    std::string name;
+    if (IsStoreEntry(entry, &name) && name == entry &&
         IsRegularFile(root_ + "/" + entry + "/key")) {
       names.push_back(entry);
     }

@@ -37,6 +37,9 @@ constexpr size_t kMaxHostnameBytes = 64;
 // template with it): a clone answers in well under a second, a cold boot in
 // seconds, so this is far from both.
 constexpr std::chrono::seconds kCloneReadyTimeout{20};
+// After a template build failed, sandboxes of that shape boot without
+// starting another build for this long.
+constexpr std::chrono::seconds kBuildBackoff{600};
 
 Status FillRandom(std::string& bytes) {
   size_t filled = 0;
@@ -97,6 +100,11 @@ std::optional<StartedVm> CloneFromTemplate(const Config& config, const VmConfig&
   TemplateStore store(TemplateRoot(config));
   std::optional<TemplateRef> found = store.Find(*key);
   if (!found) {
+    if (store.RecentlyFailed(*key, kBuildBackoff)) {
+      HULL_LOG_INFO("VM {}: boots; building its template {} failed lately (see {}.failed)", id,
+                    TemplateName(*key), store.root() + "/" + TemplateName(*key));
+      return std::nullopt;
+    }
     HULL_LOG_INFO("VM {}: boots; its template {} is built next", id, TemplateName(*key));
     build = true;
     return std::nullopt;
@@ -105,10 +113,17 @@ std::optional<StartedVm> CloneFromTemplate(const Config& config, const VmConfig&
   clone.clone_of = found->dir;
   auto vm = hypervisor.Launch(clone);
   if (!vm) {
-    HULL_LOG_WARN("VM {}: template {} failed, removed; booting instead: {}", id, found->name,
-                  vm.error().ToString());
-    store.Invalidate(found->key);
-    build = true;
+    // kDataLoss: the template itself is broken. Anything else (virtiofsd,
+    // the host under load) is not its fault: keep it.
+    if (vm.error().code() == ErrorCode::kDataLoss) {
+      HULL_LOG_WARN("VM {}: template {} is unusable, removed; booting instead: {}", id, found->name,
+                    vm.error().ToString());
+      store.Invalidate(*found);
+      build = true;
+    } else {
+      HULL_LOG_WARN("VM {}: the clone of template {} did not start; booting instead: {}", id,
+                    found->name, vm.error().ToString());
+    }
     return std::nullopt;
   }
   auto agent = ConnectNewVm(**vm, connect, Clock::now() + kCloneReadyTimeout, timeouts);
@@ -118,7 +133,7 @@ std::optional<StartedVm> CloneFromTemplate(const Config& config, const VmConfig&
         "instead: {}",
         id, found->name, agent.error().ToString());
     (*vm)->Stop(std::chrono::milliseconds(0));
-    store.Invalidate(found->key);
+    store.Invalidate(*found);
     build = true;
     return std::nullopt;
   }
@@ -167,6 +182,22 @@ Result<TemplateRef> EnsureTemplate(const Config& config, const VmConfig& vm_conf
 
 Result<std::unique_ptr<Sandbox>> Sandbox::Open(const Config& config, const std::string& id,
                                                const SandboxOptions& options, SandboxDeps deps) {
+  bool cloned = false;
+  auto opened = OpenOnce(config, id, options, deps, cloned);
+  if (opened || !cloned) return opened;
+  // The clone came up but the sandbox could not be made on it (e.g. its
+  // hot-plugged share or NIC never showed up): a template never fails a
+  // sandbox, so boot one. Everything of the first attempt is gone by now.
+  HULL_LOG_WARN("sandbox {}: failed on a clone, booting instead: {}", id,
+                opened.error().ToString());
+  Config boot = config;
+  boot.hypervisor.template_enabled = false;
+  return OpenOnce(boot, id, options, std::move(deps), cloned);
+}
+
+Result<std::unique_ptr<Sandbox>> Sandbox::OpenOnce(const Config& config, const std::string& id,
+                                                   const SandboxOptions& options, SandboxDeps deps,
+                                                   bool& cloned) {
   const std::string what = "open sandbox `" + id + "`";
   const auto opened = Clock::now();
   HULL_TRY(VmConfig vm_config,
@@ -215,6 +246,7 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Open(const Config& config, const std::
   auto timeouts = AgentTimeoutsFromConfig(config);
   auto connect = deps.connect_agent ? deps.connect_agent : ConnectGrpcAgent;
   HULL_TRY(StartedVm started, StartVm(config, vm_config, *hypervisor, connect, timeouts), what);
+  cloned = started.from_template;
   std::unique_ptr<Sandbox> sandbox(new Sandbox(config, id, std::move(started.vm)));
   sandbox->hypervisor_ = std::move(hypervisor);
   sandbox->share_ = deps.make_share ? deps.make_share(sandbox->vm_->shared_dir())
@@ -349,8 +381,9 @@ void Sandbox::Close() {
   vm_->Stop(seconds(config_.hypervisor.stop_grace_seconds));
   if (network_) network_->Detach();
   if (host_cgroup_) host_cgroup_->Remove();
-  // A template being built for the next sandbox: its VM dies with this
-  // thread's child, so wait for it (it is bounded by its own deadlines).
+  // A template being built for the next sandbox, on a thread of this
+  // sandbox: wait for it to end (its boot and save have deadlines of their
+  // own), so that no template VM outlives the sandbox that started it.
   if (template_build_.joinable()) template_build_.join();
 }
 

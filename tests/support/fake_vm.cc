@@ -91,6 +91,15 @@ std::vector<std::shared_ptr<FakeVmRecord>> FakeHypervisor::launched() {
 
 Status FakeHypervisor::SaveTemplate(const VmConfig& config, const std::string& dir,
                                     const std::function<Status(Vm&)>& ready) {
+  {
+    std::lock_guard lock(mu_);
+    ++save_attempts_;
+    if (fail_next_save_) {
+      Error error = std::move(*fail_next_save_);
+      fail_next_save_.reset();
+      return Unexpected{std::move(error)};
+    }
+  }
   HULL_TRY(auto vm, Launch(config), "save template");
   HULL_CHECK_OK(ready(*vm), "save template");
   vm->Stop(std::chrono::milliseconds(0));
@@ -99,6 +108,16 @@ Status FakeHypervisor::SaveTemplate(const VmConfig& config, const std::string& d
   std::lock_guard lock(mu_);
   ++saves_;
   return Ok();
+}
+
+int FakeHypervisor::save_attempts() {
+  std::lock_guard lock(mu_);
+  return save_attempts_;
+}
+
+void FakeHypervisor::FailNextSave(Error error) {
+  std::lock_guard lock(mu_);
+  fail_next_save_ = std::move(error);
 }
 
 int FakeHypervisor::saves() {

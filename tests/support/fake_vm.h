@@ -79,7 +79,10 @@ class FakeHypervisor final : public Hypervisor {
   void EnableTemplates() { templates_ = true; }
   Status SaveTemplate(const VmConfig& config, const std::string& dir,
                       const std::function<Status(Vm&)>& ready) override;
-  int saves();
+  int saves();          // successful
+  int save_attempts();  // all
+  // The next SaveTemplate fails with `error`.
+  void FailNextSave(Error error);
   // Every later Launch of a clone (VmConfig::clone_of) fails with `error`.
   void FailClones(Error error);
 
@@ -89,6 +92,8 @@ class FakeHypervisor final : public Hypervisor {
   std::optional<Error> fail_next_;
   std::atomic<bool> templates_{false};
   int saves_ = 0;
+  int save_attempts_ = 0;
+  std::optional<Error> fail_next_save_;
   std::optional<Error> fail_clones_;
 };
 

@@ -474,16 +474,61 @@ TEST_F(SandboxTemplateTest, TheFirstSandboxBootsAndLeavesATemplateEveryLaterOneI
   EXPECT_EQ(Clones(), 2);
 }
 
-TEST_F(SandboxTemplateTest, AFailingCloneBootsInsteadAndTheTemplateIsRebuilt) {
+TEST_F(SandboxTemplateTest, ABrokenTemplateCostsABootAndIsRebuilt) {
   { ASSERT_TRUE(Sandbox::Open(config_, "s0", {}, deps_)); }  // builds the template
-  hypervisor_->FailClones(Error(ErrorCode::kFailedPrecondition, "migration failed"));
+  hypervisor_->FailClones(Error(ErrorCode::kDataLoss, "the state did not load"));
   {
     auto sandbox = Sandbox::Open(config_, "s2", {}, deps_);
     ASSERT_TRUE(sandbox) << sandbox.error().ToString();
     EXPECT_FALSE((*sandbox)->from_template());
   }
-  EXPECT_EQ(hypervisor_->saves(), 2) << "the failed template was replaced";
+  EXPECT_EQ(hypervisor_->saves(), 2) << "the broken template was replaced";
   EXPECT_EQ(Templates().size(), 1u);
+}
+
+TEST_F(SandboxTemplateTest, ACloneFailingForAnotherReasonBootsAndKeepsTheTemplate) {
+  { ASSERT_TRUE(Sandbox::Open(config_, "s0", {}, deps_)); }  // builds the template
+  hypervisor_->FailClones(Error(ErrorCode::kUnavailable, "virtiofsd did not start"));
+  {
+    auto sandbox = Sandbox::Open(config_, "s2", {}, deps_);
+    ASSERT_TRUE(sandbox) << sandbox.error().ToString();
+    EXPECT_FALSE((*sandbox)->from_template());
+  }
+  EXPECT_EQ(hypervisor_->saves(), 1) << "a template that is not at fault stays";
+  EXPECT_EQ(Templates().size(), 1u);
+}
+
+TEST_F(SandboxTemplateTest, ASandboxThatCannotBeMadeOnACloneIsMadeOnABoot) {
+  { ASSERT_TRUE(Sandbox::Open(config_, "s0", {}, deps_)); }  // builds the template
+  // On a clone the hot-plugged share never shows up; on a boot it does.
+  deps_.connect_agent = [this](Vm& vm, auto,
+                               const AgentTimeouts&) -> Result<std::unique_ptr<AgentApi>> {
+    auto agent = std::make_unique<testing::FakeAgent>(
+        AgentTimeouts{std::chrono::milliseconds(200), std::chrono::milliseconds(200)});
+    for (const auto& record : hypervisor_->launched()) {
+      if (record->config.id == vm.id() && !record->config.clone_of.empty() && record->running) {
+        agent->Fail("CreateSandbox", Error(ErrorCode::kInvalidArgument, "no virtio-fs tag"));
+      }
+    }
+    return std::unique_ptr<AgentApi>(std::move(agent));
+  };
+  auto sandbox = Sandbox::Open(config_, "s1", {}, deps_);
+  ASSERT_TRUE(sandbox) << sandbox.error().ToString();
+  EXPECT_FALSE((*sandbox)->from_template());
+  EXPECT_EQ(Clones(), 1);
+  for (const auto& record : hypervisor_->launched()) {
+    if (!record->config.clone_of.empty()) {
+      EXPECT_FALSE(record->running) << "the clone was stopped";
+    }
+  }
+}
+
+TEST_F(SandboxTemplateTest, AfterAFailedBuildSandboxesBootWithoutTryingAgainAtOnce) {
+  hypervisor_->FailNextSave(Error(ErrorCode::kInternal, "the template's agent never answered"));
+  { ASSERT_TRUE(Sandbox::Open(config_, "s0", {}, deps_)); }  // its build fails
+  EXPECT_EQ(hypervisor_->saves(), 0);
+  { ASSERT_TRUE(Sandbox::Open(config_, "s1", {}, deps_)); }
+  EXPECT_EQ(hypervisor_->save_attempts(), 1) << "no second doomed build";
 }
 
 TEST_F(SandboxTemplateTest, ACloneWhoseAgentNeverAnswersIsStoppedAndTheSandboxBoots) {

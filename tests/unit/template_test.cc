@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -268,7 +269,9 @@ TEST_F(TemplateStoreTest, AFailedSaveLeavesNothingToFind) {
   };
   EXPECT_THAT(store_.Build("key-a", failing), HasCode(ErrorCode::kInternal));
   EXPECT_EQ(store_.Find("key-a"), std::nullopt);
-  for (const auto& entry : Entries()) EXPECT_THAT(entry, ::testing::EndsWith(".lock"));
+  const std::string name = TemplateName("key-a");
+  std::vector<std::string> expected = {name + ".failed", name + ".lock"};
+  EXPECT_EQ(Entries(), expected);
 }
 
 TEST_F(TemplateStoreTest, AnIncompleteOrForeignDirectoryIsNotATemplateAndIsReplaced) {
@@ -306,13 +309,54 @@ TEST_F(TemplateStoreTest, ABuilderThatDiedLeavesNothingInTheNextOnesWay) {
   EXPECT_EQ(Entries(), expected);
 }
 
-TEST_F(TemplateStoreTest, InvalidateRemovesTheTemplate) {
-  ASSERT_THAT(store_.Build("key-a", Save()), IsOk());
-  store_.Invalidate("key-a");
+TEST_F(TemplateStoreTest, InvalidateRemovesTheTemplateItFoundAndNotALaterBuild) {
+  auto built = store_.Build("key-a", Save());
+  ASSERT_THAT(built, IsOk());
+  auto found = store_.Find("key-a");
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->build, built->build);
+  EXPECT_EQ(found->build.size(), 16u);
+  store_.Invalidate(*found);
   EXPECT_EQ(store_.Find("key-a"), std::nullopt);
   EXPECT_FALSE(PathExists(root_ + "/" + TemplateName("key-a")));
-  ASSERT_THAT(store_.Build("key-a", Save()), IsOk());
+  // A sandbox that found the old build and fails late must not remove the
+  // template another one has rebuilt since.
+  auto rebuilt = store_.Build("key-a", Save());
+  ASSERT_THAT(rebuilt, IsOk());
   EXPECT_EQ(saves_, 2);
+  store_.Invalidate(*found);
+  EXPECT_TRUE(store_.Find("key-a")) << "a stale reference removed a newer build";
+}
+
+TEST_F(TemplateStoreTest, NothingButTheStoresOwnNamesIsEverTouched) {
+  // template_dir may be a directory with other things in it.
+  ASSERT_THAT(MakeDirs(root_, 0755), IsOk());
+  ASSERT_THAT(WriteFile(root_ + "/notes.txt", "mine"), IsOk());
+  ASSERT_THAT(MakeDirs(root_ + "/other.d", 0755), IsOk());
+  ASSERT_THAT(MakeDirs(root_ + "/template-x", 0755), IsOk());
+  ASSERT_THAT(MakeDirs(root_ + "/0123456789ABCDEF", 0755), IsOk());  // not lower-case hex
+  ASSERT_THAT(store_.Build("key-a", Save()), IsOk());
+  store_.RemoveAllBut({});
+  EXPECT_TRUE(PathExists(root_ + "/notes.txt"));
+  EXPECT_TRUE(PathExists(root_ + "/other.d"));
+  EXPECT_TRUE(PathExists(root_ + "/template-x"));
+  EXPECT_TRUE(PathExists(root_ + "/0123456789ABCDEF"));
+  EXPECT_FALSE(store_.Find("key-a"));
+  struct stat st {};
+  ASSERT_EQ(::stat(root_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u) << "an existing directory keeps its mode";
+}
+
+TEST_F(TemplateStoreTest, AFailedBuildIsRememberedUntilOneSucceeds) {
+  auto failing = [](const std::string&) -> Status {
+    return MakeError(ErrorCode::kInternal, "QEMU died");
+  };
+  EXPECT_FALSE(store_.RecentlyFailed("key-a", std::chrono::seconds(600)));
+  EXPECT_THAT(store_.Build("key-a", failing), HasCode(ErrorCode::kInternal));
+  EXPECT_TRUE(store_.RecentlyFailed("key-a", std::chrono::seconds(600)));
+  EXPECT_FALSE(store_.RecentlyFailed("key-b", std::chrono::seconds(600)));
+  ASSERT_THAT(store_.Build("key-a", Save()), IsOk());
+  EXPECT_FALSE(store_.RecentlyFailed("key-a", std::chrono::seconds(600)));
 }
 
 TEST_F(TemplateStoreTest, RemoveAllButKeepsWhatIsKeptAndWhatABuilderHolds) {

@@ -1,16 +1,22 @@
 // VM templates: a VM booted once and saved, so that later VMs of the same
 // shape start as copies of it instead of booting (docs/design/templates.md).
 //
+// The store touches only the names it makes (16 hex digits, with the suffixes
+// below, or template-<name>): anything else in <root> is left alone.
+//
 // A template is a directory <root>/<name> holding
 //   key     what it was built from (TemplateKey), one "name=value" per line
 //   memory  the guest's RAM file (sparse)
 //   state   QEMU's device state (a migration stream, RAM left out)
+//   build   a random id of this build (Invalidate removes only the build it found)
 // Templates are immutable once their directory has its final name: a builder
 // fills <root>/<name>.new-<pid> and renames it into place, so a reader sees a
 // whole template or none. Only one builder per name at a time (flock on
 // <root>/<name>.lock); a start that finds the lock taken boots cold.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -45,7 +51,8 @@ std::string TemplateName(std::string_view key);
 struct TemplateRef {
   std::string key;
   std::string name;
-  std::string dir;  // <root>/<name>
+  std::string dir;    // <root>/<name>
+  std::string build;  // which build of the template this is (random, per build)
 };
 
 class TemplateStore {
@@ -68,9 +75,14 @@ class TemplateStore {
   Result<TemplateRef> Build(const std::string& key,
                             const std::function<Status(const std::string& dir)>& save);
 
-  // Removes the template for `key` (a clone of it failed): the next start
-  // rebuilds it. Clones running from it keep their own copies.
-  void Invalidate(const std::string& key);
+  // Removes the template `ref` found (a clone of it failed), unless it has
+  // been rebuilt since or a builder holds it: the next start rebuilds it.
+  // Clones running from it keep their own copies.
+  void Invalidate(const TemplateRef& ref);
+
+  // Whether a build for `key` failed less than `within` ago (Build leaves a
+  // <name>.failed note; a successful build removes it).
+  bool RecentlyFailed(const std::string& key, std::chrono::seconds within) const;
 
   // Removes every template whose name is not in `keep` and every leftover
   // of a builder that died; skips what a builder holds now. Returns the

@@ -126,6 +126,11 @@ class Sandbox {
  private:
   Sandbox(Config config, std::string id, std::unique_ptr<Vm> vm)
       : config_(std::move(config)), id_(std::move(id)), vm_(std::move(vm)) {}
+  // One attempt of Open; `cloned` says whether its VM was a clone that
+  // came up (so a failure after that is worth a boot).
+  static Result<std::unique_ptr<Sandbox>> OpenOnce(const Config& config, const std::string& id,
+                                                   const SandboxOptions& options, SandboxDeps deps,
+                                                   bool& cloned);
   // Gives the guest's NIC the pod interface's addresses, MTU and routes.
   Status ConfigureGuestNetwork();
   // Builds the template this sandbox's VM lacked, on a thread of its own
