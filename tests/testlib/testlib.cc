@@ -108,4 +108,15 @@ CommandOutcome RunCommand(std::vector<std::string> argv, const RunOptions& optio
   return outcome;
 }
 
+void ExpectGolden(const std::string& name, const std::string& actual) {
+  std::string path = SourceDir() + "/tests/golden/" + name;
+  if (const char* update = std::getenv("HULL_UPDATE_GOLDEN"); update != nullptr && *update == '1') {
+    ASSERT_TRUE(WriteFile(path, actual));
+    return;
+  }
+  auto expected = ReadFile(path);
+  ASSERT_TRUE(expected) << "missing golden file " << path << " (run with HULL_UPDATE_GOLDEN=1)";
+  EXPECT_EQ(actual, *expected) << "golden mismatch: " << path;
+}
+
 }  // namespace hull::testlib

@@ -99,6 +99,12 @@ struct RunOptions {
 // that cannot be started exits 127; a failure to set up fails the test.
 CommandOutcome RunCommand(std::vector<std::string> argv, const RunOptions& options = {});
 
+// --- golden files ---------------------------------------------------------------
+
+// Expects `actual` to equal tests/golden/<name>; with HULL_UPDATE_GOLDEN=1
+// in the environment, rewrites the file instead.
+void ExpectGolden(const std::string& name, const std::string& actual);
+
 // --- matchers for hull::Result and hull::Status ---------------------------------
 
 // EXPECT_THAT(result, IsOk());

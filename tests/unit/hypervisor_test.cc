@@ -16,17 +16,7 @@
 namespace hull {
 namespace {
 
-// Compares against tests/golden/<name>; HULL_UPDATE_GOLDEN=1 rewrites it.
-void ExpectGolden(const std::string& name, const std::string& actual) {
-  std::string path = std::string(HULL_GOLDEN_DIR) + "/" + name;
-  if (const char* update = std::getenv("HULL_UPDATE_GOLDEN"); update != nullptr && *update == '1') {
-    ASSERT_TRUE(WriteFile(path, actual));
-    return;
-  }
-  auto expected = ReadFile(path);
-  ASSERT_TRUE(expected) << "missing golden file " << path << " (run with HULL_UPDATE_GOLDEN=1)";
-  EXPECT_EQ(actual, *expected) << "golden mismatch: " << path;
-}
+using testlib::ExpectGolden;
 
 std::string OnePerLine(const std::vector<std::string>& argv) {
   std::string out;

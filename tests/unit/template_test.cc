@@ -26,17 +26,11 @@ using testlib::HasCode;
 using testlib::IsOk;
 using testlib::TempDir;
 
+// An argv against tests/golden/<name>, one argument per line.
 void ExpectGolden(const std::string& name, const std::vector<std::string>& argv) {
   std::string actual;
   for (const auto& arg : argv) actual += arg + "\n";
-  std::string path = std::string(HULL_GOLDEN_DIR) + "/" + name;
-  if (const char* update = std::getenv("HULL_UPDATE_GOLDEN"); update != nullptr && *update == '1') {
-    ASSERT_TRUE(WriteFile(path, actual));
-    return;
-  }
-  auto expected = ReadFile(path);
-  ASSERT_TRUE(expected) << "missing golden file " << path << " (run with HULL_UPDATE_GOLDEN=1)";
-  EXPECT_EQ(actual, *expected) << "golden mismatch: " << path;
+  testlib::ExpectGolden(name, actual);
 }
 
 qemu::QemuLaunchPlan Plan(qemu::VmStart start) {
