@@ -50,6 +50,8 @@ Result<AgentOptions> ParseKernelCmdline(std::string_view cmdline) {
     } else if (key == guest::kCmdlineLogLevel) {
       HULL_CHECK_OK(ParseLogLevel(value), "kernel argument `hull.log`");
       options.log_level = std::string(value);
+    } else if (key == guest::kCmdlineRoot) {
+      // hull-init's, already used to mount the root this agent runs from.
     } else if (key == guest::kCmdlineDebug) {
       HULL_TRY(options.debug, ParseBool(key, value), "kernel argument");
     } else {

@@ -1,7 +1,9 @@
 #include "run.h"
 
+#include <linux/magic.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -84,6 +86,9 @@ void RunAsInit(const InitOptions& init) {
   if (!options) FailAsInit(options.error());
   HULL_LOG_INFO("hull-agent {} starting as init, transport {}", kAgentVersion,
                 TransportName(options->transport));
+  if (struct statfs root{}; ::statfs("/", &root) == 0 && root.f_type == EROFS_SUPER_MAGIC_V1) {
+    HULL_LOG_INFO("running on the shared read-only guest root (erofs, mounted by hull-init)");
+  }
   if (first_start_us) {
     HULL_LOG_INFO("root moved off the initramfs onto a tmpfs in {} ms",
                   (started_us - state.agent_start_us) / 1000);

@@ -100,6 +100,8 @@ const std::map<std::string, Setter, std::less<>>& Setters() {
       {"hypervisor.path", SectionString("hypervisor.path", &Config::hypervisor, &H::path)},
       {"hypervisor.kernel", SectionString("hypervisor.kernel", &Config::hypervisor, &H::kernel)},
       {"hypervisor.initrd", SectionString("hypervisor.initrd", &Config::hypervisor, &H::initrd)},
+      {"hypervisor.root_image",
+       SectionString("hypervisor.root_image", &Config::hypervisor, &H::root_image)},
       {"hypervisor.machine", SectionString("hypervisor.machine", &Config::hypervisor, &H::machine)},
       {"hypervisor.accel", SectionString("hypervisor.accel", &Config::hypervisor, &H::accel)},
       {"hypervisor.vcpus", SectionInt("hypervisor.vcpus", &Config::hypervisor, &H::vcpus, 1, 255)},

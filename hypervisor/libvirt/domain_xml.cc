@@ -80,6 +80,14 @@ std::string BuildDomainXml(const DomainPlan& plan) {
   line(2, "<controller type='usb' model='none'/>");
   line(2, plan.free_page_reporting ? "<memballoon model='virtio' freePageReporting='on'/>"
                                    : "<memballoon model='none'/>");
+  if (!plan.root_image.empty()) {
+    line(2, "<disk type='file' device='disk'>");
+    line(3, "<driver name='qemu' type='raw'/>");
+    line(3, "<source file='" + e(plan.root_image) + "'/>");
+    line(3, "<target dev='vda' bus='virtio'/>");
+    line(3, "<readonly/>");
+    line(2, "</disk>");
+  }
   line(2, "<serial type='file'>");
   line(3, "<source path='" + e(plan.console_log) + "'/>");
   line(3, "<target port='0'/>");

@@ -28,6 +28,9 @@ struct DomainPlan {
   uint64_t memory_mib = 512;
   std::string kernel;
   std::string initrd;
+  // The shared guest root ("" = none): a read-only virtio-blk disk, the
+  // guest's vda. (libvirt 9.0 cannot make a virtio-pmem device read-only.)
+  std::string root_image;
   std::string kernel_cmdline;
   std::string console_log;  // the guest's ttyS0, to a file
   TransportKind transport = TransportKind::kSerial;

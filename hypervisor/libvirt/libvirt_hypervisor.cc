@@ -6,6 +6,7 @@
 
 #include <cstdio>
 
+#include "hull/core/guest_contract.h"
 #include "hull/core/log.h"
 #include "hull/core/syscall.h"
 #include "hull/hypervisor/kernel_cmdline.h"
@@ -122,8 +123,12 @@ class LibvirtHypervisor final : public Hypervisor {
     plan.memory_mib = config.memory_mib;
     plan.kernel = config.kernel;
     plan.initrd = config.initrd;
-    plan.kernel_cmdline = BuildKernelCmdline(
-        {config.transport, config.agent_log_level, config.agent_debug, config.extra_kernel_params});
+    plan.kernel_cmdline = VmKernelCmdline(config, guest::kRootDeviceBlk);
+    if (!config.root_image.empty()) {
+      HULL_TRY(uint64_t bytes, RootImageBytes(config.root_image), "define VM `" + config.id + "`");
+      (void)bytes;
+      plan.root_image = config.root_image;
+    }
     plan.console_log = state_dir + "/console.log";
     plan.transport = config.transport;
     plan.agent_socket = state_dir + "/agent.sock";

@@ -22,7 +22,13 @@ std::vector<std::string> BuildQemuArgv(const QemuLaunchPlan& plan) {
     add({"-object", "memory-backend-file,id=mem,size=" + memory + ",mem-path=" + plan.memory_path +
                         ",share=on"});
   }
-  add({"-m", memory});
+  if (plan.root_image.empty()) {
+    add({"-m", memory});
+  } else {
+    // The root is device memory: one slot, room for it above the RAM.
+    const uint64_t root_mib = (plan.root_image_bytes + (1 << 20) - 1) >> 20;
+    add({"-m", memory + ",slots=1,maxmem=" + std::to_string(plan.memory_mib + root_mib) + "M"});
+  }
   if (plan.accel == Accel::kKvm) {
     add({"-accel", "kvm", "-cpu", "host"});
   } else {
@@ -51,6 +57,17 @@ std::vector<std::string> BuildQemuArgv(const QemuLaunchPlan& plan) {
     std::string vsock = "vhost-vsock-pci,id=vsock0,guest-cid=" + std::to_string(plan.vsock_cid);
     if (plan.vhost_fd) vsock += ",vhostfd=" + std::to_string(*plan.vhost_fd);
     add({"-device", vsock});
+  }
+  // The shared guest root: the host file mapped read-only and shared, so
+  // every VM reads the same page cache (the guest mounts it with DAX) and a
+  // guest's writes never reach it (QEMU maps it PROT_READ; KVM makes the slot
+  // read-only). Shared memory is left out of a template's saved state
+  // (x-ignore-shared): a clone maps the same file.
+  if (!plan.root_image.empty()) {
+    add({"-object",
+         std::string("memory-backend-file,id=") + kRootMemId + ",mem-path=" + plan.root_image +
+             ",size=" + std::to_string(plan.root_image_bytes) + ",share=on,readonly=on"});
+    add({"-device", std::string("virtio-pmem-pci,memdev=") + kRootMemId + ",id=" + kRootDeviceId});
   }
   // Templates and clones: the empty slots a clone's devices are plugged into.
   // Same ids, order and chassis numbers in both, or the restore fails.

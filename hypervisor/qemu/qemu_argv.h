@@ -25,6 +25,9 @@ inline constexpr char kPodNetdevId[] = "pod-netdev";
 // after restore (vhost-user-fs cannot be migrated; the NIC is the pod's).
 inline constexpr char kSharePortId[] = "hotplug-share";
 inline constexpr char kNetPortId[] = "hotplug-net";
+// The guest root's memory backend and its virtio-pmem device.
+inline constexpr char kRootMemId[] = "guest-root-mem";
+inline constexpr char kRootDeviceId[] = "guest-root";
 
 // How a VM comes to life.
 enum class VmStart {
@@ -48,6 +51,10 @@ struct QemuLaunchPlan {
   std::string memory_path;
   std::string kernel;
   std::string initrd;
+  // The shared read-only guest root ("" = none) and its size in bytes, a
+  // multiple of 2 MiB: a read-only virtio-pmem device mapping the file.
+  std::string root_image;
+  uint64_t root_image_bytes = 0;
   std::string kernel_cmdline;
   std::string qmp_socket;
   std::string console_log;

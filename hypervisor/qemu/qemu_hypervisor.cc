@@ -17,6 +17,7 @@
 #include <sstream>
 #include <thread>
 
+#include "hull/core/guest_contract.h"
 #include "hull/core/ids.h"
 #include "hull/core/log.h"
 #include "hull/core/sys.h"
@@ -549,8 +550,12 @@ class QemuHypervisor final : public Hypervisor {
     plan.memory_mib = config.memory_mib;
     plan.kernel = config.kernel;
     plan.initrd = config.initrd;
-    plan.kernel_cmdline = BuildKernelCmdline(
-        {config.transport, config.agent_log_level, config.agent_debug, config.extra_kernel_params});
+    plan.kernel_cmdline = VmKernelCmdline(config, guest::kRootDevicePmem);
+    if (!config.root_image.empty()) {
+      HULL_TRY(plan.root_image_bytes, RootImageBytes(config.root_image),
+               "launch VM `" + config.id + "`");
+      plan.root_image = config.root_image;
+    }
     plan.qmp_socket = state_dir + "/qmp.sock";
     plan.console_log = state_dir + "/console.log";
     plan.transport = config.transport;

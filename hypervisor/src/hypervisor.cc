@@ -10,6 +10,7 @@
 #include "hull/core/log.h"
 #include "hull/core/process.h"
 #include "hull/core/syscall.h"
+#include "hull/hypervisor/kernel_cmdline.h"
 #include "libvirt/libvirt_hypervisor.h"
 #include "qemu/qemu_hypervisor.h"
 
@@ -110,6 +111,34 @@ std::string DefaultGuestDir() {
   return "/usr/share/hull/guest";
 }
 
+std::string VmKernelCmdline(const VmConfig& config, std::string_view root_device) {
+  return BuildKernelCmdline({config.transport, config.agent_log_level, config.agent_debug,
+                             config.extra_kernel_params,
+                             config.root_image.empty() ? std::string() : std::string(root_device)});
+}
+
+Result<uint64_t> RootImageBytes(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) < 0) return ErrnoError("guest root image `" + path + "`");
+  constexpr uint64_t kAlign = 2 << 20;
+  const auto bytes = static_cast<uint64_t>(st.st_size);
+  if (!S_ISREG(st.st_mode) || bytes == 0 || bytes % kAlign != 0) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "guest root image `" + path +
+                         "` is not a non-empty file padded to 2 MiB (build it with "
+                         "guest-image/build-guest-image, or set [hypervisor] root_image = \"none\" "
+                         "for an initrd that holds the whole guest)");
+  }
+  return bytes;
+}
+
+std::string ResolveRootImage(const std::string& configured, const std::string& initrd) {
+  if (configured == "none") return "";
+  if (!configured.empty()) return configured;
+  std::string beside = (std::filesystem::path(initrd).parent_path() / "root.erofs").string();
+  return PathExists(beside) ? beside : "";
+}
+
 Result<VmConfig> VmConfigFromConfig(const Config& config, std::string id) {
   VmConfig vm;
   vm.id = std::move(id);
@@ -120,6 +149,7 @@ Result<VmConfig> VmConfigFromConfig(const Config& config, std::string id) {
   vm.kernel = config.hypervisor.kernel.empty() ? guest_dir + "/vmlinuz" : config.hypervisor.kernel;
   vm.initrd =
       config.hypervisor.initrd.empty() ? guest_dir + "/initrd.img" : config.hypervisor.initrd;
+  vm.root_image = ResolveRootImage(config.hypervisor.root_image, vm.initrd);
   vm.machine = config.hypervisor.machine;
   HULL_TRY(AccelDecision accel, DecideAccel(config.hypervisor.accel, ProbeHostAccel()),
            "hypervisor.accel");

@@ -12,6 +12,11 @@ std::string BuildKernelCmdline(const KernelCmdlineOptions& options) {
   // No PS/2 controller probing: the VM has no keyboard or mouse.
   cmdline += " i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";
   cmdline += " cryptomgr.notests net.ifnames=0 no_timer_check";
+  // The root's device memory lies above 4 GiB, and a kernel that may see
+  // memory there reserves (and zeroes) 64 MiB of DMA bounce buffers at boot,
+  // which no virtio device uses: measured, 64 MiB less MemTotal and 64 MiB
+  // more guest RAM touched in every VM.
+  if (!options.root_device.empty()) cmdline += " swiotlb=noforce";
   auto word = [&cmdline](std::string_view key, std::string_view value) {
     cmdline += ' ';
     cmdline += key;
@@ -21,6 +26,7 @@ std::string BuildKernelCmdline(const KernelCmdlineOptions& options) {
   word(guest::kCmdlineTransport, TransportName(options.transport));
   word(guest::kCmdlineLogLevel, options.agent_log_level);
   if (options.agent_debug) word(guest::kCmdlineDebug, "1");
+  if (!options.root_device.empty()) word(guest::kCmdlineRoot, options.root_device);
   if (!options.extra.empty()) cmdline += " " + options.extra;
   return cmdline;
 }

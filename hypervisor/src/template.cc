@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "hull/core/guest_contract.h"
 #include "hull/core/ids.h"
 #include "hull/core/log.h"
 #include "hull/core/syscall.h"
@@ -112,11 +113,11 @@ bool IsStoreEntry(const std::string& entry, std::string* name) {
 // inode numbers are reused once a directory is gone).
 std::string BuildId(const std::string& dir) { return ReadFile(dir + "/build", 64).value_or(""); }
 
-// Whether every file a key names (hypervisor, kernel, initrd) is still the
+// Whether every file a key names (hypervisor, kernel, initrd, root image) is still the
 // file it was when the key was made.
 bool AssetsUnchanged(const std::string& key) {
   for (const auto& line : SplitLines(key)) {
-    for (const char* name : {"hypervisor=", "kernel=", "initrd="}) {
+    for (const char* name : {"hypervisor=", "kernel=", "initrd=", "root_image="}) {
       if (!line.starts_with(name)) continue;
       std::string_view identity = std::string_view(line).substr(std::strlen(name));
       // "path size mtime inode": the path is everything before the last three fields.
@@ -155,7 +156,9 @@ Result<std::string> TemplateKey(const VmConfig& config) {
   for (const auto& [name, path] :
        {std::pair<const char*, const std::string*>{"hypervisor", &config.hypervisor_path},
         {"kernel", &config.kernel},
-        {"initrd", &config.initrd}}) {
+        {"initrd", &config.initrd},
+        {"root_image", &config.root_image}}) {
+    if (path->empty()) continue;  // no root image
     HULL_TRY(std::string identity, FileIdentity(*path), "template key");
     key += std::string(name) + "=" + identity + "\n";
   }
@@ -179,10 +182,7 @@ Result<std::string> TemplateKey(const VmConfig& config) {
   key += "vcpus=" + std::to_string(config.vcpus) + "\n";
   key += "memory_mib=" + std::to_string(config.memory_mib) + "\n";
   key += "transport=" + std::string(TransportName(config.transport)) + "\n";
-  key += "cmdline=" +
-         BuildKernelCmdline({config.transport, config.agent_log_level, config.agent_debug,
-                             config.extra_kernel_params}) +
-         "\n";
+  key += "cmdline=" + VmKernelCmdline(config, guest::kRootDevicePmem) + "\n";
   key += "seccomp_sandbox=" + std::to_string(config.seccomp_sandbox) + "\n";
   key += "free_page_reporting=" + std::to_string(config.free_page_reporting) + "\n";
   return key;

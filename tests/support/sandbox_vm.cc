@@ -43,6 +43,8 @@ Result<std::unique_ptr<SandboxVm>> SandboxVm::Boot(const SandboxVmOptions& optio
   config.hypervisor.kernel = options.guest_dir + "/vmlinuz";
   config.hypervisor.initrd =
       options.initrd.empty() ? options.guest_dir + "/initrd.img" : options.initrd;
+  config.hypervisor.root_image =
+      options.root_image.empty() ? options.guest_dir + "/root.erofs" : options.root_image;
   config.hypervisor.memory_mib = options.memory_mib;
   config.agent.log_level = options.agent_log_level;
   config.agent.boot_timeout_seconds = 90;

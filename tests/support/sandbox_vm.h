@@ -25,9 +25,10 @@
 namespace hull::testing {
 
 struct SandboxVmOptions {
-  std::string guest_dir;  // holds vmlinuz and initrd.img
-  std::string run_dir;    // parent of the VM's state directory; must exist
-  std::string initrd;     // "" = <guest_dir>/initrd.img
+  std::string guest_dir;   // holds vmlinuz and initrd.img
+  std::string run_dir;     // parent of the VM's state directory; must exist
+  std::string initrd;      // "" = <guest_dir>/initrd.img
+  std::string root_image;  // "" = <guest_dir>/root.erofs
   uint64_t memory_mib = 512;
   std::string agent_log_level = "info";
   // Start from a VM template ([hypervisor] template, template_dir); the

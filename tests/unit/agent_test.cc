@@ -46,8 +46,8 @@ TEST(AgentOptionsTest, ParsesWhatTheHostBuilds) {
   for (TransportKind transport : {TransportKind::kSerial, TransportKind::kVsock}) {
     for (bool debug : {false, true}) {
       for (const char* level : {"info", "warn", "trace"}) {
-        std::string cmdline =
-            BuildKernelCmdline({transport, level, debug, "systemd.unit=none quiet"});
+        std::string cmdline = BuildKernelCmdline(
+            {transport, level, debug, "systemd.unit=none quiet", debug ? "pmem0" : ""});
         SCOPED_TRACE(cmdline);
         EXPECT_NE(cmdline.find(std::string(guest::kCmdlineTransport) + "="), std::string::npos);
         auto options = ParseKernelCmdline(cmdline);
@@ -64,8 +64,9 @@ TEST(AgentOptionsTest, ParsesWhatTheHostBuilds) {
 }
 
 TEST(AgentOptionsTest, ContractWordsAreTheOnesTheParserKnows) {
-  for (std::string_view key : {guest::kCmdlineTransport, guest::kCmdlineVsockPort,
-                               guest::kCmdlineLogLevel, guest::kCmdlineDebug}) {
+  for (std::string_view key :
+       {guest::kCmdlineTransport, guest::kCmdlineVsockPort, guest::kCmdlineLogLevel,
+        guest::kCmdlineDebug, guest::kCmdlineRoot}) {
     EXPECT_TRUE(key.starts_with(guest::kCmdlinePrefix)) << key;
   }
   auto options = ParseKernelCmdline(std::string(guest::kCmdlineTransport) + "=vsock " +

@@ -17,6 +17,7 @@ namespace hull {
 namespace {
 
 using testlib::ExpectGolden;
+using testlib::HasCode;
 
 std::string OnePerLine(const std::vector<std::string>& argv) {
   std::string out;
@@ -50,6 +51,14 @@ TEST(QemuArgvTest, PodNetworkOnATap) {
   plan.tap_fd = 7;
   plan.mac_address = "2e:1f:19:87:6c:16";
   ExpectGolden("qemu_argv_serial_tcg_pod_net.txt", OnePerLine(qemu::BuildQemuArgv(plan)));
+}
+
+TEST(QemuArgvTest, GuestRootIsAReadOnlySharedPmemDevice) {
+  qemu::QemuLaunchPlan plan = Plan(TransportKind::kSerial, Accel::kTcg);
+  plan.root_image = "/usr/share/hull/guest/root.erofs";
+  plan.root_image_bytes = 116u << 20;
+  plan.kernel_cmdline = BuildKernelCmdline({TransportKind::kSerial, "info", false, "", "pmem0"});
+  ExpectGolden("qemu_argv_serial_tcg_root.txt", OnePerLine(qemu::BuildQemuArgv(plan)));
 }
 
 TEST(QemuArgvTest, SerialTcg) {
@@ -115,6 +124,42 @@ TEST(KernelCmdlineTest, CarriesTheAgentSettings) {
             "cryptomgr.notests net.ifnames=0 no_timer_check hull.transport=vsock hull.log=debug "
             "hull.debug=1 foo=bar");
   EXPECT_NE(BuildKernelCmdline({}).find(" quiet "), std::string::npos);
+  EXPECT_EQ(BuildKernelCmdline({}).find("hull.root"), std::string::npos);
+  EXPECT_THAT(BuildKernelCmdline({.root_device = "vda"}), ::testing::EndsWith(" hull.root=vda"));
+}
+
+TEST(RootImageTest, NoneBesideTheInitrdOrAsConfigured) {
+  testlib::TempDir dir("root-image");
+  const std::string initrd = dir.Sub("initrd.img");
+  EXPECT_EQ(ResolveRootImage("", initrd), "") << "no root.erofs beside the initrd: none";
+  ASSERT_TRUE(WriteFile(dir.Sub("root.erofs"), ""));
+  EXPECT_EQ(ResolveRootImage("", initrd), dir.Sub("root.erofs"));
+  EXPECT_EQ(ResolveRootImage("none", initrd), "");
+  EXPECT_EQ(ResolveRootImage("/srv/other.erofs", initrd), "/srv/other.erofs");
+}
+
+TEST(RootImageTest, OnlyAFilePaddedTo2MiBIsARootImage) {
+  testlib::TempDir dir("root-image");
+  const std::string image = dir.Sub("root.erofs");
+  EXPECT_THAT(RootImageBytes(image), HasCode(ErrorCode::kNotFound));
+  ASSERT_TRUE(WriteFile(image, ""));
+  EXPECT_THAT(RootImageBytes(image), HasCode(ErrorCode::kFailedPrecondition));
+  ASSERT_EQ(::truncate(image.c_str(), (2 << 20) + 4096), 0);
+  auto unaligned = RootImageBytes(image);
+  EXPECT_THAT(unaligned, HasCode(ErrorCode::kFailedPrecondition));
+  EXPECT_THAT(unaligned.error().ToString(), ::testing::HasSubstr(image));
+  ASSERT_EQ(::truncate(image.c_str(), 4 << 20), 0);
+  auto bytes = RootImageBytes(image);
+  ASSERT_TRUE(bytes) << bytes.error().ToString();
+  EXPECT_EQ(*bytes, 4u << 20);
+  EXPECT_THAT(RootImageBytes(dir.path()), HasCode(ErrorCode::kFailedPrecondition));
+}
+
+TEST(RootImageTest, TheKernelCommandLineNamesTheRootOnlyWhenThereIsOne) {
+  VmConfig config;
+  EXPECT_EQ(VmKernelCmdline(config, "pmem0").find("hull.root"), std::string::npos);
+  config.root_image = "/usr/share/hull/guest/root.erofs";
+  EXPECT_THAT(VmKernelCmdline(config, "pmem0"), ::testing::HasSubstr(" hull.root=pmem0"));
 }
 
 TEST(AccelTest, AutoPicksKvmOnlyWithHardwareVirtualisation) {
@@ -433,6 +478,17 @@ TEST(DomainXmlTest, SharedDirectoryAndTapMatchGoldenFile) {
   std::string bare = libvirt::BuildDomainXml(DomainPlan(TransportKind::kSerial, Accel::kTcg));
   EXPECT_EQ(bare.find("<filesystem"), std::string::npos);
   EXPECT_EQ(bare.find("<interface"), std::string::npos);
+}
+
+TEST(DomainXmlTest, GuestRootIsAReadOnlyVirtioDisk) {
+  libvirt::DomainPlan plan = DomainPlan(TransportKind::kSerial, Accel::kTcg);
+  plan.root_image = "/usr/share/hull/guest/root.erofs";
+  plan.kernel_cmdline = BuildKernelCmdline({TransportKind::kSerial, "info", false, "", "vda"});
+  std::string xml = libvirt::BuildDomainXml(plan);
+  ExpectGolden("libvirt_domain_serial_tcg_root.xml", xml);
+  ExpectValidDomainXml(xml);
+  EXPECT_EQ(libvirt::BuildDomainXml(DomainPlan(TransportKind::kSerial, Accel::kTcg)).find("<disk"),
+            std::string::npos);
 }
 
 TEST(DomainXmlTest, DefaultVirtiofsCacheIsLeftToVirtiofsd) {

@@ -93,6 +93,30 @@ TEST(TemplateArgvTest, CloneHasTheTemplatesDevicesInTheTemplatesOrder) {
             Devices(qemu::BuildQemuArgv(Plan(qemu::VmStart::kTemplate))));
 }
 
+TEST(TemplateArgvTest, TheGuestRootIsInTheTemplateAndMappedTheSameInItsClones) {
+  // The root is shared memory: left out of the saved state, so a clone must
+  // map the same file at the same place.
+  auto with_root = [](qemu::VmStart start) {
+    qemu::QemuLaunchPlan plan = Plan(start);
+    plan.root_image = "/usr/share/hull/guest/root.erofs";
+    plan.root_image_bytes = 120u << 20;
+    plan.virtiofs_socket = "/run/hull/pod1/virtiofsd.sock";
+    plan.virtiofs_tag = kSharedFsTag;
+    return qemu::BuildQemuArgv(plan);
+  };
+  auto template_argv = with_root(qemu::VmStart::kTemplate);
+  auto clone_argv = with_root(qemu::VmStart::kClone);
+  EXPECT_EQ(Devices(clone_argv), Devices(template_argv));
+  const std::string backend =
+      "memory-backend-file,id=guest-root-mem,mem-path=/usr/share/hull/guest/root.erofs,"
+      "size=125829120,share=on,readonly=on";
+  EXPECT_THAT(template_argv, ::testing::Contains(backend));
+  EXPECT_THAT(clone_argv, ::testing::Contains(backend));
+  EXPECT_THAT(clone_argv, ::testing::Contains("512M,slots=1,maxmem=632M"));
+  EXPECT_THAT(Devices(clone_argv),
+              ::testing::Contains("virtio-pmem-pci,memdev=guest-root-mem,id=guest-root"));
+}
+
 TEST(TemplateArgvTest, APlainBootIsUnchanged) {
   qemu::QemuLaunchPlan plan = Plan(qemu::VmStart::kBoot);
   auto argv = qemu::BuildQemuArgv(plan);
@@ -161,6 +185,8 @@ TEST_F(TemplateKeyTest, ShapeAndAssetsChangeTheKey) {
   EXPECT_TRUE(changed([](VmConfig& c) { c.extra_kernel_params = "loglevel=7"; }));
   EXPECT_TRUE(changed([](VmConfig& c) { c.agent_debug = true; }));
   EXPECT_TRUE(changed([](VmConfig& c) { c.free_page_reporting = false; }));
+  ASSERT_THAT(WriteFile(dir_.Sub("root.erofs"), "root"), IsOk());
+  EXPECT_TRUE(changed([&](VmConfig& c) { c.root_image = dir_.Sub("root.erofs"); }));
   // A rebuilt guest image is another file, even with the same bytes.
   ASSERT_THAT(WriteFile(dir_.Sub("initrd.new"), "initrd"), IsOk());
   ASSERT_EQ(::rename(dir_.Sub("initrd.new").c_str(), config_.initrd.c_str()), 0);
@@ -395,6 +421,18 @@ TEST_F(TemplateStoreTest, RemoveStaleTakesTemplatesOfChangedAssetsOnly) {
   rebuild_initrd("initrd v2");
   EXPECT_EQ(store_.RemoveStale(), std::vector<std::string>{TemplateName(*old_key)});
   EXPECT_FALSE(store_.Find(*old_key));
+
+  // So does a new root image.
+  ASSERT_THAT(WriteFile(dir_.Sub("root.erofs"), "root"), IsOk());
+  config.root_image = dir_.Sub("root.erofs");
+  auto root_key = TemplateKey(config);
+  ASSERT_THAT(root_key, IsOk());
+  ASSERT_THAT(store_.Build(*root_key, Save()), IsOk());
+  EXPECT_TRUE(store_.RemoveStale().empty());
+  ASSERT_THAT(WriteFile(dir_.Sub("root.new"), "root v2"), IsOk());
+  ASSERT_EQ(::rename(dir_.Sub("root.new").c_str(), config.root_image.c_str()), 0);
+  EXPECT_EQ(store_.RemoveStale(), std::vector<std::string>{TemplateName(*root_key)});
+  config.root_image.clear();
 
   // A build clears stale templates by itself: a new guest image replaces
   // the old one's template without anyone running gc.

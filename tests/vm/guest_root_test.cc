@@ -221,7 +221,7 @@ class GuestRootTest : public ::testing::Test {
   std::string hullctl_config_;
 };
 
-TEST_F(GuestRootTest, AgentRunsOnTheNewRootWithStartupTimedFromTheFirstExec) {
+TEST_F(GuestRootTest, AgentRunsOnTheSharedRootWithStartupTimedFromItsExec) {
   auto hypervisor = MakeHypervisor("qemu");
   ASSERT_TRUE(hypervisor);
   auto vm_config = VmConfigFromConfig(BaseConfig(), "g" + RandomHex(5));
@@ -236,11 +236,10 @@ TEST_F(GuestRootTest, AgentRunsOnTheNewRootWithStartupTimedFromTheFirstExec) {
 
   auto details = (*client)->GetGuestDetails();
   ASSERT_TRUE(details) << details.error().ToString();
-  // The modules were loaded after the switch, from the copy of the image.
+  // The modules were loaded from the shared root.
   const std::vector<std::string>& modules = details->loaded_modules;
   EXPECT_NE(std::find(modules.begin(), modules.end(), "virtio_console"), modules.end());
-  // agent_start is the first exec, on the initramfs; the re-exec'd agent
-  // takes it over, so the switch falls between it and mounts_done.
+  // agent_start is the agent's exec by hull-init, on the shared root.
   const sandbox::GuestDetails& startup = *details;
   EXPECT_GT(startup.agent_start_us, 0u);
   EXPECT_GT(startup.mounts_done_us, startup.agent_start_us);
@@ -255,10 +254,12 @@ TEST_F(GuestRootTest, AgentRunsOnTheNewRootWithStartupTimedFromTheFirstExec) {
             << details->memory_available_bytes << "\n";
   RecordProperty("memory_available_bytes", std::to_string(details->memory_available_bytes));
 
-  // What only the re-exec'd agent logs, and nothing fatal on the way.
+  // hull-init mounted the shared root and the agent runs on it: no copy
+  // of the initramfs, and nothing fatal on the way.
   std::string console = ReadFile(console_path).value_or("");
-  EXPECT_NE(console.find("root moved off the initramfs onto a tmpfs"), std::string::npos)
+  EXPECT_NE(console.find("running on the shared read-only guest root"), std::string::npos)
       << console;
+  EXPECT_EQ(console.find("root moved off the initramfs"), std::string::npos) << console;
   EXPECT_EQ(console.find("fatal"), std::string::npos) << console;
   (*vm)->Stop(seconds(0));
 }

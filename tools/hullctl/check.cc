@@ -106,6 +106,17 @@ int RunCheck(const CheckOptions& options) {
                     path + " not found (build it: cmake --build build --target guest-image)");
       }
     }
+    if (vm->root_image.empty()) {
+      report.Line(Verdict::kWarn, "guest root",
+                  "none (no root.erofs beside the initrd, or root_image = \"none\"): the initrd "
+                  "must hold the whole guest");
+    } else if (auto bytes = RootImageBytes(vm->root_image); bytes) {
+      report.Line(Verdict::kOk, "guest root",
+                  vm->root_image + " (" + std::to_string(*bytes >> 20) +
+                      " MiB, read-only, shared by every VM)");
+    } else {
+      report.Line(Verdict::kFail, "guest root", bytes.error().ToString());
+    }
     std::string manifest_path = std::filesystem::path(vm->initrd).parent_path() / "manifest.json";
     if (auto manifest = ReadFile(manifest_path, 1 << 20); manifest) {
       auto json = nlohmann::json::parse(*manifest, nullptr, false);

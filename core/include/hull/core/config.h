@@ -18,16 +18,17 @@ struct HypervisorConfig {
   std::string path = "/usr/bin/qemu-system-x86_64";  // [hypervisor] path
   std::string kernel;                                // [hypervisor] kernel ("" = built-in search)
   std::string initrd;                                // [hypervisor] initrd
-  std::string machine = "q35";                       // [hypervisor] machine
-  std::string accel = "auto";                        // [hypervisor] accel: auto | kvm | tcg
-  uint32_t vcpus = 1;                                // [hypervisor] vcpus
-  uint64_t memory_mib = 512;                         // [hypervisor] memory_mib
-  uint64_t pod_memory_overhead_mib = 160;            // [hypervisor] pod_memory_overhead_mib
-  bool seccomp_sandbox = true;                       // [hypervisor] seccomp_sandbox
-  bool free_page_reporting = true;                   // [hypervisor] free_page_reporting
-  uint32_t tcg_tb_size_mib = 0;     // [hypervisor] tcg_tb_size_mib: 0 = QEMU's default
-  std::string kernel_params;        // [hypervisor] kernel_params
-  uint32_t stop_grace_seconds = 5;  // [hypervisor] stop_grace_seconds
+  std::string root_image;  // [hypervisor] root_image ("" = root.erofs beside the initrd, "none")
+  std::string machine = "q35";             // [hypervisor] machine
+  std::string accel = "auto";              // [hypervisor] accel: auto | kvm | tcg
+  uint32_t vcpus = 1;                      // [hypervisor] vcpus
+  uint64_t memory_mib = 512;               // [hypervisor] memory_mib
+  uint64_t pod_memory_overhead_mib = 160;  // [hypervisor] pod_memory_overhead_mib
+  bool seccomp_sandbox = true;             // [hypervisor] seccomp_sandbox
+  bool free_page_reporting = true;         // [hypervisor] free_page_reporting
+  uint32_t tcg_tb_size_mib = 0;            // [hypervisor] tcg_tb_size_mib: 0 = QEMU's default
+  std::string kernel_params;               // [hypervisor] kernel_params
+  uint32_t stop_grace_seconds = 5;         // [hypervisor] stop_grace_seconds
   std::string virtiofsd = "/usr/lib/qemu/virtiofsd";  // [hypervisor] virtiofsd
   std::string virtiofs_cache = "auto";  // [hypervisor] virtiofs_cache: auto | always | none
   std::string virtiofsd_sandbox =

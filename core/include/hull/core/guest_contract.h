@@ -19,6 +19,12 @@ inline constexpr std::string_view kCmdlineVsockPort = "hull.vsock_port";
 inline constexpr std::string_view kCmdlineLogLevel = "hull.log";
 // hull.debug=0|1 (a bare hull.debug means 1)
 inline constexpr std::string_view kCmdlineDebug = "hull.debug";
+// hull.root=DEVICE: the guest root's device under /dev (pmem0: virtio-pmem,
+// mounted with DAX; vda: virtio-blk). Read by hull-init, which mounts it and
+// execs the agent on it; the agent accepts and ignores it.
+inline constexpr std::string_view kCmdlineRoot = "hull.root";
+inline constexpr std::string_view kRootDevicePmem = "pmem0";
+inline constexpr std::string_view kRootDeviceBlk = "vda";
 
 // The guest paths the host may name in requests (storage mount points,
 // rootfs paths) must lie beneath this prefix; the trailing slash makes it a

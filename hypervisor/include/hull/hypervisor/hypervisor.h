@@ -37,6 +37,11 @@ struct VmConfig {
   std::string libvirt_uri = "qemu:///system";
   std::string kernel;
   std::string initrd;
+  // The shared read-only guest root (root.erofs), "" = none: the initrd is
+  // the whole guest. QEMU maps it into every VM as a read-only virtio-pmem
+  // device (the guest reads the host's page cache, DAX); libvirt attaches it
+  // as a read-only virtio-blk disk.
+  std::string root_image;
   std::string machine = "q35";
   Accel accel = Accel::kTcg;
   uint32_t vcpus = 1;
@@ -216,8 +221,24 @@ Result<std::string> CreateVmStateDir(const VmConfig& config);
 // what to share is the caller's decision, per VM.
 Result<VmConfig> VmConfigFromConfig(const Config& config, std::string id);
 
+// The guest kernel command line of `config`'s VM, whose root image (if any)
+// the guest sees as /dev/<root_device> (guest::kRootDevicePmem or
+// kRootDeviceBlk, by backend).
+std::string VmKernelCmdline(const VmConfig& config, std::string_view root_device);
+
+// The size of a root image, checked: a regular file, not empty, a multiple
+// of 2 MiB (how build-guest-image pads it; virtio-pmem maps whole 2 MiB
+// units). kFailedPrecondition otherwise, naming the file.
+Result<uint64_t> RootImageBytes(const std::string& path);
+
 // Where the guest assets are when the configuration does not say.
 std::string DefaultGuestDir();
+
+// The guest root image for `[hypervisor] root_image`: "none" = no root device
+// (""), "" = root.erofs in the initrd's directory if it is there (an image
+// built by guest-image/build-guest-image always has one), else none; any
+// other value as given (the VM refuses to start if it is not a file).
+std::string ResolveRootImage(const std::string& configured, const std::string& initrd);
 
 // The first line of `<binary> --version` (QEMU, virtiofsd), or why that
 // failed: kFailedPrecondition when it ran and failed.

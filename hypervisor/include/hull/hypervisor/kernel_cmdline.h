@@ -12,6 +12,9 @@ struct KernelCmdlineOptions {
   std::string agent_log_level = "info";
   bool agent_debug = false;
   std::string extra;  // operator's kernel_params, appended last
+  // The guest root's device (guest::kRootDevicePmem or kRootDeviceBlk), ""
+  // for an image with no root device (the whole guest in its initrd).
+  std::string root_device;
 };
 
 // Console on ttyS0, quiet unless debugging, reboot on panic (QEMU runs with
