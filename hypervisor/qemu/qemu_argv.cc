@@ -40,7 +40,11 @@ std::vector<std::string> BuildQemuArgv(const QemuLaunchPlan& plan) {
   if (plan.seccomp_sandbox) {
     add({"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"});
   }
-  add({"-kernel", plan.kernel, "-initrd", plan.initrd, "-append", plan.kernel_cmdline});
+  // A clone's kernel is already in its RAM: QEMU would only keep a copy of
+  // the files for a reboot that -no-reboot rules out (14 MiB of heap per VM).
+  if (plan.start != VmStart::kClone) {
+    add({"-kernel", plan.kernel, "-initrd", plan.initrd, "-append", plan.kernel_cmdline});
+  }
   // Control channel.
   add({"-chardev", "socket,id=qmp,path=" + plan.qmp_socket + ",server=on,wait=off"});
   add({"-mon", "chardev=qmp,mode=control"});

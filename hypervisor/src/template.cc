@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -149,6 +150,62 @@ std::string TemplateIneligibility(const VmConfig& config) {
            " transport is not restored from templates (only serial is)";
   }
   return "";
+}
+
+Result<uint64_t> PunchZeroPages(int fd) {
+  constexpr size_t kPage = 4096;
+  constexpr size_t kChunk = 256 * kPage;
+  static const char kZeroPage[kPage] = {};
+  struct stat st {};
+  if (::fstat(fd, &st) < 0) return ErrnoError("stat");
+  const off_t size = st.st_size;
+  std::vector<char> buffer(kChunk);
+  uint64_t punched = 0;
+  off_t run_start = -1;  // the zero pages not yet punched: [run_start, run_end)
+  off_t run_end = -1;
+  auto punch = [&]() -> Status {
+    if (run_start < 0) return Ok();
+    if (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, run_start,
+                    run_end - run_start) < 0) {
+      return ErrnoError("punch a hole");
+    }
+    punched += static_cast<uint64_t>(run_end - run_start);
+    run_start = run_end = -1;
+    return Ok();
+  };
+  off_t offset = 0;
+  while (offset < size) {
+    off_t data = ::lseek(fd, offset, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;
+      return ErrnoError("seek data");
+    }
+    off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) return ErrnoError("seek hole");
+    for (off_t at = data; at < hole;) {
+      const size_t want = static_cast<size_t>(std::min<off_t>(kChunk, hole - at));
+      ssize_t n = RetryEintr([&] { return ::pread(fd, buffer.data(), want, at); });
+      if (n < 0) return ErrnoError("read");
+      if (n == 0) break;
+      for (ssize_t page = 0; page < n; page += kPage) {
+        const size_t len = std::min<size_t>(kPage, static_cast<size_t>(n - page));
+        const off_t page_at = at + page;
+        if (len == kPage && std::memcmp(buffer.data() + page, kZeroPage, kPage) == 0) {
+          if (run_start >= 0 && run_end == page_at) {
+            run_end += kPage;
+          } else {
+            HULL_CHECK_OK(punch(), "drop zero pages");
+            run_start = page_at;
+            run_end = page_at + kPage;
+          }
+        }
+      }
+      at += n;
+    }
+    offset = hole;
+  }
+  HULL_CHECK_OK(punch(), "drop zero pages");
+  return punched;
 }
 
 Result<std::string> TemplateKey(const VmConfig& config) {

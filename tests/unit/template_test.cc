@@ -80,6 +80,9 @@ TEST(TemplateArgvTest, CloneWaitsForItsStateAndLeavesItsDevicesToQmp) {
     EXPECT_THAT(device, ::testing::Not(::testing::HasSubstr("virtio-net")));
   }
   EXPECT_EQ(argv.back(), "defer");
+  // Its kernel is in the RAM it restores: QEMU keeps no copy of the files.
+  EXPECT_THAT(argv, ::testing::Not(::testing::Contains("-kernel")));
+  EXPECT_THAT(argv, ::testing::Not(::testing::Contains("-initrd")));
 }
 
 TEST(TemplateArgvTest, CloneHasTheTemplatesDevicesInTheTemplatesOrder) {
@@ -452,6 +455,39 @@ TEST_F(TemplateStoreTest, TheNumberOfTemplatesIsBounded) {
   }
   EXPECT_THAT(store_.Build("one-too-many", Save()), HasCode(ErrorCode::kResourceExhausted));
   EXPECT_THAT(store_.Build("key-0", Save()), IsOk()) << "an existing one is still found";
+}
+
+TEST(PunchZeroPagesTest, ZeroPagesBecomeHolesAndTheContentStaysTheSame) {
+  TempDir dir("punch");
+  const std::string path = dir.Sub("memory");
+  // 16 pages: data, zero, zero, data, then a hole, then zero pages and a
+  // short zero tail the size does not cover in whole pages.
+  std::string bytes(16 * 4096, '\0');
+  bytes[0] = 'a';
+  bytes[3 * 4096 + 17] = 'b';
+  {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    ASSERT_TRUE(fd);
+    ASSERT_EQ(::pwrite(fd.get(), bytes.data(), 4 * 4096, 0), 4 * 4096);
+    ASSERT_EQ(::pwrite(fd.get(), bytes.data() + 8 * 4096, 8 * 4096, 8 * 4096), 8 * 4096);
+    ASSERT_EQ(::ftruncate(fd.get(), 16 * 4096 + 100), 0);
+  }
+  bytes.resize(16 * 4096 + 100, '\0');
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(fd);
+  auto punched = PunchZeroPages(fd.get());
+  ASSERT_THAT(punched, IsOk());
+  EXPECT_EQ(*punched, 10u * 4096) << "pages 1, 2 and 8-15";
+  EXPECT_EQ(ReadFile(path, 1 << 20).value_or(""), bytes);
+  // Only pages 0 and 3 hold data now.
+  EXPECT_EQ(::lseek(fd.get(), 0, SEEK_DATA), 0);
+  EXPECT_EQ(::lseek(fd.get(), 0, SEEK_HOLE), 4096);
+  EXPECT_EQ(::lseek(fd.get(), 4096, SEEK_DATA), 3 * 4096);
+  EXPECT_EQ(::lseek(fd.get(), 3 * 4096, SEEK_HOLE), 4 * 4096);
+  off_t next = ::lseek(fd.get(), 4 * 4096, SEEK_DATA);
+  EXPECT_TRUE(next < 0 || next >= 16 * 4096) << next;
+  // Again: nothing left to punch.
+  EXPECT_EQ(PunchZeroPages(fd.get()).value_or(1), 0u);
 }
 
 TEST(TemplateVmConfigTest, TheTemplateVmHasNothingOfTheSandbox) {

@@ -104,4 +104,10 @@ class TemplateStore {
 // network, no host cgroup, its own id, its state under `root`.
 VmConfig TemplateVmConfig(const VmConfig& config, const std::string& root, const std::string& name);
 
+// Turns every all-zero 4 KiB page of the file `fd` into a hole (fallocate
+// PUNCH_HOLE, size kept), so that a sparse copy skips it: a saved template's
+// RAM holds pages the guest zeroed (init_on_alloc) and never used. The
+// content reads back the same. Returns the bytes punched out.
+Result<uint64_t> PunchZeroPages(int fd);
+
 }  // namespace hull
