@@ -84,6 +84,8 @@ class AgentServer::AgentService final : public v1::Agent::Service {
       return ToGrpc(Error(ErrorCode::kFailedPrecondition,
                           "shutdown: containers still exist (remove them first, or force)"));
     }
+    // Synced before the reply: a host that ends the VM on it loses nothing.
+    ::sync();
     ScheduleShutdown();
     return grpc::Status::OK;
   }

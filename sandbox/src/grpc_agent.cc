@@ -247,11 +247,12 @@ Result<GuestDetails> GrpcAgent::GetGuestDetails() {
   return FromWire(response);
 }
 
-Status GrpcAgent::Shutdown(bool force) {
+Result<bool> GrpcAgent::Shutdown(bool force) {
   v1::ShutdownRequest request;
   request.set_force(force);
   auto done = Call(*stubs_->agent, &v1::Agent::Stub::Shutdown, "Shutdown", timeouts_.call, request);
-  if (done || done.error().code() == ErrorCode::kUnavailable) return Ok();
+  if (done) return true;
+  if (done.error().code() == ErrorCode::kUnavailable) return false;
   return Unexpected{std::move(done).error()};
 }
 

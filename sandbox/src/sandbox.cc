@@ -359,10 +359,15 @@ void Sandbox::Close() {
     closed_ = true;
     containers = containers_;
   }
+  // Whether the agent confirmed the shutdown: its filesystems are synced, so
+  // the VM can end now. The kernel's own power-off is not waited for: it can
+  // take seconds, or never finish (a clone's virtio-pmem flush at power-off
+  // never completes on QEMU 7.2).
+  bool synced = false;
   if (agent_) {
     for (const auto& id : containers) (void)agent_->RemoveContainer(id, true);
     vm_->ExpectExit();
-    (void)agent_->Shutdown(true);
+    synced = agent_->Shutdown(true).value_or(false);
   }
   // The guest is gone (or going): unshare the root filesystems, then stop.
   {
@@ -378,7 +383,8 @@ void Sandbox::Close() {
   }
   // The agent stays until the destructor: other threads may still be in a
   // call, which fails now that the VM is gone.
-  vm_->Stop(seconds(config_.hypervisor.stop_grace_seconds));
+  vm_->Stop(synced ? std::chrono::milliseconds(0)
+                   : std::chrono::milliseconds(seconds(config_.hypervisor.stop_grace_seconds)));
   if (network_) network_->Detach();
   if (host_cgroup_) host_cgroup_->Remove();
   // A template being built for the next sandbox, on a thread of this

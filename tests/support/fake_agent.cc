@@ -219,7 +219,7 @@ Result<sandbox::GuestDetails> FakeAgent::GetGuestDetails() {
   return sandbox::GuestDetails{.kernel_release = "fake", .online_cpus = 1};
 }
 
-Status FakeAgent::Shutdown(bool force) {
+Result<bool> FakeAgent::Shutdown(bool force) {
   {
     HULL_FAKE_ENTER("Shutdown", timeouts_.call);
     bool running = false;
@@ -235,7 +235,7 @@ Status FakeAgent::Shutdown(bool force) {
     dead_ = true;
   }
   changed_.notify_all();
-  return Ok();
+  return true;
 }
 
 Status FakeAgent::CreateSandbox(const sandbox::SandboxSetup& setup) {

@@ -68,7 +68,7 @@ class FakeAgent final : public sandbox::AgentApi {
   Result<bool> Check() override;
   Result<sandbox::AgentVersion> Version() override;
   Result<sandbox::GuestDetails> GetGuestDetails() override;
-  Status Shutdown(bool force) override;
+  Result<bool> Shutdown(bool force) override;
   Status CreateSandbox(const sandbox::SandboxSetup& setup) override;
   Status DestroySandbox(const std::string& sandbox_id, bool power_off) override;
   Result<uint32_t> CreateContainer(const sandbox::ContainerSetup& setup) override;
@@ -153,7 +153,7 @@ class SharedFakeAgent final : public sandbox::AgentApi {
   Result<bool> Check() override { return agent_->Check(); }
   Result<sandbox::AgentVersion> Version() override { return agent_->Version(); }
   Result<sandbox::GuestDetails> GetGuestDetails() override { return agent_->GetGuestDetails(); }
-  Status Shutdown(bool force) override { return agent_->Shutdown(force); }
+  Result<bool> Shutdown(bool force) override { return agent_->Shutdown(force); }
   Status CreateSandbox(const sandbox::SandboxSetup& setup) override {
     return agent_->CreateSandbox(setup);
   }

@@ -39,7 +39,9 @@ void FakeVm::Crash() {
   changed_.notify_all();
 }
 
-VmExit FakeVm::Stop(std::chrono::milliseconds) {
+VmExit FakeVm::Stop(std::chrono::milliseconds grace) {
+  int64_t unset = -1;
+  record_->stop_grace_ms.compare_exchange_strong(unset, grace.count());
   VmExit exit;
   {
     std::lock_guard lock(mu_);

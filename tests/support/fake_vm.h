@@ -24,6 +24,7 @@ struct FakeVmRecord {
   std::atomic<bool> running{true};
   std::atomic<bool> stopped{false};  // Stop was called
   std::atomic<bool> exit_expected{false};
+  std::atomic<int64_t> stop_grace_ms{-1};  // the grace of the first Stop
 };
 
 class FakeVm final : public Vm {

@@ -374,9 +374,21 @@ TEST_F(SandboxTest, OpensCreatesSharesAndClosesEverything) {
   EXPECT_EQ(agent_->CallCount("RemoveContainer"), 1);
   EXPECT_EQ(agent_->CallCount("Shutdown"), 1);
   EXPECT_FALSE(hypervisor_->launched()[0]->running);
+  // The agent answered (synced): the VM ends at once, no grace.
+  EXPECT_EQ(hypervisor_->launched()[0]->stop_grace_ms, 0);
   std::lock_guard lock(shares_->mu);
   EXPECT_TRUE(shares_->shares.empty());
   EXPECT_FALSE(PathExists(root_ + "/s1")) << "the VM's state dir is gone";
+}
+
+TEST_F(SandboxTest, AnUnansweredShutdownGetsTheGraceToPowerOff) {
+  config_.hypervisor.stop_grace_seconds = 3;
+  auto sandbox = Sandbox::Open(config_, "s1", {}, deps_);
+  ASSERT_TRUE(sandbox) << sandbox.error().ToString();
+  agent_->Fail("Shutdown", Error(ErrorCode::kDeadlineExceeded, "no answer"));
+  (*sandbox)->Close();
+  EXPECT_EQ(agent_->CallCount("Shutdown"), 1);
+  EXPECT_EQ(hypervisor_->launched()[0]->stop_grace_ms, 3000);
 }
 
 TEST_F(SandboxTest, AFailedCreateUnsharesAndRemovesWhatTheGuestMade) {

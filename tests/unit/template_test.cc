@@ -505,6 +505,11 @@ TEST(TemplateVmConfigTest, TheTemplateVmHasNothingOfTheSandbox) {
   EXPECT_TRUE(vm.network.netns_path.empty());
   EXPECT_TRUE(vm.host_cgroup_dirs.empty());
   EXPECT_TRUE(vm.clone_of.empty());
+  // Its kernel zeroes what it frees, so its RAM file holds less.
+  EXPECT_EQ(vm.extra_kernel_params, "init_on_free=1");
+  config.extra_kernel_params = "loglevel=7";
+  EXPECT_EQ(TemplateVmConfig(config, "/run/hull/.templates", "x").extra_kernel_params,
+            "loglevel=7 init_on_free=1");
 }
 
 }  // namespace

@@ -100,8 +100,12 @@ class TemplateStore {
   std::string root_;
 };
 
+// What a template VM's kernel command line adds to the sandbox's.
+inline constexpr char kTemplateKernelParams[] = "init_on_free=1";
+
 // The VmConfig of the template VM for `config`: no shared directory, no
-// network, no host cgroup, its own id, its state under `root`.
+// network, no host cgroup, its own id, its state under `root`, and
+// kTemplateKernelParams.
 VmConfig TemplateVmConfig(const VmConfig& config, const std::string& root, const std::string& name);
 
 // Turns every all-zero 4 KiB page of the file `fd` into a hole (fallocate

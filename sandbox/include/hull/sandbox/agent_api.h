@@ -227,9 +227,11 @@ class AgentApi {
   virtual Result<bool> Check() = 0;
   virtual Result<AgentVersion> Version() = 0;
   virtual Result<GuestDetails> GetGuestDetails() = 0;
-  // Powers the guest off. A connection that drops once the request is out
-  // counts as success: the guest may go before it answers.
-  virtual Status Shutdown(bool force) = 0;
+  // Powers the guest off. true: the agent answered, so the guest's
+  // filesystems are synced and the VM may be ended at once, without waiting
+  // for the kernel's power-off. false: the connection dropped once the
+  // request was out (the guest may go before it answers): nothing is known.
+  virtual Result<bool> Shutdown(bool force) = 0;
 
   virtual Status CreateSandbox(const SandboxSetup& setup) = 0;
   virtual Status DestroySandbox(const std::string& sandbox_id, bool power_off) = 0;

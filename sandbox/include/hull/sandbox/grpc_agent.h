@@ -39,7 +39,7 @@ class GrpcAgent final : public AgentApi {
   Result<bool> Check() override;
   Result<AgentVersion> Version() override;
   Result<GuestDetails> GetGuestDetails() override;
-  Status Shutdown(bool force) override;
+  Result<bool> Shutdown(bool force) override;
   Status CreateSandbox(const SandboxSetup& setup) override;
   Status DestroySandbox(const std::string& sandbox_id, bool power_off) override;
   Result<uint32_t> CreateContainer(const ContainerSetup& setup) override;
