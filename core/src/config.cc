@@ -164,6 +164,10 @@ Status Validate(const Config& config) {
        config.hypervisor.template_dir.find(',') != std::string::npos)) {
     return KeyError("hypervisor.template_dir", "must be an absolute path without commas");
   }
+  if (const auto& root = config.hypervisor.root_image;
+      !root.empty() && root != "none" && (root[0] != '/' || root.find(',') != std::string::npos)) {
+    return KeyError("hypervisor.root_image", "must be \"none\" or an absolute path without commas");
+  }
   if (config.hypervisor.libvirt_uri.empty())
     return KeyError("hypervisor.libvirt_uri", "must not be empty");
   // libvirt starts virtiofsd itself, from the settings its domain XML can

@@ -118,6 +118,11 @@ std::string VmKernelCmdline(const VmConfig& config, std::string_view root_device
 }
 
 Result<uint64_t> RootImageBytes(const std::string& path) {
+  // It goes into a QEMU option, where a comma starts the next one.
+  if (path.empty() || path[0] != '/' || path.find(',') != std::string::npos) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "guest root image `" + path + "`: must be an absolute path without commas");
+  }
   struct stat st {};
   if (::stat(path.c_str(), &st) < 0) return ErrnoError("guest root image `" + path + "`");
   constexpr uint64_t kAlign = 2 << 20;

@@ -153,6 +153,19 @@ TEST(RootImageTest, OnlyAFilePaddedTo2MiBIsARootImage) {
   ASSERT_TRUE(bytes) << bytes.error().ToString();
   EXPECT_EQ(*bytes, 4u << 20);
   EXPECT_THAT(RootImageBytes(dir.path()), HasCode(ErrorCode::kFailedPrecondition));
+  EXPECT_THAT(RootImageBytes("root.erofs"), HasCode(ErrorCode::kInvalidArgument));
+  EXPECT_THAT(RootImageBytes(dir.Sub("a,share=off")), HasCode(ErrorCode::kInvalidArgument));
+}
+
+TEST(RootImageTest, TheConfigurationTakesNoneOrAnAbsolutePath) {
+  for (const char* good : {"", "none", "/usr/share/hull/guest/root.erofs"}) {
+    EXPECT_TRUE(ParseConfig(std::string("[hypervisor]\nroot_image = \"") + good + "\"\n", "t"))
+        << good;
+  }
+  for (const char* bad : {"root.erofs", "/srv/a,b.erofs", "None"}) {
+    auto parsed = ParseConfig(std::string("[hypervisor]\nroot_image = \"") + bad + "\"\n", "t");
+    EXPECT_THAT(parsed, HasCode(ErrorCode::kInvalidArgument)) << bad;
+  }
 }
 
 TEST(RootImageTest, TheKernelCommandLineNamesTheRootOnlyWhenThereIsOne) {

@@ -226,9 +226,10 @@ Result<VmConfig> VmConfigFromConfig(const Config& config, std::string id);
 // kRootDeviceBlk, by backend).
 std::string VmKernelCmdline(const VmConfig& config, std::string_view root_device);
 
-// The size of a root image, checked: a regular file, not empty, a multiple
-// of 2 MiB (how build-guest-image pads it; virtio-pmem maps whole 2 MiB
-// units). kFailedPrecondition otherwise, naming the file.
+// The size of a root image, checked: an absolute path without commas
+// (kInvalidArgument: it goes into a QEMU option), a regular file, not empty,
+// a multiple of 2 MiB (how build-guest-image pads it; virtio-pmem maps whole
+// 2 MiB units; kFailedPrecondition otherwise, naming the file).
 Result<uint64_t> RootImageBytes(const std::string& path);
 
 // Where the guest assets are when the configuration does not say.
