@@ -32,7 +32,9 @@
 
 #define BOOT_MODULE_LIST "/lib/modules/hull-boot-modules.list"
 #define NEW_ROOT "/newroot"
-#define DEVICE_WAIT_MS 10000
+/* Generous: under load a TCG guest probes devices slowly; the host bounds
+ * the whole boot anyway. */
+#define DEVICE_WAIT_MS 30000
 
 static void die(const char* fmt, ...) {
   va_list args;
