@@ -78,7 +78,7 @@ class AgentServer::AgentService final : public v1::Agent::Service {
   }
 
   grpc::Status Shutdown(grpc::ServerContext*, const v1::ShutdownRequest* request,
-                        v1::ShutdownResponse*) override {
+                        v1::ShutdownResponse* response) override {
     NoteRequest(state_);
     if (!request->force() && !engine_->ContainerIds().empty()) {
       return ToGrpc(Error(ErrorCode::kFailedPrecondition,
@@ -86,6 +86,7 @@ class AgentServer::AgentService final : public v1::Agent::Service {
     }
     // Synced before the reply: a host that ends the VM on it loses nothing.
     ::sync();
+    response->set_synced(true);
     ScheduleShutdown();
     return grpc::Status::OK;
   }

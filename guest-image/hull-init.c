@@ -89,11 +89,18 @@ static void root_device(char* name, size_t size) {
   die("no hull.root= on the kernel command line: this image needs its root device");
 }
 
-static void wait_for(const char* path) {
+/* Mounts `device` once it can be: its node appears in devtmpfs before the
+ * disk is usable (opening it fails with ENXIO until the driver has bound it,
+ * which libnvdimm does asynchronously), so ENOENT, ENXIO and ENODEV are
+ * waited out, up to DEVICE_WAIT_MS. */
+static void mount_when_ready(const char* device, const char* target, unsigned long flags,
+                             const char* options) {
   struct timespec step = {0, 2 * 1000 * 1000};
-  struct stat st;
-  for (int waited = 0; stat(path, &st) != 0; waited += 2) {
-    if (waited >= DEVICE_WAIT_MS) die("%s did not appear in %d ms", path, DEVICE_WAIT_MS);
+  for (int waited = 0;; waited += 2) {
+    if (mount(device, target, "erofs", flags, options) == 0) return;
+    int error = errno;
+    if ((error != ENOENT && error != ENXIO && error != ENODEV) || waited >= DEVICE_WAIT_MS)
+      die("mount erofs %s on %s (after %d ms): %s", device, target, waited, strerror(error));
     nanosleep(&step, NULL);
   }
 }
@@ -146,13 +153,11 @@ int main(int argc, char** argv) {
 
   char device[64];
   snprintf(device, sizeof device, "/dev/%s", name);
-  wait_for(device);
   mkdir(NEW_ROOT, 0755);
   /* DAX maps the device's pages (the host's page cache) instead of copying
    * them into the guest's own page cache. */
   const char* options = strncmp(name, "pmem", 4) == 0 ? "dax=always" : NULL;
-  if (mount(device, NEW_ROOT, "erofs", MS_RDONLY | MS_NODEV, options) != 0)
-    die("mount erofs %s on %s: %s", device, NEW_ROOT, strerror(errno));
+  mount_when_ready(device, NEW_ROOT, MS_RDONLY | MS_NODEV, options);
   /* The agent mounts its own /dev and /proc on the new root. */
   if (umount2("/proc", MNT_DETACH) != 0) die("unmount /proc: %s", strerror(errno));
   if (umount2("/dev", MNT_DETACH) != 0) die("unmount /dev: %s", strerror(errno));

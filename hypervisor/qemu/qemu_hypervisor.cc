@@ -481,10 +481,15 @@ class QemuHypervisor final : public Hypervisor {
     // every clone.
     UniqueFd file(::open(memory.c_str(), O_RDWR | O_CLOEXEC));
     if (!file) return ErrnoError(what + ": open " + memory);
-    HULL_TRY(uint64_t punched, PunchZeroPages(file.get()),
-             what + ": drop the zero pages of " + memory);
-    HULL_LOG_INFO("template VM `{}`: {} MiB of zero pages left out of its RAM file", config.id,
-                  punched >> 20);
+    // Only saves space: a filesystem that cannot punch holes still has a
+    // valid template.
+    if (auto punched = PunchZeroPages(file.get()); punched) {
+      HULL_LOG_INFO("template VM `{}`: {} MiB of zero pages left out of its RAM file", config.id,
+                    *punched >> 20);
+    } else {
+      HULL_LOG_WARN("template VM `{}`: zero pages stay in {}: {}", config.id, memory,
+                    punched.error().ToString());
+    }
     return Ok();
   }
 

@@ -251,7 +251,7 @@ Result<bool> GrpcAgent::Shutdown(bool force) {
   v1::ShutdownRequest request;
   request.set_force(force);
   auto done = Call(*stubs_->agent, &v1::Agent::Stub::Shutdown, "Shutdown", timeouts_.call, request);
-  if (done) return true;
+  if (done) return done->synced();  // an older agent answers unsynced
   if (done.error().code() == ErrorCode::kUnavailable) return false;
   return Unexpected{std::move(done).error()};
 }

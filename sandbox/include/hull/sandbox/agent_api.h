@@ -227,10 +227,11 @@ class AgentApi {
   virtual Result<bool> Check() = 0;
   virtual Result<AgentVersion> Version() = 0;
   virtual Result<GuestDetails> GetGuestDetails() = 0;
-  // Powers the guest off. true: the agent answered, so the guest's
-  // filesystems are synced and the VM may be ended at once, without waiting
-  // for the kernel's power-off. false: the connection dropped once the
-  // request was out (the guest may go before it answers): nothing is known.
+  // Powers the guest off. true: the agent answered that the guest's
+  // filesystems are synced, so the VM may be ended at once, without waiting
+  // for the kernel's power-off. false: it answered without (an older agent)
+  // or the connection dropped once the request was out (the guest may go
+  // before it answers): give it the grace to power off.
   virtual Result<bool> Shutdown(bool force) = 0;
 
   virtual Status CreateSandbox(const SandboxSetup& setup) = 0;
