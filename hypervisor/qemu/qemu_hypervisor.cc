@@ -395,6 +395,8 @@ class QemuVm final : public VmBase {
       exit.reason = "the guest rebooted or panicked (see " + console_log_path() + ")";
     } else if (shutdown == "host-qmp-quit") {
       exit.reason = "QEMU quit on request";
+    } else if (!virtiofsd_exit_.empty()) {
+      exit.reason = virtiofsd_exit_ + " while the VM ran, so hull stopped the VM";
     } else if (process.signal != 0) {
       exit.reason = "QEMU was " + process.ToString();
     } else {
@@ -402,12 +404,15 @@ class QemuVm final : public VmBase {
       std::string log = Tail(qemu_log_path(), 500);
       if (!log.empty()) exit.reason += ": " + log;
     }
-    if (!virtiofsd_exit_.empty()) exit.reason += " (before that, " + virtiofsd_exit_ + ")";
     run_->RecordExit(id(), std::move(exit));
   }
 
   // virtiofsd exited. It does so by itself when QEMU exits, so give QEMU a
   // moment: only a virtiofsd that died under a still-running VM is news.
+  // That VM is stopped: its containers' root filesystems are gone, and a
+  // guest whose file system requests are never answered hangs every process
+  // (and every call of its agent) that touches them. The VM's death is how
+  // the runtime above learns that its containers ended.
   void OnVirtiofsdExit() {
     std::optional<ExitStatus> status = virtiofsd_->Reap();
     if (!status) return;
@@ -419,9 +424,9 @@ class QemuVm final : public VmBase {
       HULL_LOG_DEBUG("VM {}: {}", id(), why);
       return;
     }
-    HULL_LOG_WARN("VM {}: {} while the VM runs: the guest's shared directory no longer answers",
-                  id(), why);
+    HULL_LOG_WARN("VM {}: {} while the VM runs: stopping the VM", id(), why);
     virtiofsd_exit_ = why;
+    (void)child_.Signal(SIGKILL);  // the monitor reaps it and records why
   }
 
   Child child_;

@@ -324,9 +324,11 @@ Result<uint32_t> Sandbox::CreateContainer(const std::string& id, const std::stri
       (void)agent_->RemoveContainer(id, true);
     }
     share_->Remove(id);
-    std::lock_guard lock(mu_);
-    share_counter_.erase(id);
-    return std::move(created).error().Wrap(what);
+    {
+      std::lock_guard lock(mu_);
+      share_counter_.erase(id);
+    }
+    return WithVmExit(std::move(created).error()).Wrap(what);
   }
   std::lock_guard lock(mu_);
   containers_.push_back(id);
@@ -349,6 +351,15 @@ Status Sandbox::RemoveContainer(const std::string& id) {
   std::erase(containers_, id);
   share_counter_.erase(id);
   return result;
+}
+
+Error Sandbox::WithVmExit(Error error) {
+  if (error.code() != ErrorCode::kUnavailable) return error;
+  // The connection drops as the VM dies, a moment before its exit is recorded.
+  auto exit = vm_->WaitForExit(std::chrono::milliseconds(1000));
+  if (!exit || !exit->has_value()) return error;
+  return Error(ErrorCode::kUnavailable,
+               "the sandbox VM is gone: " + (*exit)->reason + " (" + error.ToString() + ")");
 }
 
 void Sandbox::Close() {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -31,6 +32,7 @@ using std::chrono::seconds;
 constexpr char kImage[] = "docker.io/hull-test/busybox:latest";
 constexpr char kRuncBinary[] = "/usr/sbin/runc";
 constexpr char kHullShim[] = "containerd-shim-hull-v2";
+constexpr char kVirtiofsdPath[] = "/usr/lib/qemu/virtiofsd";
 
 struct Runtime {
   const char* name;  // the test-name suffix
@@ -169,6 +171,23 @@ class CtrTest : public ::testing::TestWithParam<Runtime> {
     EXPECT_EQ(ls.out, "") << "containers left in containerd's metadata";
     CommandResult tasks = env_->Ctr({"task", "ls", "-q"});
     EXPECT_EQ(tasks.out, "") << "tasks left in containerd";
+  }
+
+  // The first process whose command line starts with `binary` and names a
+  // path under this containerd's hull run dir; 0 if none.
+  pid_t HullProcess(const std::string& binary) const {
+    auto pids = testlib::ProcessesWithArgument(env_->hull_run_dir() + "/", binary);
+    return pids.empty() ? 0 : pids.front();
+  }
+
+  // A task whose VM died: STOPPED, then `task rm` and `containers rm` work.
+  void ExpectStoppedAndRemovable(const std::string& id) {
+    EXPECT_TRUE(WaitForStatus(id, "STOPPED", seconds(60))) << id << " is " << env_->TaskStatus(id);
+    CommandResult rm = env_->Ctr({"task", "rm", id});
+    EXPECT_EQ(rm.code, 0) << rm.Describe();
+    CommandResult crm = env_->Ctr({"containers", "rm", id});
+    EXPECT_EQ(crm.code, 0) << crm.Describe();
+    ExpectNoContainers();
   }
 
   std::unique_ptr<PrivateContainerd> env_;
@@ -525,23 +544,85 @@ TEST_P(CtrTest, KilledVmIsReportedAsAnExit) {
   if (!runtime().is_hull) GTEST_SKIP() << "hull only: runc has no VM";
   std::string id = Id("vmkill");
   ASSERT_NO_FATAL_FAILURE(StartDetached(id, {"sleep", "1000"}));
-  pid_t qemu = 0;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    std::string name = entry.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmdline = ReadFile(entry.path().string() + "/cmdline", 1 << 20).value_or("");
-    if (cmdline.starts_with(testlib::kQemuPath) && Contains(cmdline, env_->hull_run_dir() + "/")) {
-      qemu = static_cast<pid_t>(std::stoi(name));
-    }
-  }
+  pid_t qemu = HullProcess(testlib::kQemuPath);
   ASSERT_NE(qemu, 0) << "no QEMU under " << env_->hull_run_dir();
   ASSERT_EQ(::kill(qemu, SIGKILL), 0);
-  EXPECT_TRUE(WaitForStatus(id, "STOPPED", seconds(60))) << id << " is " << env_->TaskStatus(id);
-  CommandResult rm = env_->Ctr({"task", "rm", id});
-  EXPECT_EQ(rm.code, 0) << rm.Describe();
-  CommandResult crm = env_->Ctr({"containers", "rm", id});
-  EXPECT_EQ(crm.code, 0) << crm.Describe();
-  ExpectNoContainers();
+  ASSERT_NO_FATAL_FAILURE(ExpectStoppedAndRemovable(id));
+}
+
+// virtiofsd serves the container's root filesystem: its death is the VM's,
+// and the task ends as if the VM had been killed. Every cleanup step works
+// and nothing is left (TearDown's leftover check).
+TEST_P(CtrTest, KilledVirtiofsdEndsTheTask) {
+  if (!runtime().is_hull) GTEST_SKIP() << "hull only: runc has no virtiofsd";
+  std::string id = Id("fskill");
+  ASSERT_NO_FATAL_FAILURE(StartDetached(id, {"sleep", "1000"}));
+  pid_t virtiofsd = HullProcess(kVirtiofsdPath);
+  ASSERT_NE(virtiofsd, 0) << "no virtiofsd under " << env_->hull_run_dir();
+  ASSERT_EQ(::kill(virtiofsd, SIGKILL), 0);
+  ASSERT_NO_FATAL_FAILURE(ExpectStoppedAndRemovable(id));
+  // An exec now is refused at once: the task is stopped.
+  CommandResult exec = Exec(id, "late", {"true"});
+  EXPECT_NE(exec.code, 0) << exec.Describe();
+}
+
+// virtiofsd killed while the VM starts (as soon as QEMU and virtiofsd both
+// run) and while the container is being created in the guest (its root
+// filesystem is shared), for a clone and for a cold boot: `ctr run -d`
+// returns -- with the task created and then stopped, or with an error naming
+// virtiofsd -- and cleanup leaves nothing.
+TEST_P(CtrTest, VirtiofsdKilledDuringCreateNeitherHangsNorLeaks) {
+  if (!runtime().is_hull) GTEST_SKIP() << "hull only: runc has no virtiofsd";
+  std::string cold_config = env_->dir() + "/cold-hull.toml";
+  ASSERT_TRUE(
+      WriteFile(cold_config, ReadFile(env_->hull_config()).value_or("") + "template = false\n"));
+  for (const std::string& config : {env_->hull_config(), cold_config})
+    for (bool at_create : {false, true}) {
+      std::string id = Id(std::string(config == cold_config ? "cold" : "clone") +
+                          (at_create ? "-create" : "-boot"));
+      SCOPED_TRACE(id);
+      auto moment_came = [&] {
+        if (at_create)
+          return PathExists(env_->hull_run_dir() + "/" + id + "/vm/shared/" + id + "/rootfs");
+        return HullProcess(testlib::kQemuPath) != 0;
+      };
+      std::atomic<bool> done{false};
+      std::atomic<pid_t> killed{0};
+      std::thread killer([&] {
+        while (!done && killed == 0) {
+          pid_t virtiofsd = HullProcess(kVirtiofsdPath);
+          if (virtiofsd != 0 && moment_came() && ::kill(virtiofsd, SIGKILL) == 0) {
+            killed = virtiofsd;
+          }
+          std::this_thread::sleep_for(milliseconds(5));
+        }
+      });
+      CommandResult run = Run({"-d", "--runtime-config-path", config}, id, {"sleep", "1000"});
+      done = true;
+      killer.join();
+      ASSERT_NE(killed, 0) << "the moment never came: " << run.Describe();
+      pid_t serving = HullProcess(kVirtiofsdPath);
+      if (run.code == 0 && serving != 0 && serving != killed) {
+        // The kill hit a clone that then failed to start, and a booted VM with
+        // a virtiofsd of its own took over: the task runs.
+        std::cerr << id << ": the VM was replaced\n";
+        EXPECT_EQ(Exec(id, "alive", {"true"}).code, 0);
+        ASSERT_NO_FATAL_FAILURE(RemoveTask(id));
+        ExpectNoContainers();
+      } else if (run.code == 0) {
+        // Created before the kill took effect: the task ends by itself.
+        std::cerr << id << ": created, then stopped\n";
+        ASSERT_NO_FATAL_FAILURE(ExpectStoppedAndRemovable(id));
+      } else {
+        EXPECT_TRUE(Contains(run.err, "virtiofsd")) << run.Describe();
+        std::cerr << id << ": ctr run failed: " << run.err << "\n";
+        (void)env_->Ctr({"task", "rm", "-f", id});
+        CommandResult crm = env_->Ctr({"containers", "rm", id});
+        EXPECT_EQ(crm.code, 0) << crm.Describe();
+        ExpectNoContainers();
+      }
+      EXPECT_EQ(env_->WaitForNoLeftovers(seconds(10)), "");
+    }
 }
 
 // `ctr events` sees the task's events in containerd's order, with real

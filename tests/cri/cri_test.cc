@@ -966,6 +966,35 @@ TEST_F(CriTest, KilledShimLeavesNothingOnceThePodIsRemoved) {
   ExpectPodCgroupGone(parent, pod);  // the rest: TearDown's leftover check
 }
 
+// virtiofsd serves every container's root filesystem: when it dies the pod's
+// VM is stopped, its containers exit (255: containerd's "unknown"), the pod
+// is NOTREADY, and kubelet's cleanup steps all succeed with nothing left.
+TEST_F(CriTest, KilledVirtiofsdExitsThePodsContainers) {
+  cri::PodSandboxConfig pod_config = PodConfig("fskilled");
+  std::string pod = RunPod(pod_config);
+  ASSERT_FALSE(pod.empty());
+  std::string app = CreateAndStart(pod, pod_config, ContainerConfig("app", {"sleep", "1000"}));
+  ASSERT_FALSE(app.empty());
+  ASSERT_TRUE(WaitForState(app, cri::CONTAINER_RUNNING));
+  auto virtiofsd = testlib::ProcessesWithArgument("/" + pod + "/", "/usr/lib/qemu/virtiofsd");
+  ASSERT_FALSE(virtiofsd.empty()) << "no virtiofsd serves pod " << pod;
+  ASSERT_EQ(::kill(virtiofsd.front(), SIGKILL), 0);
+  ASSERT_TRUE(WaitForState(app, cri::CONTAINER_EXITED, seconds(60)))
+      << "the app still runs without its virtiofsd";
+  EXPECT_EQ(Status(app).exit_code(), 255);
+  bool not_ready = false;
+  for (int i = 0; i < 150 && !not_ready; ++i) {
+    cri::PodSandboxStatusRequest request;
+    request.set_pod_sandbox_id(pod);
+    auto status = cri_->Call(&Stub::PodSandboxStatus, request, "PodSandboxStatus");
+    not_ready = status && status->status().state() == cri::SANDBOX_NOTREADY;
+    if (!not_ready) std::this_thread::sleep_for(milliseconds(200));
+  }
+  EXPECT_TRUE(not_ready) << "the pod whose VM is gone is still ready";
+  StopAndRemoveContainer(app);
+  StopAndRemovePod(pod);  // the rest: TearDown's leftover check
+}
+
 // kubectl exec -it and kubectl attach: CRI's streaming server, a terminal
 // in the guest, output back, the exit code in the status.
 TEST_F(CriTest, ExecAndAttachWithATerminal) {

@@ -4,9 +4,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 #include "hull/core/syscall.h"
 
@@ -117,6 +119,22 @@ void ExpectGolden(const std::string& name, const std::string& actual) {
   auto expected = ReadFile(path);
   ASSERT_TRUE(expected) << "missing golden file " << path << " (run with HULL_UPDATE_GOLDEN=1)";
   EXPECT_EQ(actual, *expected) << "golden mismatch: " << path;
+}
+
+std::vector<pid_t> ProcessesWithArgument(std::string_view needle, std::string_view program) {
+  std::vector<pid_t> pids;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", error)) {
+    std::string name = entry.path().filename();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    auto cmdline = ReadFile(entry.path().string() + "/cmdline", 1 << 20);
+    if (!cmdline) continue;  // gone meanwhile
+    std::replace(cmdline->begin(), cmdline->end(), '\0', ' ');
+    if (cmdline->starts_with(program) && cmdline->find(needle) != std::string::npos) {
+      pids.push_back(static_cast<pid_t>(std::stoi(name)));
+    }
+  }
+  return pids;
 }
 
 }  // namespace hull::testlib

@@ -99,6 +99,10 @@ struct RunOptions {
 // that cannot be started exits 127; a failure to set up fails the test.
 CommandOutcome RunCommand(std::vector<std::string> argv, const RunOptions& options = {});
 
+// Pids of the processes whose command line (its words joined by spaces)
+// contains `needle`, and, when `program` is given, starts with it.
+std::vector<pid_t> ProcessesWithArgument(std::string_view needle, std::string_view program = "");
+
 // --- golden files ---------------------------------------------------------------
 
 // Expects `actual` to equal tests/golden/<name>; with HULL_UPDATE_GOLDEN=1

@@ -403,6 +403,21 @@ TEST_F(SandboxTest, AFailedCreateUnsharesAndRemovesWhatTheGuestMade) {
   EXPECT_TRUE(shares_->shares.empty());
 }
 
+TEST_F(SandboxTest, ACreateCutOffByTheVmsDeathSaysWhyTheVmDied) {
+  auto sandbox = Sandbox::Open(config_, "s1", {}, deps_);
+  ASSERT_TRUE(sandbox);
+  static_cast<testing::FakeVm&>((*sandbox)->vm()).Crash();
+  agent_->Fail("CreateContainer", Error(ErrorCode::kUnavailable, "Socket closed"));
+  auto created = (*sandbox)->CreateContainer("c1", "{}", root_ + "/rootfs", {});
+  ASSERT_FALSE(created);
+  EXPECT_EQ(created.error().code(), ErrorCode::kUnavailable);
+  EXPECT_EQ(created.error().ToString(),
+            "create container `c1`: the sandbox VM is gone: killed by signal 9 (SIGKILL) "
+            "(Socket closed)");
+  std::lock_guard lock(shares_->mu);
+  EXPECT_TRUE(shares_->shares.empty());
+}
+
 TEST_F(SandboxTest, ALaunchThatFailsLeavesNothing) {
   hypervisor_->FailNextLaunch(Error(ErrorCode::kInternal, "no QEMU today"));
   auto sandbox = Sandbox::Open(config_, "s1", {}, deps_);

@@ -111,9 +111,9 @@ struct VmExit {
 // by accident. Methods are safe to call from any thread.
 //
 // A VM with a shared_dir owns the virtiofsd serving it. If virtiofsd dies while
-// the VM runs, the guest's shared directory stops answering (QEMU keeps
-// running): that is logged as a warning and, should the VM die afterwards,
-// named in its exit reason.
+// the VM runs, the VM is stopped with it (the guest's shared directory, and
+// with it every container's root filesystem, would hang whatever touches it):
+// the exit reason names virtiofsd's death.
 class Vm {
  public:
   virtual ~Vm() = default;

@@ -131,6 +131,9 @@ class Sandbox {
   static Result<std::unique_ptr<Sandbox>> OpenOnce(const Config& config, const std::string& id,
                                                    const SandboxOptions& options, SandboxDeps deps,
                                                    bool& cloned);
+  // `error` of an agent call, with why the VM ended when it ended under it
+  // (a dropped connection alone does not tell the caller that).
+  Error WithVmExit(Error error);
   // Gives the guest's NIC the pod interface's addresses, MTU and routes.
   Status ConfigureGuestNetwork();
   // Builds the template this sandbox's VM lacked, on a thread of its own
