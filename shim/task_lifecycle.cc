@@ -134,15 +134,13 @@ Result<task::CreateTaskResponse> TaskService::Create(const Context&,
     {
       std::lock_guard lock(mu_);
       containers_.erase(id);
+      created_.notify_all();
+      if (shutdown_deferred_ && containers_.empty()) ShutdownLocked();
     }
     if (!container->mounted_rootfs.empty()) (void)UnmountAll(container->mounted_rootfs);
     CloseSessionIfIdle();
     HULL_LOG_ERROR("{}: {}", what, created.error().ToString());
     return std::move(created).error().Wrap(what);
-  }
-  {
-    std::lock_guard lock(mu_);
-    container->ready = true;
   }
   events::TaskCreate event;
   event.set_container_id(id);
@@ -160,6 +158,12 @@ Result<task::CreateTaskResponse> TaskService::Create(const Context&,
   } else {
     // The VM died in between; the waiter reports the exit (255) right away.
     StartWaiter(nullptr, container, container->init);
+  }
+  {
+    // Only now may other calls touch it (a Delete racing this Create waits).
+    std::lock_guard lock(mu_);
+    container->ready = true;
+    created_.notify_all();
   }
   HULL_LOG_INFO("container {} created", id);
   task::CreateTaskResponse response;

@@ -106,9 +106,21 @@ uint32_t TaskService::SandboxGuestPid() {
 }
 
 Result<std::shared_ptr<TaskService::Container>> TaskService::FindContainer(const std::string& id) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  // A container still being created is answered for once its Create ends:
+  // a containerd restarted meanwhile asks about it (and deletes it) before
+  // the Create it sent before its restart is over, and must not be told it
+  // does not exist while the shim goes on to make it.
+  auto settled = [&] {
+    auto it = containers_.find(id);
+    return it == containers_.end() || it->second->ready;
+  };
+  if (!clock_.WaitUntil(created_, lock, clock_.Now() + timeouts_.create, settled)) {
+    return MakeError(ErrorCode::kUnavailable,
+                     "container `" + id + "` is still being created; try again");
+  }
   auto it = containers_.find(id);
-  if (it == containers_.end() || !it->second->ready) {
+  if (it == containers_.end()) {
     return MakeError(ErrorCode::kNotFound, "container `" + id + "` not created");
   }
   return it->second;
@@ -309,11 +321,19 @@ Result<task::StatsResponse> TaskService::Stats(const Context&, const task::Stats
 Result<Empty> TaskService::Shutdown(const Context&, const task::ShutdownRequest&) {
   std::lock_guard lock(mu_);
   // One shim serves the whole sandbox: it stays while any container is left.
-  if (!containers_.empty() || shutdown_requested_) return Empty();
+  if (!containers_.empty()) {
+    shutdown_deferred_ = true;
+    return Empty();
+  }
+  ShutdownLocked();
+  return Empty();
+}
+
+void TaskService::ShutdownLocked() {
+  if (shutdown_requested_) return;
   shutdown_requested_ = true;
   HULL_LOG_INFO("sandbox {}: nothing left to serve, shutting down", options_.sandbox_id);
   request_shutdown_();
-  return Empty();
 }
 
 void TaskService::Register(ttrpc::Server& server) {

@@ -114,7 +114,11 @@ class TaskService {
     std::map<std::string, std::shared_ptr<Process>> execs;
   };
 
+  // The container `id`; one still being created is waited for (up to the
+  // create deadline): kNotFound if its Create fails.
   Result<std::shared_ptr<Container>> FindContainer(const std::string& id);
+  // Asks the server to stop, once. Requires mu_.
+  void ShutdownLocked();
   // The pod's sandbox container's init pid in the guest; 0 if none.
   uint32_t SandboxGuestPid();
   Result<std::pair<std::shared_ptr<Container>, std::shared_ptr<Process>>> FindProcess(
@@ -150,8 +154,13 @@ class TaskService {
   std::function<void()> request_shutdown_;
   std::mutex mu_;
   std::condition_variable exited_;
+  std::condition_variable created_;  // a Create ended (ready, or removed)
   std::map<std::string, std::shared_ptr<Container>> containers_;
   bool shutdown_requested_ = false;
+  // A Shutdown came while containers were left. containerd asks again after
+  // each Delete; but a Create that fails after it is never deleted, so the
+  // shim goes when that leaves it empty.
+  bool shutdown_deferred_ = false;
 
   std::mutex vm_mu_;
   // Shared with calls in flight, so a Delete that stops the VM never frees

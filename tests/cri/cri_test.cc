@@ -995,6 +995,36 @@ TEST_F(CriTest, KilledVirtiofsdExitsThePodsContainers) {
   StopAndRemovePod(pod);  // the rest: TearDown's leftover check
 }
 
+// containerd killed while RunPodSandbox boots the pod's VM, and started
+// again: the half-made pod is listed, kubelet's StopPodSandbox and
+// RemovePodSandbox succeed, and nothing is left (no shim, VM, mount, netns).
+TEST_F(CriTest, ContainerdRestartDuringRunPodSandboxLeavesNothingOnceRemoved) {
+  cri::PodSandboxConfig pod_config = PodConfig("restarted");
+  std::thread runner([&] {
+    cri::RunPodSandboxRequest request;
+    *request.mutable_config() = pod_config;
+    request.set_runtime_handler("hull");
+    (void)cri_->Call(&Stub::RunPodSandbox, request, "RunPodSandbox");  // cut off
+  });
+  bool came = false;  // the moment: the pod's VM is starting
+  for (int i = 0; i < 4000 && !came; ++i) {
+    came = !testlib::ProcessesWithArgument(env_->hull_run_dir() + "/", testlib::kQemuPath).empty();
+    if (!came) std::this_thread::sleep_for(milliseconds(5));
+  }
+  env_->Kill();
+  runner.join();
+  ASSERT_TRUE(came) << "the pod's VM never started";
+  auto restarted = env_->Restart();
+  ASSERT_TRUE(restarted) << restarted.error().ToString();
+  auto client = CriClient::Connect(env_->socket(), seconds(30));
+  ASSERT_TRUE(client) << client.error().ToString();
+  cri_ = std::move(*client);
+  auto pods = cri_->Call(&Stub::ListPodSandbox, cri::ListPodSandboxRequest(), "ListPodSandbox");
+  ASSERT_TRUE(pods) << pods.error().ToString();
+  ASSERT_EQ(pods->items_size(), 1) << "the half-made pod is not listed";
+  StopAndRemovePod(pods->items(0).id());  // the rest: TearDown's leftover check
+}
+
 // kubectl exec -it and kubectl attach: CRI's streaming server, a terminal
 // in the guest, output back, the exit code in the status.
 TEST_F(CriTest, ExecAndAttachWithATerminal) {

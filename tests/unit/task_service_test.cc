@@ -491,8 +491,32 @@ TEST_F(TaskServiceTest, ShutdownWhileACreateIsHalfDoneWaitsForItThenGoes) {
   EXPECT_EQ(shutdowns_, 0) << "a container is on its way: the shim stays";
   EXPECT_FALSE(Drive(creating));
   ExpectNothingLeft();
+  EXPECT_EQ(shutdowns_, 1) << "the create failed: nothing will ask again, so the shim goes";
   ASSERT_TRUE(service_->Shutdown(context_, {}));
   EXPECT_EQ(shutdowns_, 1);
+}
+
+// A containerd restarted while it was creating a task asks about that task,
+// and deletes it, before the Create it sent earlier is over: the shim
+// answers once the Create ended, never "not found" for a container it then
+// goes on to make.
+TEST_F(TaskServiceTest, ADeleteDuringItsCreateWaitsForTheCreateThenDeletes) {
+  agent_->Hang("CreateContainer");
+  auto creating = std::async(std::launch::async, [&] { return Create("c1"); });
+  ASSERT_TRUE(agent_->WaitForCall("CreateContainer", 1, kPatience));
+  auto deleting = std::async(std::launch::async, [&] { return Delete("c1"); });
+  // Both wait on the clock: the hung create, and the delete for it.
+  for (int i = 0; i < 10000 && clock_.waiters() < 2; ++i) {
+    if (deleting.wait_for(milliseconds(1)) == std::future_status::ready) break;
+  }
+  ASSERT_EQ(deleting.wait_for(milliseconds(0)), std::future_status::timeout)
+      << "the delete did not wait for the create";
+  agent_->Heal("CreateContainer");
+  ASSERT_TRUE(creating.get());
+  auto deleted = deleting.get();
+  ASSERT_TRUE(deleted) << deleted.error().ToString();
+  EXPECT_EQ(agent_->containers().size(), 0u);
+  ExpectNothingLeft();
 }
 
 TEST_F(TaskServiceTest, AnAgentThatDiesMidStreamReportsEachExitOnce) {
