@@ -234,6 +234,14 @@ class LibvirtVm final : public VmBase {
     if (mount_) mount_->Release();
   }
 
+  void KillHypervisor() override {
+    std::lock_guard lock(mu_);
+    if (domain_ && virDomainDestroy(domain_.get()) != 0 && !LastErrorIsNoDomain()) {
+      HULL_LOG_ERROR("VM {}: {}", id(), LibvirtError("destroy").error.ToString());
+    }
+    virResetLastError();
+  }
+
   // SIGTERM to QEMU first (libvirt waits for it), then SIGKILL. A transient
   // domain is gone once destroyed.
   // True once the domain is gone.

@@ -395,8 +395,6 @@ class QemuVm final : public VmBase {
       exit.reason = "the guest rebooted or panicked (see " + console_log_path() + ")";
     } else if (shutdown == "host-qmp-quit") {
       exit.reason = "QEMU quit on request";
-    } else if (!virtiofsd_exit_.empty()) {
-      exit.reason = virtiofsd_exit_ + " while the VM ran, so hull stopped the VM";
     } else if (process.signal != 0) {
       exit.reason = "QEMU was " + process.ToString();
     } else {
@@ -419,20 +417,21 @@ class QemuVm final : public VmBase {
     pollfd qemu{child_.pidfd(), POLLIN, 0};
     if (RetryEintr([&] { return ::poll(&qemu, 1, 500); }) > 0) return;
     std::string why = DescribeVirtiofsdExit(*status);
-    std::lock_guard lock(run_->mu);
-    if (run_->stop_requested) {
-      HULL_LOG_DEBUG("VM {}: {}", id(), why);
-      return;
+    {
+      std::lock_guard lock(run_->mu);
+      if (run_->stop_requested) {
+        HULL_LOG_DEBUG("VM {}: {}", id(), why);
+        return;
+      }
     }
-    HULL_LOG_WARN("VM {}: {} while the VM runs: stopping the VM", id(), why);
-    virtiofsd_exit_ = why;
-    (void)child_.Signal(SIGKILL);  // the monitor reaps it and records why
+    Abort(why + " while the VM ran, so hull stopped the VM");
   }
+
+  void KillHypervisor() override { (void)child_.Signal(SIGKILL); }
 
   Child child_;
   // Touched by the monitor thread (Reap) until it is joined, then by EndVm.
   std::optional<Virtiofsd> virtiofsd_;
-  std::string virtiofsd_exit_;  // guarded by run_->mu; set when virtiofsd died under the VM
 
   std::mutex qmp_mu_;
   std::shared_ptr<QmpClient> qmp_;  // guarded by qmp_mu_

@@ -27,6 +27,10 @@ void VmRunState::OnQemuEvent(std::string_view name, const nlohmann::json& data,
 
 void VmRunState::RecordExit(std::string_view id, VmExit end) {
   if (exit) return;
+  if (!abort_reason.empty()) {
+    end.reason = abort_reason;
+    end.expected = false;
+  }
   if (end.expected) {
     HULL_LOG_DEBUG("VM {} stopped: {}", id, end.reason);
   } else {
@@ -43,6 +47,16 @@ VmBase::VmBase(VmConfig config, std::string state_dir, std::string shared_dir,
       state_dir_(std::move(state_dir)),
       shared_dir_(std::move(shared_dir)),
       run_(std::move(run)) {}
+
+void VmBase::Abort(const std::string& reason) {
+  {
+    std::lock_guard lock(run_->mu);
+    if (run_->exit || !run_->abort_reason.empty()) return;
+    run_->abort_reason = reason;
+  }
+  HULL_LOG_WARN("VM {}: {}: killing it", id(), reason);
+  KillHypervisor();
+}
 
 Result<UniqueFd> VmBase::ConnectAgent(std::chrono::steady_clock::time_point deadline) {
   auto dead = [this]() -> std::optional<Unexpected> {

@@ -30,6 +30,7 @@ struct VmRunState {
   AgentPortState agent_port;
   bool stop_requested = false;  // hull asked for the exit (Stop, ExpectExit)
   std::string shutdown_reason;  // from QEMU's SHUTDOWN event
+  std::string abort_reason;     // why hull ended the VM (Abort); the exit's reason
   std::optional<VmExit> exit;
 
   // QEMU's VSERPORT_CHANGE (of the agent's port, `agent_port_id`) and
@@ -54,6 +55,7 @@ class VmBase : public Vm {
   std::optional<VmExit> exit() final;
   Result<std::optional<VmExit>> WaitForExit(std::chrono::milliseconds timeout) final;
   void ExpectExit() final;
+  void Abort(const std::string& reason) final;
   // Marks the exit as requested, waits up to `grace` for the VM to go by
   // itself, has the backend end it (EndVm), then removes the state directory.
   // Runs once; later calls return the same exit.
@@ -70,6 +72,8 @@ class VmBase : public Vm {
   // (asks, then forces), joins the monitor, makes sure an exit is recorded,
   // and releases what the backend holds.
   virtual void EndVm() = 0;
+  // Kills the hypervisor now (Abort); its monitor records the exit.
+  virtual void KillHypervisor() = 0;
 
   // Starts the thread that watches the VM; one per VM.
   void StartMonitor(std::function<void()> loop);

@@ -9,6 +9,7 @@
 #include "hull/core/thread.h"
 #include "hull/hypervisor/template.h"
 #include "hull/sandbox/grpc_agent.h"
+#include "watched_agent.h"
 
 namespace hull::sandbox {
 
@@ -260,7 +261,12 @@ Result<std::unique_ptr<Sandbox>> Sandbox::OpenOnce(const Config& config, const s
   }
   if (host_cgroup) sandbox->host_cgroup_ = std::move(host_cgroup);
   sandbox->started_from_template_ = started.from_template;
-  sandbox->agent_ = std::move(started.agent);
+  // A guest that stops answering is ended, not waited on: whatever waits on
+  // it (a process's waiter, a Delete) then learns from the VM's death.
+  sandbox->agent_ = std::make_unique<WatchedAgent>(
+      std::move(started.agent), [vm = sandbox->vm_.get()](const Error& missed) {
+        vm->Abort("the guest's agent stopped answering (" + missed.ToString() + ")");
+      });
   // The guest's own identity: what a clone shares with its template until
   // now (RNG state, clock, hostname) is the sandbox's from here on.
   SandboxSetup setup{.sandbox_id = id, .hostname = id.substr(0, kMaxHostnameBytes)};

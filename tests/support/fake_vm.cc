@@ -29,11 +29,16 @@ Result<std::optional<VmExit>> FakeVm::WaitForExit(std::chrono::milliseconds time
   return exit_;
 }
 
-void FakeVm::Crash() {
+void FakeVm::Abort(const std::string& reason) {
+  record_->aborted = true;
+  Crash(reason);
+}
+
+void FakeVm::Crash(const std::string& reason) {
   {
     std::lock_guard lock(mu_);
     if (exit_) return;
-    exit_ = VmExit{.reason = "killed by signal 9 (SIGKILL)", .expected = false};
+    exit_ = VmExit{.reason = reason, .expected = false};
     record_->running = false;
   }
   changed_.notify_all();

@@ -25,6 +25,7 @@ struct FakeVmRecord {
   std::atomic<bool> stopped{false};  // Stop was called
   std::atomic<bool> exit_expected{false};
   std::atomic<int64_t> stop_grace_ms{-1};  // the grace of the first Stop
+  std::atomic<bool> aborted{false};        // Abort was called
 };
 
 class FakeVm final : public Vm {
@@ -44,9 +45,10 @@ class FakeVm final : public Vm {
   Result<std::optional<VmExit>> WaitForExit(std::chrono::milliseconds timeout) override;
   void ExpectExit() override { record_->exit_expected = true; }
   VmExit Stop(std::chrono::milliseconds grace) override;
+  void Abort(const std::string& reason) override;
 
   // The hypervisor process died (a test's kill -9).
-  void Crash();
+  void Crash(const std::string& reason = "killed by signal 9 (SIGKILL)");
 
  private:
   VmConfig config_;

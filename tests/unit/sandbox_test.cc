@@ -403,6 +403,37 @@ TEST_F(SandboxTest, AFailedCreateUnsharesAndRemovesWhatTheGuestMade) {
   EXPECT_TRUE(shares_->shares.empty());
 }
 
+// A guest that misses a deadline is ended: nothing above waits on it again.
+TEST_F(SandboxTest, AnAgentCallPastItsDeadlineEndsTheVm) {
+  auto sandbox = Sandbox::Open(config_, "s1", {}, deps_);
+  ASSERT_TRUE(sandbox);
+  agent_->Hang("StatsContainer");
+  auto stats = (*sandbox)->agent().StatsContainer("c1");
+  ASSERT_FALSE(stats);
+  EXPECT_EQ(stats.error().code(), ErrorCode::kDeadlineExceeded);
+  auto& record = *hypervisor_->launched()[0];
+  EXPECT_TRUE(record.aborted);
+  EXPECT_FALSE(record.running);
+  auto exit = (*sandbox)->vm().exit();
+  ASSERT_TRUE(exit);
+  EXPECT_FALSE(exit->expected);
+  EXPECT_EQ(exit->reason,
+            "the guest's agent stopped answering (agent call StatsContainer: deadline of 200 ms "
+            "exceeded)");
+}
+
+TEST_F(SandboxTest, OtherAgentErrorsLeaveTheVmRunning) {
+  auto sandbox = Sandbox::Open(config_, "s1", {}, deps_);
+  ASSERT_TRUE(sandbox);
+  agent_->Fail("StartContainer", Error(ErrorCode::kNotFound, "no such container"));
+  EXPECT_FALSE((*sandbox)->agent().StartContainer("c1"));
+  // The long-lived calls have no deadline to miss; Shutdown's is the caller's.
+  agent_->Fail("Shutdown", Error(ErrorCode::kDeadlineExceeded, "no answer"));
+  EXPECT_FALSE((*sandbox)->agent().Shutdown(true));
+  EXPECT_FALSE(hypervisor_->launched()[0]->aborted);
+  EXPECT_TRUE((*sandbox)->vm().running());
+}
+
 TEST_F(SandboxTest, ACreateCutOffByTheVmsDeathSaysWhyTheVmDied) {
   auto sandbox = Sandbox::Open(config_, "s1", {}, deps_);
   ASSERT_TRUE(sandbox);

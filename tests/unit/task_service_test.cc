@@ -478,6 +478,7 @@ TEST_F(TaskServiceTest, AnAgentHangingOnCreateFailsByTheDeadlineAndLeavesNothing
       << created.error().ToString();
   EXPECT_EQ(service_->container_count(), 0u);
   EXPECT_EQ(State("c1").error().code(), ErrorCode::kNotFound);
+  EXPECT_TRUE(hypervisor_->launched()[0]->aborted) << "a guest past a deadline is ended";
   ExpectNothingLeft();
   ASSERT_TRUE(service_->Shutdown(context_, {}));
   EXPECT_EQ(shutdowns_, 1);

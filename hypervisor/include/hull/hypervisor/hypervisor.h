@@ -144,6 +144,13 @@ class Vm {
   // follows is expected (reported as such, not warned about).
   virtual void ExpectExit() = 0;
 
+  // Ends the VM at once, without asking its guest: for a guest that stopped
+  // answering (an agent call past its deadline) or a VM that lost a part it
+  // cannot run without (its virtiofsd). The hypervisor is killed and the exit
+  // recorded, not expected, with `reason`. Stop still cleans up afterwards.
+  // Does nothing once the VM has ended.
+  virtual void Abort(const std::string& reason) = 0;
+
   // Stops the VM: waits up to `grace` for it to stop by itself (callers ask
   // the agent to power off first), then asks the hypervisor to quit, then
   // kills it. Always reaps the process; then stops the VM's virtiofsd, if it
