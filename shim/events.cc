@@ -2,6 +2,8 @@
 
 #include <google/protobuf/any.pb.h>
 
+#include <algorithm>
+
 #include "containerd/events/task.pb.h"
 #include "containerd/services/events/ttrpc/v1/events.pb.h"
 #include "hull/core/log.h"
@@ -68,14 +70,33 @@ EventPublisher::~EventPublisher() {
 
 void EventPublisher::Publish(const google::protobuf::Message& event) {
   std::string_view topic = TopicFor(event);
+  std::string oom_of;
+  if (const auto* oom = dynamic_cast<const events::TaskOOM*>(&event)) oom_of = oom->container_id();
+  {
+    std::lock_guard lock(mu_);
+    if (!oom_of.empty()) {
+      // Only entries not yet being sent count: one in flight may be lost.
+      auto waiting = queue_.begin() + (sending_ ? 1 : 0);
+      if (std::any_of(waiting, queue_.end(),
+                      [&](const Pending& pending) { return pending.oom_of == oom_of; })) {
+        ++coalesced_;
+        return;
+      }
+    }
+  }
   std::string request =
       ForwardRequestBytes(namespace_, topic, event, std::chrono::system_clock::now());
   HULL_LOG_DEBUG("event {} ({})", topic, event.ShortDebugString());
   {
     std::lock_guard lock(mu_);
-    queue_.push_back({std::string(topic), std::move(request)});
+    queue_.push_back({std::string(topic), std::move(request), std::move(oom_of)});
   }
   changed_.notify_all();
+}
+
+uint64_t EventPublisher::coalesced() {
+  std::lock_guard lock(mu_);
+  return coalesced_;
 }
 
 void EventPublisher::Flush(milliseconds timeout) {

@@ -47,7 +47,12 @@ class EventPublisher final : public EventSink {
   ~EventPublisher();
 
   // Queues the event; delivery is asynchronous and retried (5 attempts).
+  // An OOM event for a container that already has one waiting in the queue
+  // is dropped: it would tell containerd nothing new, and the guest decides
+  // how many there are, so the queue must not grow with them.
   void Publish(const google::protobuf::Message& event) override;
+  // OOM events dropped so far because one was already queued.
+  uint64_t coalesced();
   // Waits until the queue is empty or `timeout` passed.
   void Flush(std::chrono::milliseconds timeout);
 
@@ -55,6 +60,7 @@ class EventPublisher final : public EventSink {
   struct Pending {
     std::string topic;
     std::string request;  // serialized ForwardRequest
+    std::string oom_of;   // TaskOOM: its container
   };
   void Run();
   Status Send(const Pending& pending);
@@ -64,7 +70,8 @@ class EventPublisher final : public EventSink {
   std::mutex mu_;
   std::condition_variable changed_;
   std::deque<Pending> queue_;
-  bool sending_ = false;
+  bool sending_ = false;  // queue_.front() is being sent
+  uint64_t coalesced_ = 0;
   bool stopping_ = false;
   std::unique_ptr<ttrpc::Client> client_;
   std::thread thread_;

@@ -57,13 +57,19 @@ Result<std::shared_ptr<Sandbox>> TaskService::EnsureSession(const PodVmSize& siz
 void TaskService::WatchOom(std::shared_ptr<Sandbox> session) {
   auto events = session->agent().OomEvents(*cancel_oom_);
   sandbox::OomEvent event;
+  // The guest decides how many there are: the log gets the 1st, 2nd, 4th,
+  // 8th... of each container, and the publisher coalesces the events.
+  std::map<std::string, uint64_t> counts;
   while (events->Next(&event)) {
     {
       // The guest names the container: only known ids are reported.
       std::lock_guard lock(mu_);
       if (containers_.count(event.container_id) == 0) continue;
     }
-    HULL_LOG_INFO("container {}: OOM kill in the guest", event.container_id);
+    uint64_t count = ++counts[event.container_id];
+    if ((count & (count - 1)) == 0) {
+      HULL_LOG_INFO("container {}: OOM kill in the guest ({} so far)", event.container_id, count);
+    }
     events::TaskOOM oom;
     oom.set_container_id(event.container_id);
     events_.Publish(oom);

@@ -314,6 +314,47 @@ TEST(EventPublisher, RetriesAFailedForward) {
   EXPECT_EQ(received[0].namespace_(), "k8s.io");
 }
 
+// A guest flooding OOM events: one waits in the queue per container at most;
+// every other event is delivered, in order.
+TEST(EventPublisher, AFloodOfOomEventsIsCoalescedPerContainer) {
+  FakeContainerd containerd;
+  containerd.FailNext(1);  // the first send backs off: the rest queue up
+  uint64_t coalesced = 0;
+  {
+    EventPublisher publisher(containerd.socket(), "k8s.io");
+    ::containerd::events::TaskOOM oom1;
+    oom1.set_container_id("c1");
+    ::containerd::events::TaskOOM oom2;
+    oom2.set_container_id("c2");
+    ::containerd::events::TaskExit exit;
+    exit.set_container_id("c1");
+    for (int i = 0; i < 1000; ++i) {
+      publisher.Publish(oom1);
+      publisher.Publish(oom2);
+      if (i == 500) publisher.Publish(exit);
+    }
+    publisher.Flush(std::chrono::seconds(10));
+    coalesced = publisher.coalesced();
+  }
+  std::map<std::string, int> ooms;
+  int exits = 0;
+  for (const auto& envelope : containerd.received()) {
+    if (envelope.topic() == "/tasks/exit") ++exits;
+    if (envelope.topic() != "/tasks/oom") continue;
+    ::containerd::events::TaskOOM oom;
+    ASSERT_TRUE(oom.ParseFromString(envelope.event().value()));
+    ++ooms[oom.container_id()];
+  }
+  EXPECT_EQ(exits, 1);
+  ASSERT_EQ(ooms.size(), 2u);
+  // One for each container, and one more at most for one being sent when the
+  // others came.
+  EXPECT_LE(ooms["c1"] + ooms["c2"], 4);
+  EXPECT_GE(ooms["c1"], 1);
+  EXPECT_GE(ooms["c2"], 1);
+  EXPECT_EQ(coalesced + ooms["c1"] + ooms["c2"], 2000u);
+}
+
 }  // namespace
 // --- pods: namespaces for the guest -------------------------------------------------
 
