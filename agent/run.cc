@@ -110,7 +110,7 @@ void RunAsInit(const InitOptions& init) {
   } else {
     auto fd = ListenVsock(options->vsock_port);
     if (!fd) FailAsInit(fd.error());
-    listener = MakeSocketListener(std::move(*fd));
+    listener = MakeVsockListener(std::move(*fd));
   }
 
   AgentServer server(&state, engine::EngineOptions{}, [] {

@@ -90,9 +90,30 @@ Result<UniqueFd> ListenVsock(uint32_t port) {
   return fd;
 }
 
+bool TrustedVsockPeer(uint32_t cid, uint32_t port) {
+  return cid == kVsockHostCid && port < kVsockFirstUnprivilegedPort;
+}
+
 Result<UniqueFd> ConnectVsock(uint32_t cid, uint32_t port) {
   UniqueFd fd(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return ErrnoError("socket(AF_VSOCK)");
+  // The guest agent trusts only a privileged source port: take one.
+  bool bound = false;
+  for (uint32_t local = kVsockFirstUnprivilegedPort - 1; local >= 512 && !bound; --local) {
+    sockaddr_vm self{};
+    self.svm_family = AF_VSOCK;
+    self.svm_cid = VMADDR_CID_ANY;
+    self.svm_port = local;
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&self), sizeof self) == 0) {
+      bound = true;
+    } else if (errno != EADDRINUSE) {
+      return ErrnoError("bind vsock port " + std::to_string(local) +
+                        " (the agent accepts the host only from a port below 1024)");
+    }
+  }
+  if (!bound) {
+    return MakeError(ErrorCode::kResourceExhausted, "no free privileged vsock port (512-1023)");
+  }
   sockaddr_vm addr{};
   addr.svm_family = AF_VSOCK;
   addr.svm_cid = cid;
@@ -207,13 +228,29 @@ namespace {
 
 class SocketListener final : public AgentListener {
  public:
-  explicit SocketListener(UniqueFd fd) : fd_(std::move(fd)), wake_(::eventfd(0, EFD_CLOEXEC)) {}
+  SocketListener(UniqueFd fd, bool vsock)
+      : fd_(std::move(fd)), vsock_(vsock), wake_(::eventfd(0, EFD_CLOEXEC)) {}
 
   Result<UniqueFd> Accept() override {
-    pollfd fds[2] = {{fd_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
-    if (RetryEintr([&] { return ::poll(fds, 2, -1); }) < 0) return ErrnoError("poll");
-    if (fds[1].revents != 0) return MakeError(ErrorCode::kCancelled, "listener interrupted");
-    return AcceptConnection(fd_.get());
+    while (true) {
+      pollfd fds[2] = {{fd_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+      if (RetryEintr([&] { return ::poll(fds, 2, -1); }) < 0) return ErrnoError("poll");
+      if (fds[1].revents != 0) return MakeError(ErrorCode::kCancelled, "listener interrupted");
+      if (!vsock_) return AcceptConnection(fd_.get());
+      sockaddr_vm peer{};
+      socklen_t length = sizeof peer;
+      UniqueFd fd(RetryEintr([&] {
+        return ::accept4(fd_.get(), reinterpret_cast<sockaddr*>(&peer), &length,
+                         SOCK_CLOEXEC | SOCK_NONBLOCK);
+      }));
+      if (!fd) {
+        if (errno == EAGAIN || errno == ECONNABORTED) continue;
+        return ErrnoError("accept");
+      }
+      if (TrustedVsockPeer(peer.svm_cid, peer.svm_port)) return fd;
+      HULL_LOG_WARN("refused a vsock connection from {}:{}: only the host's runtime ({}:<1024)",
+                    peer.svm_cid, peer.svm_port, kVsockHostCid);
+    }
   }
 
   void Interrupt() override {
@@ -223,6 +260,7 @@ class SocketListener final : public AgentListener {
 
  private:
   UniqueFd fd_;
+  bool vsock_;
   UniqueFd wake_;
 };
 
@@ -294,7 +332,11 @@ class SerialPortListener final : public AgentListener {
 }  // namespace
 
 std::unique_ptr<AgentListener> MakeSocketListener(UniqueFd listen_fd) {
-  return std::make_unique<SocketListener>(std::move(listen_fd));
+  return std::make_unique<SocketListener>(std::move(listen_fd), /*vsock=*/false);
+}
+
+std::unique_ptr<AgentListener> MakeVsockListener(UniqueFd listen_fd) {
+  return std::make_unique<SocketListener>(std::move(listen_fd), /*vsock=*/true);
 }
 
 std::unique_ptr<AgentListener> MakeSerialPortListener(std::string device_path) {

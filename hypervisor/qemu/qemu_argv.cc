@@ -48,8 +48,8 @@ std::vector<std::string> BuildQemuArgv(const QemuLaunchPlan& plan) {
   // Control channel.
   add({"-chardev", "socket,id=qmp,path=" + plan.qmp_socket + ",server=on,wait=off"});
   add({"-mon", "chardev=qmp,mode=control"});
-  // Guest console (ttyS0) to a log file.
-  add({"-chardev", "file,id=console,path=" + plan.console_log});
+  // Guest console (ttyS0): a socket the host reads into a capped log.
+  add({"-chardev", "socket,id=console,fd=" + std::to_string(plan.console_fd)});
   add({"-serial", "chardev:console"});
   // The agent channel.
   if (plan.transport == TransportKind::kSerial) {

@@ -57,7 +57,9 @@ struct QemuLaunchPlan {
   uint64_t root_image_bytes = 0;
   std::string kernel_cmdline;
   std::string qmp_socket;
-  std::string console_log;
+  // The guest console (ttyS0): an inherited socket whose other end the host
+  // reads into a capped log (the guest's to fill, so QEMU never writes a file).
+  int console_fd = -1;
   TransportKind transport = TransportKind::kSerial;
   std::string agent_socket;     // serial: the unix socket QEMU listens on
   uint32_t vsock_cid = 0;       // vsock: the guest's context id

@@ -27,6 +27,7 @@
 #include "hull/hypervisor/template.h"
 #include "qemu/qemu_argv.h"
 #include "qemu/qmp.h"
+#include "src/console_log.h"
 #include "src/vm_base.h"
 
 namespace hull::qemu {
@@ -116,11 +117,14 @@ Result<UniqueFd> CopyTemplateMemory(int from, uint64_t memory_mib) {
 class QemuVm final : public VmBase {
  public:
   QemuVm(VmConfig config, std::string state_dir, Child child, Clock::time_point launched_at,
-         uint32_t cid, std::optional<Virtiofsd> virtiofsd)
+         uint32_t cid, std::optional<Virtiofsd> virtiofsd, UniqueFd console,
+         std::optional<ConsoleLog> console_log)
       : VmBase(std::move(config), std::move(state_dir),
                virtiofsd ? virtiofsd->options().shared_dir : "", std::make_shared<VmRunState>()),
         child_(std::move(child)),
-        virtiofsd_(std::move(virtiofsd)) {
+        virtiofsd_(std::move(virtiofsd)),
+        console_(std::move(console)),
+        console_log_(std::move(console_log)) {
     launched_at_ = launched_at;
     vsock_cid_ = cid;
   }
@@ -373,17 +377,21 @@ class QemuVm final : public VmBase {
 
   // Waits for QEMU to exit (or for Stop), then records why it did. Also
   // watches virtiofsd: one that dies under a running VM is reported.
+  // Also copies the guest's console into its capped log.
   void Monitor() {
-    pollfd fds[2] = {{child_.pidfd(), POLLIN, 0},
-                     {virtiofsd_ ? virtiofsd_->pidfd() : -1, POLLIN, 0}};
+    pollfd fds[3] = {{child_.pidfd(), POLLIN, 0},
+                     {virtiofsd_ ? virtiofsd_->pidfd() : -1, POLLIN, 0},
+                     {console_.get(), POLLIN, 0}};
     while (true) {
-      if (RetryEintr([&] { return ::poll(fds, 2, -1); }) < 0) continue;
+      if (RetryEintr([&] { return ::poll(fds, 3, -1); }) < 0) continue;
+      if (fds[2].revents != 0 && !CopyConsole()) fds[2].fd = -1;
       if (fds[0].revents != 0) break;
       if (fds[1].revents != 0) {
         fds[1].fd = -1;  // poll ignores negative fds
         OnVirtiofsdExit();
       }
     }
+    if (fds[2].fd >= 0) CopyConsole();  // the last words
     auto status = child_.Wait();
     ExitStatus process = status ? *status : ExitStatus{0, SIGKILL};
     std::lock_guard lock(run_->mu);
@@ -429,9 +437,29 @@ class QemuVm final : public VmBase {
 
   void KillHypervisor() override { (void)child_.Signal(SIGKILL); }
 
+  // Copies what the console socket holds into the log; false once it ended
+  // (QEMU closed it) or the log cannot be written.
+  bool CopyConsole() {
+    char buffer[1 << 16];
+    while (true) {
+      ssize_t n = RetryEintr([&] { return ::read(console_.get(), buffer, sizeof buffer); });
+      if (n < 0 && errno == EAGAIN) return true;
+      if (n <= 0) return false;
+      if (!console_log_) continue;  // nowhere to write: drained, so QEMU never blocks
+      if (auto appended = console_log_->Append({buffer, static_cast<size_t>(n)}); !appended) {
+        HULL_LOG_WARN("VM {}: the guest console is no longer logged: {}", id(),
+                      appended.error().ToString());
+        console_log_.reset();
+      }
+    }
+  }
+
   Child child_;
   // Touched by the monitor thread (Reap) until it is joined, then by EndVm.
   std::optional<Virtiofsd> virtiofsd_;
+  // The console's host end and its log: the monitor thread's alone.
+  UniqueFd console_;
+  std::optional<ConsoleLog> console_log_;
 
   std::mutex qmp_mu_;
   std::shared_ptr<QmpClient> qmp_;  // guarded by qmp_mu_
@@ -574,7 +602,21 @@ class QemuHypervisor final : public Hypervisor {
       plan.root_image = config.root_image;
     }
     plan.qmp_socket = state_dir + "/qmp.sock";
-    plan.console_log = state_dir + "/console.log";
+    // The console is the guest's to write: the host reads it (the monitor
+    // thread) and keeps a capped log, instead of QEMU growing a file.
+    int console_pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, console_pair) < 0) {
+      return ErrnoError("launch VM `" + config.id + "`: a socket pair for the console");
+    }
+    UniqueFd console_host(console_pair[0]);
+    UniqueFd console_qemu(console_pair[1]);
+    if (::fcntl(console_host.get(), F_SETFL, O_NONBLOCK) < 0) {
+      return ErrnoError("launch VM `" + config.id + "`: make the console socket non-blocking");
+    }
+    plan.console_fd = console_qemu.get();
+    HULL_TRY(ConsoleLog console_log,
+             ConsoleLog::Open(state_dir + "/console.log", config.console_log_max_bytes),
+             "launch VM `" + config.id + "`");
     plan.transport = config.transport;
     plan.agent_socket = state_dir + "/agent.sock";
     plan.seccomp_sandbox = config.seccomp_sandbox;
@@ -636,6 +678,7 @@ class QemuHypervisor final : public Hypervisor {
     spawn.stdout_path = state_dir + "/qemu.log";
     spawn.stderr_path = state_dir + "/qemu.log";
     if (vhost) spawn.pass_fds.push_back(vhost.get());
+    spawn.pass_fds.push_back(console_qemu.get());
     spawn.pass_fds.insert(spawn.pass_fds.end(), mode.pass_fds.begin(), mode.pass_fds.end());
     HULL_LOG_DEBUG("VM {}: starting {}", config.id, [&] {
       std::string line;
@@ -645,9 +688,11 @@ class QemuHypervisor final : public Hypervisor {
     auto launched_at = Clock::now();
     HULL_TRY(Child child, Child::Spawn(spawn), "launch VM `" + config.id + "`");
     vhost.reset();  // QEMU holds its own copy now
+    console_qemu.reset();
 
     auto vm = std::make_unique<QemuVm>(config, state_dir, std::move(child), launched_at,
-                                       plan.vsock_cid, std::move(virtiofsd));
+                                       plan.vsock_cid, std::move(virtiofsd),
+                                       std::move(console_host), std::move(console_log));
     remove_dir.Dismiss();  // the VM owns the directory from here on
     HULL_CHECK_OK(vm->Attach(Clock::now() + std::chrono::seconds(10)),
                   "launch VM `" + config.id + "`");

@@ -169,6 +169,7 @@ Result<VmConfig> VmConfigFromConfig(const Config& config, std::string id) {
   vm.seccomp_sandbox = config.hypervisor.seccomp_sandbox;
   vm.free_page_reporting = config.hypervisor.free_page_reporting;
   vm.tcg_tb_size_mib = config.hypervisor.tcg_tb_size_mib;
+  vm.console_log_max_bytes = uint64_t{config.hypervisor.console_log_max_kib} << 10;
   vm.agent_log_level = config.agent.log_level;
   vm.agent_debug = config.agent.debug;
   vm.extra_kernel_params = config.hypervisor.kernel_params;

@@ -263,8 +263,9 @@ Result<std::unique_ptr<Sandbox>> Sandbox::OpenOnce(const Config& config, const s
   sandbox->started_from_template_ = started.from_template;
   // A guest that stops answering is ended, not waited on: whatever waits on
   // it (a process's waiter, a Delete) then learns from the VM's death.
+  sandbox->unwatched_agent_ = std::move(started.agent);
   sandbox->agent_ = std::make_unique<WatchedAgent>(
-      std::move(started.agent), [vm = sandbox->vm_.get()](const Error& missed) {
+      *sandbox->unwatched_agent_, [vm = sandbox->vm_.get()](const Error& missed) {
         vm->Abort("the guest's agent stopped answering (" + missed.ToString() + ")");
       });
   // The guest's own identity: what a clone shares with its template until

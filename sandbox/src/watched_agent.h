@@ -19,8 +19,9 @@ namespace hull::sandbox {
 class WatchedAgent final : public AgentApi {
  public:
   using OnMissed = std::function<void(const Error& error)>;
-  WatchedAgent(std::unique_ptr<AgentApi> inner, OnMissed on_missed)
-      : inner_(std::move(inner)), on_missed_(std::move(on_missed)) {}
+  // `inner` must outlive this.
+  WatchedAgent(AgentApi& inner, OnMissed on_missed)
+      : inner_(&inner), on_missed_(std::move(on_missed)) {}
 
   Result<bool> Check() override { return Watch(inner_->Check()); }
   Result<AgentVersion> Version() override { return Watch(inner_->Version()); }
@@ -108,7 +109,7 @@ class WatchedAgent final : public AgentApi {
     return result;
   }
 
-  std::unique_ptr<AgentApi> inner_;
+  AgentApi* inner_;
   OnMissed on_missed_;
 };
 

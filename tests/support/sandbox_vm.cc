@@ -54,7 +54,7 @@ Result<std::unique_ptr<SandboxVm>> SandboxVm::Boot(const SandboxVmOptions& optio
   sandbox->sandbox_id_ = "e" + RandomHex(5);
   HULL_TRY(sandbox->session_, sandbox::Sandbox::Open(config, sandbox->sandbox_id_),
            "boot a sandbox VM");
-  auto* grpc_agent = dynamic_cast<sandbox::GrpcAgent*>(&sandbox->session_->agent());
+  auto* grpc_agent = dynamic_cast<sandbox::GrpcAgent*>(&sandbox->session_->unwatched_agent());
   if (grpc_agent == nullptr) return MakeError(ErrorCode::kInternal, "the agent is not gRPC");
   sandbox->stub_ = v1::Agent::NewStub(grpc_agent->channel());
   return sandbox;

@@ -49,6 +49,7 @@ free_page_reporting = false
 tcg_tb_size_mib = 32
 kernel_params = "foo=1"
 stop_grace_seconds = 2
+console_log_max_kib = 256
 virtiofsd = "/opt/virtiofsd"
 virtiofs_cache = "none"
 virtiofsd_sandbox = "chroot"
@@ -69,6 +70,7 @@ boot_timeout_seconds = 30
   EXPECT_FALSE(config->hypervisor.free_page_reporting);
   EXPECT_EQ(config->hypervisor.tcg_tb_size_mib, 32u);
   EXPECT_EQ(config->hypervisor.stop_grace_seconds, 2u);
+  EXPECT_EQ(config->hypervisor.console_log_max_kib, 256u);
   EXPECT_EQ(config->hypervisor.virtiofsd, "/opt/virtiofsd");
   EXPECT_EQ(config->hypervisor.virtiofs_cache, "none");
   EXPECT_EQ(config->hypervisor.virtiofsd_sandbox, "chroot");

@@ -11,6 +11,7 @@
 #include "hull/hypervisor/virtiofsd.h"
 #include "libvirt/domain_xml.h"
 #include "qemu/qemu_argv.h"
+#include "src/console_log.h"
 #include "testlib.h"
 
 namespace hull {
@@ -36,7 +37,7 @@ qemu::QemuLaunchPlan Plan(TransportKind transport, Accel accel) {
   plan.initrd = "/usr/share/hull/guest/initrd.img";
   plan.kernel_cmdline = BuildKernelCmdline({transport, "info", false, ""});
   plan.qmp_socket = "/run/hull/pod1/qmp.sock";
-  plan.console_log = "/run/hull/pod1/console.log";
+  plan.console_fd = 6;
   plan.transport = transport;
   plan.agent_socket = "/run/hull/pod1/agent.sock";
   if (transport == TransportKind::kVsock) {
@@ -624,6 +625,37 @@ TEST_F(HypervisorProbeTest, UnreachableLibvirtSaysWhereAndWhy) {
   EXPECT_THAT(probe, testlib::HasCode(ErrorCode::kUnavailable));
   EXPECT_NE(probe.error().ToString().find("connect to libvirt at `" + uri + "`"), std::string::npos)
       << probe.error().ToString();
+}
+
+}  // namespace
+}  // namespace hull
+
+namespace hull {
+namespace {
+
+// The console log holds at most two files of the cap, whatever the guest
+// writes: the newest bytes in console.log, the ones before in console.log.1.
+TEST(ConsoleLogTest, RotatesOnceAtTheCap) {
+  testlib::TempDir dir;
+  const std::string path = dir.path() + "/console.log";
+  auto log = ConsoleLog::Open(path, 10);
+  ASSERT_TRUE(log) << log.error().ToString();
+  ASSERT_TRUE(log->Append("0123456"));
+  EXPECT_EQ(ReadFile(path).value_or(""), "0123456");
+  EXPECT_FALSE(PathExists(path + ".1"));
+  ASSERT_TRUE(log->Append("789abcdefghijklmnopqrstuvwxyz"));
+  EXPECT_EQ(ReadFile(path + ".1").value_or(""), "klmnopqrst");
+  EXPECT_EQ(ReadFile(path).value_or(""), "uvwxyz");
+  ASSERT_TRUE(log->Append(std::string(1000, 'x')));
+  EXPECT_EQ(ReadFile(path).value_or(""), std::string(6, 'x'));  // 4 + 99 x 10 + 6
+  EXPECT_EQ(ReadFile(path + ".1").value_or(""), std::string(10, 'x'));
+}
+
+TEST(ConsoleLogTest, AZeroCapIsRefused) {
+  testlib::TempDir dir;
+  auto log = ConsoleLog::Open(dir.path() + "/console.log", 0);
+  ASSERT_FALSE(log);
+  EXPECT_EQ(log.error().code(), ErrorCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -43,7 +43,7 @@ qemu::QemuLaunchPlan Plan(qemu::VmStart start) {
   plan.initrd = "/usr/share/hull/guest/initrd.img";
   plan.kernel_cmdline = BuildKernelCmdline({TransportKind::kSerial, "info", false, ""});
   plan.qmp_socket = "/run/hull/pod1/qmp.sock";
-  plan.console_log = "/run/hull/pod1/console.log";
+  plan.console_fd = 6;
   plan.agent_socket = "/run/hull/pod1/agent.sock";
   return plan;
 }

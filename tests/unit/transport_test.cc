@@ -39,6 +39,22 @@ TEST(TransportTest, ParsesTransportNames) {
   EXPECT_EQ(bad.error().ToString(), "unknown transport `tcp` (expected serial or vsock)");
 }
 
+// The agent's vsock peer check: the host (CID 2) from a port only root can
+// bind. Another VM, the guest itself, or a host process on a port any user
+// can bind is refused.
+TEST(TransportTest, OnlyTheHostFromAPrivilegedPortIsATrustedVsockPeer) {
+  EXPECT_TRUE(TrustedVsockPeer(2, 1023));
+  EXPECT_TRUE(TrustedVsockPeer(2, 512));
+  EXPECT_TRUE(TrustedVsockPeer(2, 0));
+  EXPECT_FALSE(TrustedVsockPeer(2, 1024)) << "any host user can bind 1024";
+  EXPECT_FALSE(TrustedVsockPeer(2, 49152));
+  EXPECT_FALSE(TrustedVsockPeer(2, 0xFFFFFFFF)) << "VMADDR_PORT_ANY";
+  EXPECT_FALSE(TrustedVsockPeer(3, 1023)) << "another VM";
+  EXPECT_FALSE(TrustedVsockPeer(1, 1023)) << "the guest's own loopback";
+  EXPECT_FALSE(TrustedVsockPeer(0, 1023)) << "the hypervisor";
+  EXPECT_FALSE(TrustedVsockPeer(0xFFFFFFFF, 1023)) << "VMADDR_CID_ANY";
+}
+
 TEST(TransportTest, UnixListenAcceptConnectGivesNonBlockingFds) {
   std::string path = ::testing::TempDir() + "/hull-t-" + RandomHex(4) + ".sock";
   auto listener = ListenUnix(path);

@@ -11,6 +11,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -312,6 +313,52 @@ TEST_F(RunTest, GuestBindsTheFreePageReportingBalloon) {
                       "-c", "ls /sys/bus/virtio/drivers/virtio_balloon/ | grep -c '^virtio[0-9]'"});
   ASSERT_EQ(hull.code, 0) << hull.out << hull.err;
   EXPECT_EQ(hull.out, "1\n");
+}
+
+// The guest console is the guest's to write, and hull keeps its log on the
+// host's /run: a container (root in its VM) that floods the serial console
+// leaves at most twice hypervisor.console_log_max_kib on disk.
+TEST_F(RunTest, AGuestFloodingItsConsoleStaysWithinTheLogCap) {
+  ASSERT_TRUE(WriteFile(config_, ReadFile(config_).value_or("") + "console_log_max_kib = 64\n"));
+  // A container as privileged as a CRI one may be: it can make the console's
+  // device node and its device rules allow it.
+  oci::Spec spec = testing::TestSpec(
+      {"sh", "-c",
+       "trap 'exit 143' TERM; mknod /tmp/guest-console c 4 64 && "
+       "head -c 1048576 /dev/zero | tr '\\0' x > /tmp/guest-console && echo flooded && "
+       "sleep 600 & wait"});
+  ASSERT_TRUE(spec.process && spec.process->capabilities && spec.linux);
+  for (auto* set : {&spec.process->capabilities->bounding, &spec.process->capabilities->effective,
+                    &spec.process->capabilities->permitted}) {
+    set->push_back("CAP_MKNOD");
+  }
+  if (!spec.linux->resources) spec.linux->resources.emplace();
+  spec.linux->resources->devices.push_back(
+      {.allow = true, .type = "c", .major = 4, .minor = 64, .access = "rwm"});
+  std::string bundle = Bundle(spec);
+  const std::string state = scratch_ + "/run/flood";
+  uint64_t log_bytes = 0, rotated_bytes = 0;
+  std::string rotated;
+  Outcome flood = Hull(bundle, {"--name", "flood"}, "/dev/null", [&](pid_t pid) {
+    for (int i = 0; i < 1200 && ReadFile(running_out_).value_or("") != "flooded\n"; ++i) {
+      std::this_thread::sleep_for(milliseconds(100));
+    }
+    // The VM's state directory is somewhere under the run's.
+    std::error_code error;
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(state, error)) {
+      if (entry.path().filename() == "console.log") log_bytes = entry.file_size();
+      if (entry.path().filename() == "console.log.1") {
+        rotated_bytes = entry.file_size();
+        rotated = ReadFile(entry.path().string(), 1 << 20).value_or("");
+      }
+    }
+    ::kill(pid, SIGTERM);
+  });
+  EXPECT_EQ(flood.code, 143) << flood.err;
+  EXPECT_LE(log_bytes, 64u << 10);
+  EXPECT_EQ(rotated_bytes, 64u << 10) << "the log was never rotated: " << flood.err;
+  EXPECT_NE(rotated.find(std::string(32 << 10, 'x')), std::string::npos)
+      << "the rotated log is not the guest's flood";
 }
 
 // SIGKILL of `hullctl run` itself: its QEMU and virtiofsd die with it, but the

@@ -29,6 +29,7 @@ struct HypervisorConfig {
   uint32_t tcg_tb_size_mib = 0;            // [hypervisor] tcg_tb_size_mib: 0 = QEMU's default
   std::string kernel_params;               // [hypervisor] kernel_params
   uint32_t stop_grace_seconds = 5;         // [hypervisor] stop_grace_seconds
+  uint32_t console_log_max_kib = 1024;     // [hypervisor] console_log_max_kib (two files kept)
   std::string virtiofsd = "/usr/lib/qemu/virtiofsd";  // [hypervisor] virtiofsd
   std::string virtiofs_cache = "auto";  // [hypervisor] virtiofs_cache: auto | always | none
   std::string virtiofsd_sandbox =

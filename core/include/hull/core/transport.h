@@ -32,7 +32,17 @@ Result<UniqueFd> ListenUnix(const std::string& path, int backlog = 16);
 Result<UniqueFd> ConnectUnix(const std::string& path);
 
 // --- AF_VSOCK ---------------------------------------------------------------
+// Who may talk to the agent over vsock: the host (CID 2) from a privileged
+// port (below 1024, which only a process with CAP_NET_BIND_SERVICE -- the
+// runtime -- can bind). Any other local process of the host, or another VM,
+// is refused: the guest's CID alone is no secret.
+inline constexpr uint32_t kVsockHostCid = 2;
+inline constexpr uint32_t kVsockFirstUnprivilegedPort = 1024;
+bool TrustedVsockPeer(uint32_t cid, uint32_t port);
+
 Result<UniqueFd> ListenVsock(uint32_t port);  // bound to VMADDR_CID_ANY
+// Connects from a privileged local port (the highest free one below 1024),
+// so that the guest can tell the runtime from any other host process.
 Result<UniqueFd> ConnectVsock(uint32_t cid, uint32_t port);
 
 // Accepts one connection from a listening socket; the result is non-blocking.
@@ -65,6 +75,9 @@ class AgentListener {
 
 // Listens on a stream socket (AF_VSOCK or unix); many connections at once.
 std::unique_ptr<AgentListener> MakeSocketListener(UniqueFd listen_fd);
+// The same for a vsock listener: a connection from an untrusted peer (see
+// TrustedVsockPeer) is closed at once, with a warning, and Accept waits on.
+std::unique_ptr<AgentListener> MakeVsockListener(UniqueFd listen_fd);
 
 // Serves one host connection at a time over a virtio-serial port: waits for
 // the host end to open, then bridges the port into a socketpair whose other

@@ -54,6 +54,9 @@ struct VmConfig {
   // TCG only: the translation cache's size in MiB (QEMU's tb-size), 0 =
   // QEMU's default. What the guest's code fills of it is host memory.
   uint32_t tcg_tb_size_mib = 0;
+  // The guest console's log (console.log in the state directory) is rotated
+  // at this size, once: at most twice this on disk (QEMU backend).
+  uint64_t console_log_max_bytes = 1 << 20;
   std::string agent_log_level = "info";
   bool agent_debug = false;
   std::string extra_kernel_params;

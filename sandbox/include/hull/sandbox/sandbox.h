@@ -118,6 +118,9 @@ class Sandbox {
   // The agent stays valid until the sandbox is destroyed; after Close its
   // calls fail (the VM is gone).
   AgentApi& agent() { return *agent_; }
+  // The same agent without that watch, as connected (a GrpcAgent unless the
+  // deps said otherwise): for tests and tools that speak its wire directly.
+  AgentApi& unwatched_agent() { return *unwatched_agent_; }
   Vm& vm() { return *vm_; }
   const std::string& id() const { return id_; }
   // Whether the VM started as a clone of a template (else it booted).
@@ -144,6 +147,9 @@ class Sandbox {
   std::string id_;
   std::shared_ptr<Hypervisor> hypervisor_;  // outlives vm_
   std::unique_ptr<Vm> vm_;
+  std::unique_ptr<AgentApi> unwatched_agent_;
+  // unwatched_agent_ behind a WatchedAgent: a call past its deadline ends
+  // the VM (Abort), so nothing waits on a guest that stopped answering.
   std::unique_ptr<AgentApi> agent_;
   std::unique_ptr<HostShare> share_;
   std::optional<PodNetwork> network_;
