@@ -29,6 +29,28 @@ Setter String(std::string_view key, std::string Config::*field) {
   };
 }
 
+Setter Bool(std::string_view key, bool Config::*field) {
+  return [key, field](const toml::node& node, Config& config) -> Status {
+    if (!node.is_boolean()) return KeyError(key, "expected true or false");
+    config.*field = *node.value<bool>();
+    return Ok();
+  };
+}
+
+template <typename Number>
+Setter Int(std::string_view key, Number Config::*field, int64_t min, int64_t max) {
+  return [=](const toml::node& node, Config& config) -> Status {
+    if (!node.is_integer()) return KeyError(key, "expected an integer");
+    int64_t v = *node.value<int64_t>();
+    if (v < min || v > max) {
+      return KeyError(key, "must be between " + std::to_string(min) + " and " +
+                               std::to_string(max) + ", got " + std::to_string(v));
+    }
+    config.*field = static_cast<Number>(v);
+    return Ok();
+  };
+}
+
 template <typename Section>
 Setter SectionString(std::string_view key, Section Config::*section, std::string Section::*field) {
   return [key, section, field](const toml::node& node, Config& config) -> Status {
@@ -94,6 +116,13 @@ const std::map<std::string, Setter, std::less<>>& Setters() {
   static const auto* setters = new std::map<std::string, Setter, std::less<>>{
       {"runtime.run_dir", String("runtime.run_dir", &Config::run_dir)},
       {"runtime.log_level", String("runtime.log_level", &Config::log_level)},
+      {"runtime.host_cgroup_parent",
+       String("runtime.host_cgroup_parent", &Config::host_cgroup_parent)},
+      {"runtime.host_memory_overhead_mib",
+       Int("runtime.host_memory_overhead_mib", &Config::host_memory_overhead_mib, 64, 1 << 20)},
+      {"runtime.host_pids_max", Int("runtime.host_pids_max", &Config::host_pids_max, 64, 1 << 22)},
+      {"runtime.host_cgroup_required",
+       Bool("runtime.host_cgroup_required", &Config::host_cgroup_required)},
       {"hypervisor.backend", SectionString("hypervisor.backend", &Config::hypervisor, &H::backend)},
       {"hypervisor.libvirt_uri",
        SectionString("hypervisor.libvirt_uri", &Config::hypervisor, &H::libvirt_uri)},
@@ -119,8 +148,8 @@ const std::map<std::string, Setter, std::less<>>& Setters() {
       {"hypervisor.kernel_params",
        SectionString("hypervisor.kernel_params", &Config::hypervisor, &H::kernel_params)},
       {"hypervisor.console_log_max_kib",
-       SectionInt("hypervisor.console_log_max_kib", &Config::hypervisor, &H::console_log_max_kib,
-                  4, 1 << 20)},
+       SectionInt("hypervisor.console_log_max_kib", &Config::hypervisor, &H::console_log_max_kib, 4,
+                  1 << 20)},
       {"hypervisor.stop_grace_seconds",
        SectionInt("hypervisor.stop_grace_seconds", &Config::hypervisor, &H::stop_grace_seconds, 0,
                   600)},
@@ -187,6 +216,12 @@ Status Validate(const Config& config) {
   }
   if (config.run_dir.empty() || config.run_dir[0] != '/') {
     return KeyError("runtime.run_dir", "must be an absolute path");
+  }
+  if (const std::string& parent = config.host_cgroup_parent;
+      parent.empty() || parent[0] != '/' || parent.find("/..") != std::string::npos ||
+      parent.find("/./") != std::string::npos || parent.find(':') != std::string::npos) {
+    return KeyError("runtime.host_cgroup_parent",
+                    "must be an absolute cgroupfs path without . or .. (e.g. \"/hull\")");
   }
   for (char c : config.hypervisor.kernel_params) {
     if (c == '\n' || c == '\0') return KeyError("hypervisor.kernel_params", "must be one line");

@@ -83,8 +83,49 @@ Result<HostCgroup> HostCgroup::Create(const std::string& path, const std::string
       at = next + 1;
     }
     cgroup.dirs_.push_back(dir);
+    cgroup.roots_.push_back(hierarchy);
   }
   return cgroup;
+}
+
+Status HostCgroup::SetLimits(uint64_t memory_bytes, uint64_t pids_max) {
+  const std::string what = "limit host cgroup `" + (dirs_.empty() ? "" : dirs_.front()) + "`";
+  bool memory = false, pids = false;
+  for (size_t i = 0; i < dirs_.size(); ++i) {
+    const std::string& dir = dirs_[i];
+    if (i < roots_.size() && PathExists(dir + "/cgroup.controllers")) {
+      // v2: each ancestor hands the controllers down to its children.
+      const std::string& root = roots_[i];
+      for (size_t at = root.size(); at < dir.size(); at = dir.find('/', at + 1)) {
+        std::string ancestor = dir.substr(0, at);
+        (void)WriteFile(ancestor + "/cgroup.subtree_control", "+memory +pids");
+      }
+    }
+    if (PathExists(dir + "/memory.max")) {
+      HULL_CHECK_OK(WriteFile(dir + "/memory.max", std::to_string(memory_bytes)), what);
+      // No swap beyond the limit either: guest RAM that swaps is still the pod's.
+      if (PathExists(dir + "/memory.swap.max")) (void)WriteFile(dir + "/memory.swap.max", "0");
+      memory = true;
+    } else if (PathExists(dir + "/memory.limit_in_bytes")) {
+      HULL_CHECK_OK(WriteFile(dir + "/memory.limit_in_bytes", std::to_string(memory_bytes)), what);
+      if (PathExists(dir + "/memory.memsw.limit_in_bytes")) {
+        HULL_CHECK_OK(WriteFile(dir + "/memory.memsw.limit_in_bytes", std::to_string(memory_bytes)),
+                      what);
+      }
+      memory = true;
+    }
+    if (PathExists(dir + "/pids.max")) {
+      HULL_CHECK_OK(WriteFile(dir + "/pids.max", std::to_string(pids_max)), what);
+      pids = true;
+    }
+  }
+  if (!memory || !pids) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     what + ": no " + std::string(!memory ? "memory" : "pids") +
+                         " controller in its hierarchies (set runtime.host_cgroup_required = "
+                         "false to run sandboxes without limits)");
+  }
+  return Ok();
 }
 
 Result<HostCgroup> HostCgroup::FromRecord(const std::string& file, const std::string& cgroup_root) {
@@ -108,12 +149,14 @@ Status HostCgroup::Record(const std::string& file) const {
   return WriteFile(file, text);
 }
 
-HostCgroup::HostCgroup(HostCgroup&& other) noexcept : dirs_(std::exchange(other.dirs_, {})) {}
+HostCgroup::HostCgroup(HostCgroup&& other) noexcept
+    : dirs_(std::exchange(other.dirs_, {})), roots_(std::exchange(other.roots_, {})) {}
 
 HostCgroup& HostCgroup::operator=(HostCgroup&& other) noexcept {
   if (this != &other) {
     Remove();
     dirs_ = std::exchange(other.dirs_, {});
+    roots_ = std::exchange(other.roots_, {});
   }
   return *this;
 }

@@ -33,6 +33,8 @@ Result<std::unique_ptr<AgentApi>> ConnectGrpcAgent(Vm& vm, Clock::time_point dea
 }
 
 constexpr size_t kEntropyBytes = 64;
+// QEMU 7.2's TCG translation cache when tb-size is not given.
+constexpr uint64_t kQemuDefaultTbSizeMib = 1024;
 constexpr size_t kMaxHostnameBytes = 64;
 // How long a clone may take to answer before it counts as broken (and its
 // template with it): a clone answers in well under a second, a cold boot in
@@ -228,20 +230,41 @@ Result<std::unique_ptr<Sandbox>> Sandbox::OpenOnce(const Config& config, const s
       }
     }
   }
+  // QEMU and virtiofsd start in the sandbox's host cgroup -- the pod's
+  // (kubelet's accounting: the guest's RAM is charged there from the first
+  // page), else one of hull's -- bounded to the guest's RAM plus an overhead
+  // and a number of tasks: a guest that breaks out into QEMU, or makes
+  // virtiofsd allocate, cannot take the node's memory or pids with it.
   std::optional<HostCgroup> host_cgroup;
-  if (!options.host_cgroup_path.empty()) {
-    // The node's accounting of the pod: QEMU starts in the pod's cgroup, so
-    // the guest's RAM is charged there. A pod still runs without it.
-    if (auto cgroup = HostCgroup::Create(options.host_cgroup_path); cgroup) {
+  {
+    const std::string path = options.host_cgroup_path.empty() ? config.host_cgroup_parent + "/" + id
+                                                              : options.host_cgroup_path;
+    // Under TCG, QEMU's translation cache (tb-size; QEMU's default 1 GiB) is
+    // host memory the guest's code fills: part of the bound.
+    const uint64_t tcg_cache_mib = vm_config.accel != Accel::kTcg   ? 0
+                                   : vm_config.tcg_tb_size_mib != 0 ? vm_config.tcg_tb_size_mib
+                                                                    : kQemuDefaultTbSizeMib;
+    const uint64_t memory_bytes =
+        (vm_config.memory_mib + config.host_memory_overhead_mib + tcg_cache_mib) << 20;
+    auto cgroup = deps.host_cgroup_root.empty() ? HostCgroup::Create(path)
+                                                : HostCgroup::Create(path, deps.host_cgroup_root);
+    Status limited = cgroup ? cgroup->SetLimits(memory_bytes, config.host_pids_max)
+                            : Status(Unexpected{cgroup.error()});
+    if (!limited && config.host_cgroup_required) {
+      return std::move(limited).error().Wrap(what + ": bound the VM's host resources");
+    }
+    if (!limited) {
+      HULL_LOG_WARN(
+          "sandbox {}: runs without host limits (runtime.host_cgroup_required = false): {}", id,
+          limited.error().ToString());
+    }
+    if (cgroup) {
       host_cgroup.emplace(std::move(*cgroup));
       vm_config.host_cgroup_dirs = host_cgroup->dirs();
       // For `delete` after a crash of this process.
       if (!options.vm_parent_dir.empty()) {
         HULL_CHECK_OK(host_cgroup->Record(options.vm_parent_dir + "/" + kHostCgroupRecord), what);
       }
-    } else {
-      HULL_LOG_WARN("sandbox {}: the VM stays outside the pod's host cgroup: {}", id,
-                    cgroup.error().ToString());
     }
   }
   auto timeouts = AgentTimeoutsFromConfig(config);
@@ -259,7 +282,14 @@ Result<std::unique_ptr<Sandbox>> Sandbox::OpenOnce(const Config& config, const s
     }
     sandbox->network_ = std::move(network);
   }
-  if (host_cgroup) sandbox->host_cgroup_ = std::move(host_cgroup);
+  if (host_cgroup) {
+    // Without a parent directory of its own (hullctl run), the record goes
+    // into the VM's state directory, where `hullctl gc` finds it.
+    if (options.vm_parent_dir.empty()) {
+      HULL_CHECK_OK(host_cgroup->Record(sandbox->vm_->state_dir() + "/" + kHostCgroupRecord), what);
+    }
+    sandbox->host_cgroup_ = std::move(host_cgroup);
+  }
   sandbox->started_from_template_ = started.from_template;
   // A guest that stops answering is ended, not waited on: whatever waits on
   // it (a process's waiter, a Delete) then learns from the VM's death.

@@ -594,6 +594,46 @@ TEST_P(CtrTest, KilledVmIsReportedAsAnExit) {
   ASSERT_NO_FATAL_FAILURE(ExpectStoppedAndRemovable(id));
 }
 
+// A ctr task's QEMU and virtiofsd run in a host cgroup of hull's,
+// <host_cgroup_parent>/<id>, bounded to the guest's RAM plus the configured
+// overhead (512 + 384 MiB by default, and under TCG QEMU's translation cache)
+// and 1024 tasks; it goes with the task.
+TEST_P(CtrTest, VmRunsInABoundedHostCgroup) {
+  if (!runtime().is_hull) GTEST_SKIP() << "hull only: runc's limits are the container's own";
+  std::string id = Id("bounded");
+  ASSERT_NO_FATAL_FAILURE(StartDetached(id, {"sleep", "1000"}));
+  std::string memory_dir, pids_dir;
+  for (const std::string& binary : {std::string(testlib::kQemuPath), std::string(kVirtiofsdPath)}) {
+    pid_t pid = HullProcess(binary);
+    ASSERT_NE(pid, 0) << "no " << binary << " under " << env_->hull_run_dir();
+    std::istringstream lines(
+        ReadFile("/proc/" + std::to_string(pid) + "/cgroup", 1 << 16).value_or(""));
+    for (std::string line; std::getline(lines, line);) {
+      // "N:memory:/hull/<id>" (v1) or "0::/hull/<id>" (v2)
+      std::string controllers = line.substr(line.find(':') + 1);
+      std::string path = controllers.substr(controllers.find(':') + 1);
+      controllers = controllers.substr(0, controllers.find(':'));
+      if (controllers == "memory") memory_dir = "/sys/fs/cgroup/memory" + path;
+      if (controllers == "pids") pids_dir = "/sys/fs/cgroup/pids" + path;
+      if (controllers.empty() && memory_dir.empty() &&
+          PathExists("/sys/fs/cgroup" + path + "/memory.max")) {
+        memory_dir = pids_dir = "/sys/fs/cgroup" + path;
+      }
+    }
+    EXPECT_EQ(memory_dir, memory_dir.substr(0, memory_dir.rfind('/')) + "/" + id)
+        << binary << " is not in the task's host cgroup";
+  }
+  std::string memory_limit = ReadFile(memory_dir + "/memory.limit_in_bytes", 64)
+                                 .value_or(ReadFile(memory_dir + "/memory.max", 64).value_or(""));
+  // Under TCG QEMU's 1 GiB translation cache counts too.
+  const bool tcg = !testlib::ProcessesWithArgument(" -accel tcg", testlib::kQemuPath).empty();
+  const int tcg_cache_mib = tcg ? 1024 : 0;
+  EXPECT_EQ(memory_limit, std::to_string((512 + 384 + tcg_cache_mib) << 20) + "\n");
+  EXPECT_EQ(ReadFile(pids_dir + "/pids.max", 64).value_or(""), "1024\n");
+  ASSERT_NO_FATAL_FAILURE(RemoveTask(id));
+  EXPECT_FALSE(PathExists(memory_dir)) << "the host cgroup outlived the task";
+}
+
 // virtiofsd serves the container's root filesystem: its death is the VM's,
 // and the task ends as if the VM had been killed. Every cleanup step works
 // and nothing is left (TearDown's leftover check).

@@ -334,6 +334,10 @@ class SandboxTest : public ::testing::Test {
     root_ = ::testing::TempDir() + "/hull-sandbox-" + RandomHex(6);
     ASSERT_TRUE(MakeDirs(root_));
     config_.run_dir = root_;
+    // No real cgroups from unit tests: a directory that is no cgroup
+    // hierarchy, and sandboxes that may run without limits.
+    config_.host_cgroup_required = false;
+    deps_.host_cgroup_root = root_;
     deps_.hypervisor = hypervisor_;
     deps_.connect_agent = [this](Vm&, auto,
                                  const AgentTimeouts&) -> Result<std::unique_ptr<AgentApi>> {
@@ -447,6 +451,18 @@ TEST_F(SandboxTest, ACreateCutOffByTheVmsDeathSaysWhyTheVmDied) {
             "(Socket closed)");
   std::lock_guard lock(shares_->mu);
   EXPECT_TRUE(shares_->shares.empty());
+}
+
+// Fail closed: a sandbox whose host limits cannot be set does not start.
+TEST_F(SandboxTest, WithoutHostLimitsNoVmStartsUnlessAllowed) {
+  config_.host_cgroup_required = true;
+  auto sandbox = Sandbox::Open(config_, "s1", {}, deps_);
+  ASSERT_FALSE(sandbox);
+  EXPECT_NE(sandbox.error().ToString().find("bound the VM's host resources"), std::string::npos)
+      << sandbox.error().ToString();
+  EXPECT_EQ(hypervisor_->launched().size(), 0u);
+  config_.host_cgroup_required = false;
+  EXPECT_TRUE(Sandbox::Open(config_, "s2", {}, deps_));
 }
 
 TEST_F(SandboxTest, ALaunchThatFailsLeavesNothing) {

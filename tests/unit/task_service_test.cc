@@ -77,12 +77,14 @@ class TaskServiceTest : public ::testing::Test {
     ASSERT_TRUE(MakeDirs(root_ + "/run"));
     Config config;
     config.run_dir = root_ + "/run";
+    config.host_cgroup_required = false;  // no real cgroups from unit tests
     config.agent.call_timeout_seconds = 1;
     config.agent.create_timeout_seconds = 1;
     config.hypervisor.stop_grace_seconds = 0;
     TaskServiceOptions options{config, "pod1", root_ + "/run/pod1", {}, &clock_};
     ASSERT_TRUE(MakeDirs(options.state_dir));
     options.sandbox_deps.hypervisor = hypervisor_;
+    options.sandbox_deps.host_cgroup_root = root_;
     options.sandbox_deps.connect_agent =
         [this](Vm&, auto,
                const sandbox::AgentTimeouts&) -> Result<std::unique_ptr<sandbox::AgentApi>> {

@@ -54,6 +54,16 @@ struct AgentConfig {
 struct Config {
   std::string run_dir = "/run/hull";  // [runtime] run_dir
   std::string log_level = "info";     // [runtime] log_level
+  // Every sandbox's QEMU and virtiofsd run in a host cgroup with memory and
+  // pids limits: a pod's own (kubelet's cgroupsPath), else
+  // <host_cgroup_parent>/<sandbox id> (ctr, hullctl).
+  std::string host_cgroup_parent = "/hull";  // [runtime] host_cgroup_parent
+  // What QEMU and virtiofsd may use above the guest's RAM (translation cache,
+  // device state, page cache of the shared files).
+  uint64_t host_memory_overhead_mib = 384;  // [runtime] host_memory_overhead_mib
+  uint32_t host_pids_max = 1024;            // [runtime] host_pids_max
+  // false: a sandbox whose limits cannot be set runs without them (warned).
+  bool host_cgroup_required = true;  // [runtime] host_cgroup_required
   HypervisorConfig hypervisor;
   AgentConfig agent;
   std::string source;  // where it was loaded from ("" = built-in defaults)

@@ -44,9 +44,18 @@ class HostCgroup {
   const std::vector<std::string>& dirs() const { return dirs_; }
   void Remove();
 
+  // Limits what the cgroup's processes may use: `memory_bytes` of memory
+  // (v2 memory.max; v1 memory.limit_in_bytes, and memory.memsw too where
+  // swap is accounted) and `pids_max` tasks (pids.max). On v2 the memory and
+  // pids controllers are enabled on the way down from the hierarchy's root.
+  // Fails (kFailedPrecondition) unless both limits are in force in some
+  // hierarchy: the caller decides whether a sandbox runs without them.
+  Status SetLimits(uint64_t memory_bytes, uint64_t pids_max);
+
  private:
   HostCgroup() = default;
-  std::vector<std::string> dirs_;  // one per hierarchy
+  std::vector<std::string> dirs_;   // one per hierarchy
+  std::vector<std::string> roots_;  // each one's hierarchy (Create only)
 };
 
 }  // namespace hull::sandbox

@@ -64,6 +64,8 @@ struct SandboxDeps {
   ConnectAgentFn connect_agent;
   // What shares host paths into the VM. Default: BindShare.
   std::function<std::unique_ptr<HostShare>(const std::string& shared_dir)> make_share;
+  // Where the host's cgroup hierarchies are. Default: /sys/fs/cgroup.
+  std::string host_cgroup_root;
 };
 
 // The agent's deadlines as the configuration sets them.
