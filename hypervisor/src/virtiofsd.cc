@@ -175,10 +175,18 @@ Result<VirtiofsdSandbox> ParseVirtiofsdSandbox(std::string_view name) {
 
 std::vector<std::string> BuildVirtiofsdArgv(const VirtiofsdOptions& options, int listen_fd) {
   std::vector<std::string> argv = {
-      options.binary, "--fd=" + std::to_string(listen_fd),
-      "-o",           "source=" + options.shared_dir,
-      "-o",           "cache=" + std::string(VirtiofsCacheName(options.cache)),
-      "-o",           "sandbox=" + std::string(VirtiofsdSandboxName(options.sandbox)),
+      options.binary,
+      "--fd=" + std::to_string(listen_fd),
+      "-o",
+      "source=" + options.shared_dir,
+      "-o",
+      "cache=" + std::string(VirtiofsCacheName(options.cache)),
+      "-o",
+      "sandbox=" + std::string(VirtiofsdSandboxName(options.sandbox)),
+      // Capabilities a guest has no business using through the share: making
+      // device nodes, and setting file capabilities on host files.
+      "-o",
+      "modcaps=-mknod:-setfcap",
   };
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
   return argv;
@@ -190,6 +198,10 @@ Result<SharedMount> SharedMount::Bind(const std::string& dir, Propagation propag
     return ErrnoError("bind-mount shared directory `" + dir + "` onto itself");
   }
   SharedMount mount(dir);
+  // Nothing the guest makes in the share is a device or a setuid file here.
+  if (::mount(nullptr, path, nullptr, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV, nullptr) < 0) {
+    return ErrnoError("make shared directory `" + dir + "` nosuid,nodev");
+  }
   // kOwnPeerGroup: private first, so that on a host whose / is shared the
   // bind does not join /'s peer group and echo mounts back into /.
   if ((propagation == Propagation::kOwnPeerGroup &&

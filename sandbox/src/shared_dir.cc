@@ -17,12 +17,14 @@ Status BindOnto(const std::string& source, int target_fd, bool read_only) {
   UniqueFd tree(
       ::open_tree(AT_FDCWD, source.c_str(), OPEN_TREE_CLONE | AT_RECURSIVE | OPEN_TREE_CLOEXEC));
   if (tree) {
-    if (read_only) {
-      mount_attr attr{};
-      attr.attr_set = MOUNT_ATTR_RDONLY;
-      if (::mount_setattr(tree.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) {
-        return ErrnoError("make the bind of `" + source + "` read-only");
-      }
+    // Whatever the guest puts in a share -- a setuid file, a device node --
+    // means nothing on the host: virtiofsd (root) never opens a device or
+    // honours a setuid bit through it.
+    mount_attr attr{};
+    attr.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (read_only ? MOUNT_ATTR_RDONLY : 0);
+    if (::mount_setattr(tree.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) {
+      return ErrnoError("make the bind of `" + source + "` nosuid,nodev" +
+                        (read_only ? ",ro" : ""));
     }
     if (::move_mount(tree.get(), "", target_fd, "",
                      MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) {
@@ -31,14 +33,16 @@ Status BindOnto(const std::string& source, int target_fd, bool read_only) {
     return Ok();
   }
   if (errno != ENOSYS) return ErrnoError("clone the mount tree of `" + source + "`");
-  // Kernels before 5.12: a bind, then a read-only remount.
+  // Kernels before 5.12: a bind, then a remount with the flags.
   std::string target = FdPath(target_fd);
   if (::mount(source.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) < 0) {
     return ErrnoError("bind mount `" + source + "`");
   }
-  if (read_only &&
-      ::mount(nullptr, target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) < 0) {
-    auto error = ErrnoError("make the bind of `" + source + "` read-only");
+  const unsigned long flags =
+      MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | (read_only ? MS_RDONLY : 0);
+  if (::mount(nullptr, target.c_str(), nullptr, flags, nullptr) < 0) {
+    auto error =
+        ErrnoError("make the bind of `" + source + "` nosuid,nodev" + (read_only ? ",ro" : ""));
     (void)::umount2(target.c_str(), MNT_DETACH);
     return error;
   }

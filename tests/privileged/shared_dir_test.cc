@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -37,6 +39,16 @@ class SharedDirTest : public ::testing::Test {
     for (const auto& mount : MountPointsUnder(dir_)) ::umount2(mount.c_str(), MNT_DETACH);
     std::filesystem::remove_all(dir_);
   }
+  // The host's volume bound read-write at c1/rootfs in the share.
+  void BindVolumeAsRootfs() {
+    auto parent = sys::OpenDirBeneath(root_.get(), "c1", true);
+    ASSERT_TRUE(parent);
+    ASSERT_EQ(::mkdirat(parent->get(), "rootfs", 0755), 0);
+    auto target = sys::OpenBeneath(parent->get(), "rootfs", O_PATH | O_DIRECTORY);
+    ASSERT_TRUE(target);
+    ASSERT_TRUE(BindOnto(dir_ + "/volume", target->get(), false));
+  }
+
   std::string dir_;
   UniqueFd root_;
 };
@@ -91,13 +103,25 @@ TEST_F(SharedDirTest, ReadOnlyBindIsReadOnlyAndReadWriteBindWrites) {
   EXPECT_EQ(*ReadFile(dir_ + "/volume/new"), "from the guest");
 }
 
+// A device node or setuid file the guest leaves in a share means nothing on
+// the host: every bind into the share is nosuid,nodev.
+TEST_F(SharedDirTest, BindsIntoTheShareAreNosuidAndNodev) {
+  ASSERT_NO_FATAL_FAILURE(BindVolumeAsRootfs());
+  struct statvfs fs {};
+  ASSERT_EQ(::statvfs((dir_ + "/share/c1/rootfs").c_str(), &fs), 0);
+  EXPECT_NE(fs.f_flag & ST_NOSUID, 0u);
+  EXPECT_NE(fs.f_flag & ST_NODEV, 0u);
+  EXPECT_EQ(fs.f_flag & ST_RDONLY, 0u);
+  // A device node made through the share cannot be opened through it.
+  ASSERT_EQ(::mknod((dir_ + "/share/c1/rootfs/null").c_str(), S_IFCHR | 0666, makedev(1, 3)), 0);
+  int fd = ::open((dir_ + "/share/c1/rootfs/null").c_str(), O_WRONLY | O_CLOEXEC);
+  EXPECT_LT(fd, 0);
+  EXPECT_EQ(errno, EACCES);
+  if (fd >= 0) ::close(fd);
+}
+
 TEST_F(SharedDirTest, ABindDoesNotCrossIntoAMountBeneath) {
-  auto parent = sys::OpenDirBeneath(root_.get(), "c1", true);
-  ASSERT_TRUE(parent);
-  ASSERT_EQ(::mkdirat(parent->get(), "rootfs", 0755), 0);
-  auto target = sys::OpenBeneath(parent->get(), "rootfs", O_PATH | O_DIRECTORY);
-  ASSERT_TRUE(target);
-  ASSERT_TRUE(BindOnto(dir_ + "/volume", target->get(), false));
+  ASSERT_NO_FATAL_FAILURE(BindVolumeAsRootfs());
   // Lookups stop at mount points: the host never walks into what it shared.
   EXPECT_FALSE(sys::OpenDirBeneath(root_.get(), "c1/rootfs", false));
 }

@@ -239,7 +239,8 @@ TEST(VirtiofsdTest, ArgvPassesTheSocketAsAnFdAndOptionsInOrder) {
   EXPECT_EQ(BuildVirtiofsdArgv(options, 3),
             (std::vector<std::string>{"/usr/lib/qemu/virtiofsd", "--fd=3", "-o",
                                       "source=/run/hull/pod1/shared", "-o", "cache=auto", "-o",
-                                      "sandbox=namespace", "-o", "xattr", "--thread-pool-size=1"}));
+                                      "sandbox=namespace", "-o", "modcaps=-mknod:-setfcap", "-o",
+                                      "xattr", "--thread-pool-size=1"}));
   options.cache = VirtiofsCache::kNone;
   options.sandbox = VirtiofsdSandbox::kChroot;
   options.extra_args.clear();
@@ -247,7 +248,7 @@ TEST(VirtiofsdTest, ArgvPassesTheSocketAsAnFdAndOptionsInOrder) {
   EXPECT_EQ(argv[1], "--fd=7");
   EXPECT_EQ(argv[5], "cache=none");
   EXPECT_EQ(argv[7], "sandbox=chroot");
-  EXPECT_EQ(argv.size(), 8u);
+  EXPECT_EQ(argv.size(), 10u);
 }
 
 TEST(VirtiofsdTest, CacheAndSandboxNamesRoundTrip) {
