@@ -106,9 +106,11 @@ class LibvirtHypervisor final : public Hypervisor {
       }
       // As for the virtiofsd hull starts itself (see SharedMount), but
       // libvirtd starts this one, maybe in a mount namespace of its own.
-      if (config.virtiofsd_sandbox == VirtiofsdSandbox::kNamespace) {
+      if (config.virtiofsd_sandbox == VirtiofsdSandbox::kNamespace || config.share_dir) {
         HULL_TRY(SharedMount bound,
-                 SharedMount::Bind(shared_dir, SharedMount::Propagation::kInherit), context);
+                 SharedMount::Bind(shared_dir, SharedMount::Propagation::kInherit,
+                                   config.share_dir ? kShareRootBytes : 0),
+                 context);
         mount.emplace(std::move(bound));
       }
     }

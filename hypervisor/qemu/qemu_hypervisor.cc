@@ -647,6 +647,7 @@ class QemuHypervisor final : public Hypervisor {
       options.sandbox = config.virtiofsd_sandbox;
       options.extra_args = config.virtiofsd_args;
       options.cgroup_procs = cgroup_procs;  // its memory and CPU are the pod's cost too
+      if (config.share_dir) options.share_root_bytes = kShareRootBytes;
       HULL_TRY(Virtiofsd started, Virtiofsd::Start(options), "launch VM `" + config.id + "`");
       virtiofsd.emplace(std::move(started));
       plan.virtiofs_socket = options.socket_path;

@@ -192,14 +192,23 @@ std::vector<std::string> BuildVirtiofsdArgv(const VirtiofsdOptions& options, int
   return argv;
 }
 
-Result<SharedMount> SharedMount::Bind(const std::string& dir, Propagation propagation) {
+Result<SharedMount> SharedMount::Bind(const std::string& dir, Propagation propagation,
+                                      uint64_t tmpfs_bytes) {
   const char* path = dir.c_str();
-  if (::mount(path, path, nullptr, MS_BIND | MS_REC, nullptr) < 0) {
+  // Nothing the guest makes in the share is a device or a setuid file here.
+  if (tmpfs_bytes != 0) {
+    const std::string options =
+        "size=" + std::to_string(tmpfs_bytes) + ",nr_inodes=16384,mode=0755";
+    if (::mount("hull-share", path, "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()) < 0) {
+      return ErrnoError("mount a " + std::to_string(tmpfs_bytes >> 10) +
+                        " KiB tmpfs on shared directory `" + dir + "`");
+    }
+  } else if (::mount(path, path, nullptr, MS_BIND | MS_REC, nullptr) < 0) {
     return ErrnoError("bind-mount shared directory `" + dir + "` onto itself");
   }
   SharedMount mount(dir);
-  // Nothing the guest makes in the share is a device or a setuid file here.
-  if (::mount(nullptr, path, nullptr, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV, nullptr) < 0) {
+  if (tmpfs_bytes == 0 &&
+      ::mount(nullptr, path, nullptr, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV, nullptr) < 0) {
     return ErrnoError("make shared directory `" + dir + "` nosuid,nodev");
   }
   // kOwnPeerGroup: private first, so that on a host whose / is shared the
@@ -241,8 +250,11 @@ Result<Virtiofsd> Virtiofsd::Start(const VirtiofsdOptions& options) {
   // The namespace sandbox copies hull's mounts once, when QEMU connects, and
   // makes its copies slaves: see SharedMount.
   std::optional<SharedMount> mount;
-  if (options.sandbox == VirtiofsdSandbox::kNamespace) {
-    HULL_TRY(SharedMount bound, SharedMount::Bind(options.shared_dir), context);
+  if (options.sandbox == VirtiofsdSandbox::kNamespace || options.share_root_bytes != 0) {
+    HULL_TRY(SharedMount bound,
+             SharedMount::Bind(options.shared_dir, SharedMount::Propagation::kOwnPeerGroup,
+                               options.share_root_bytes),
+             context);
     mount.emplace(std::move(bound));
   }
 

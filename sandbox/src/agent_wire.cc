@@ -118,6 +118,18 @@ ContainerStats FromWire(const v1::StatsContainerResponse& stats) {
   return out;
 }
 
+ProcessExit FromWire(const v1::WaitProcessResponse& response) {
+  ProcessExit exit;
+  int32_t code = response.exit_status();
+  exit.exit_status = code >= 0 && code <= 255 ? static_cast<uint32_t>(code) : 255;
+  exit.signal = response.signal() <= 64 ? response.signal() : 0;
+  exit.oom_killed = response.oom_killed();
+  exit.exited_at = std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::nanoseconds(response.exited_at_ns())));
+  return exit;
+}
+
 v1::OutputStream ToWire(OutputStream stream) {
   return stream == OutputStream::kStdout ? v1::STDOUT : v1::STDERR;
 }

@@ -23,6 +23,8 @@ NetInterface FromWire(const agent::v1::Interface& interface);
 std::vector<Route> FromWire(const google::protobuf::RepeatedPtrField<agent::v1::Route>& routes);
 ContainerStats FromWire(const agent::v1::StatsContainerResponse& stats);
 GuestDetails FromWire(const agent::v1::GetGuestDetailsResponse& response);
+// An exit status is 0..255 (255 if the guest says otherwise), a signal 0..64.
+ProcessExit FromWire(const agent::v1::WaitProcessResponse& response);
 agent::v1::OutputStream ToWire(OutputStream stream);
 
 }  // namespace hull::sandbox

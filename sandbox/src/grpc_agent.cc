@@ -360,16 +360,7 @@ Result<ProcessExit> GrpcAgent::WaitProcess(const ProcessRef& process, Cancellati
   v1::WaitProcessResponse response;
   auto status = stubs_->agent->WaitProcess(&context, request, &response);
   if (!status.ok()) return Unexpected{ErrorFromGrpc(status, "agent call WaitProcess")};
-  ProcessExit exit;
-  // The guest is untrusted: an exit status is 0..255, a signal 0..64.
-  int32_t code = response.exit_status();
-  exit.exit_status = code >= 0 && code <= 255 ? static_cast<uint32_t>(code) : 255;
-  exit.signal = response.signal() <= 64 ? response.signal() : 0;
-  exit.oom_killed = response.oom_killed();
-  exit.exited_at = std::chrono::system_clock::time_point(
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(
-          std::chrono::nanoseconds(response.exited_at_ns())));
-  return exit;
+  return FromWire(response);
 }
 
 Status GrpcAgent::RemoveProcess(const ProcessRef& process) {

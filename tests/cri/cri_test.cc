@@ -995,6 +995,37 @@ TEST_F(CriTest, KilledVirtiofsdExitsThePodsContainers) {
   StopAndRemovePod(pod);  // the rest: TearDown's leftover check
 }
 
+// The share's top level is the guest's to write (virtiofsd serves it as
+// root): a privileged container that mounts the share itself and fills it
+// hits the share root's small tmpfs, not the host's /run.
+TEST_F(CriTest, APrivilegedGuestCannotFillTheHostThroughTheShare) {
+  cri::PodSandboxConfig pod_config = PodConfig("filler");
+  pod_config.mutable_linux()->mutable_security_context()->set_privileged(true);
+  std::string pod = RunPod(pod_config);
+  ASSERT_FALSE(pod.empty());
+  cri::ContainerConfig config = ContainerConfig("filler", {"sleep", "600"});
+  config.mutable_linux()->mutable_security_context()->set_privileged(true);
+  std::string container = CreateAndStart(pod, pod_config, config);
+  ASSERT_FALSE(container.empty());
+  auto fill = ExecSync(container, {"sh", "-c",
+                                   "mkdir -p /share && mount -t virtiofs hull-shared /share && "
+                                   "dd if=/dev/zero of=/share/fill bs=1M count=64 2>&1; "
+                                   "echo dd=$?; ls -ld /share/*/rootfs | wc -l"});
+  ASSERT_TRUE(fill) << fill.error().ToString();
+  EXPECT_EQ(fill->exit_code(), 0) << fill->stdout() << fill->stderr();
+  EXPECT_TRUE(Contains(fill->stdout(), "No space left on device")) << fill->stdout();
+  EXPECT_TRUE(Contains(fill->stdout(), "dd=1")) << fill->stdout();
+  EXPECT_TRUE(Contains(fill->stdout(), "\n2\n"))
+      << "the pause and the filler's roots are there: " << fill->stdout();
+  // On the host: the file is in the share root's tmpfs, within its size.
+  struct stat st {};
+  std::string file = env_->hull_run_dir() + "/" + pod + "/vm/shared/fill";
+  ASSERT_EQ(::stat(file.c_str(), &st), 0) << file;
+  EXPECT_LE(static_cast<uint64_t>(st.st_size), 4u << 20);
+  StopAndRemoveContainer(container);
+  StopAndRemovePod(pod);
+}
+
 // containerd killed while RunPodSandbox boots the pod's VM, and started
 // again: the half-made pod is listed, kubelet's StopPodSandbox and
 // RemovePodSandbox succeed, and nothing is left (no shim, VM, mount, netns).

@@ -24,3 +24,14 @@ hull_add_fuzzer(cni_interface_fuzz
           ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/sandbox/src/pod_network.cc
   INCLUDES ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/sandbox/include ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/hypervisor/include
   LIBRARIES hull_core nlohmann_json::nlohmann_json)
+
+# FromWire (sandbox/src/agent_wire.cc): the guest agent's replies, as a
+# hostile agent may encode them.
+hull_add_fuzzer(agent_reply_fuzz
+  TEST fuzz_agent_reply
+  CORPUS ${CMAKE_CURRENT_LIST_DIR}/corpus/agent_reply
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/agent_reply_fuzz.cc
+          ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/sandbox/src/agent_wire.cc
+  INCLUDES ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/sandbox/src ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/sandbox/include
+           ${HULL_TTRPC_FUZZ_SOURCE_ROOT}/hypervisor/include
+  LIBRARIES hull_core hull_proto)

@@ -321,11 +321,12 @@ TEST_F(RunTest, GuestBindsTheFreePageReportingBalloon) {
 TEST_F(RunTest, AGuestFloodingItsConsoleStaysWithinTheLogCap) {
   ASSERT_TRUE(WriteFile(config_, ReadFile(config_).value_or("") + "console_log_max_kib = 64\n"));
   // A container as privileged as a CRI one may be: it can make the console's
-  // device node and its device rules allow it.
+  // device node (on its /dev, a tmpfs in the guest: virtiofsd makes none in
+  // the share) and its device rules allow it.
   oci::Spec spec = testing::TestSpec(
       {"sh", "-c",
-       "trap 'exit 143' TERM; mknod /tmp/guest-console c 4 64 && "
-       "head -c 1048576 /dev/zero | tr '\\0' x > /tmp/guest-console && echo flooded && "
+       "trap 'exit 143' TERM; mknod /dev/guest-console c 4 64 && "
+       "head -c 1048576 /dev/zero | tr '\\0' x > /dev/guest-console && echo flooded && "
        "sleep 600 & wait"});
   ASSERT_TRUE(spec.process && spec.process->capabilities && spec.linux);
   for (auto* set : {&spec.process->capabilities->bounding, &spec.process->capabilities->effective,

@@ -63,7 +63,15 @@ struct VirtiofsdOptions {
   std::vector<std::string> cgroup_procs;
   // How long virtiofsd gets to reach the point where it waits for QEMU.
   std::chrono::milliseconds startup_timeout{5000};
+  // Non-zero when hull made `shared_dir` for this VM (empty): a tmpfs of this
+  // size is mounted on it (see SharedMount), bounding what the guest can
+  // write at the share's top level -- everything else there is a bind.
+  uint64_t share_root_bytes = 0;
 };
+
+// The size of the share's root when hull owns it: room for the directories
+// the binds hang on, nothing more.
+inline constexpr uint64_t kShareRootBytes = 4 << 20;
 
 // A directory bind-mounted onto itself as a shared mount in a peer group of
 // its own, for as long as the object lives. virtiofsd's namespace sandbox
@@ -83,8 +91,13 @@ class SharedMount {
     // its own namespace, which starts virtiofsd there).
     kInherit,
   };
+  // With `tmpfs_bytes` non-zero, `dir` (empty, hull's own) gets a new tmpfs
+  // of that size instead of a bind of itself: what the guest writes there
+  // lands in bounded memory, not in the filesystem below (the host's /run).
+  // Either mount is nosuid,nodev.
   static Result<SharedMount> Bind(const std::string& dir,
-                                  Propagation propagation = Propagation::kOwnPeerGroup);
+                                  Propagation propagation = Propagation::kOwnPeerGroup,
+                                  uint64_t tmpfs_bytes = 0);
 
   SharedMount(SharedMount&& other) noexcept;
   SharedMount& operator=(SharedMount&& other) noexcept;
