@@ -760,6 +760,7 @@ TEST_F(HullctlTest, CheckPassesHereAndFailsWithoutGuestAssets) {
   auto ok = RunCommand({HULL_HULLCTL, "--config", config_path_, "check"});
   EXPECT_EQ(ok.status.ShellCode(), 0) << ok.out << ok.err;
   EXPECT_NE(ok.out.find("accelerator"), std::string::npos);
+  EXPECT_NE(ok.out.find("ok    host limits"), std::string::npos) << ok.out;
   EXPECT_NE(ok.out.find("hull can run here"), std::string::npos);
 
   ASSERT_TRUE(

@@ -8,6 +8,7 @@
 #include "hull/core/syscall.h"
 #include "hull/hypervisor/accel.h"
 #include "hull/hypervisor/hypervisor.h"
+#include "hull/sandbox/host_cgroup.h"
 
 namespace hull::hullctl {
 
@@ -132,11 +133,24 @@ int RunCheck(const CheckOptions& options) {
   }
 
   struct statfs fs {};
-  if (::statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type == 0x63677270) {
-    report.Line(Verdict::kOk, "cgroups", "v2 (unified hierarchy)");
+  const bool v2 = ::statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type == 0x63677270;
+  // What every sandbox start does: a cgroup under host_cgroup_parent with
+  // memory and pids limits (then removed again).
+  const std::string probe =
+      config->host_cgroup_parent + "/hullctl-check-" + std::to_string(::getpid());
+  auto cgroup = sandbox::HostCgroup::Create(probe);
+  Status limited = cgroup ? cgroup->SetLimits(64 << 20, 64) : Status(Unexpected{cgroup.error()});
+  if (cgroup) cgroup->Remove();
+  if (limited) {
+    report.Line(Verdict::kOk, "host limits",
+                std::string("memory and pids limits under ") + config->host_cgroup_parent + " (" +
+                    (v2 ? "cgroup v2" : "cgroup v1") + ")");
   } else {
-    report.Line(Verdict::kWarn, "cgroups",
-                "not cgroup v2: host-side resource accounting is limited");
+    report.Line(config->host_cgroup_required ? Verdict::kFail : Verdict::kWarn, "host limits",
+                limited.error().ToString() + (config->host_cgroup_required
+                                                  ? ""
+                                                  : " (sandboxes run without them: "
+                                                    "runtime.host_cgroup_required = false)"));
   }
 
   if (report.failures > 0) {
