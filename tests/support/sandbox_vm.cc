@@ -52,6 +52,7 @@ Result<std::unique_ptr<SandboxVm>> SandboxVm::Boot(const SandboxVmOptions& optio
   config.hypervisor.template_dir = options.template_dir;
   std::unique_ptr<SandboxVm> sandbox(new SandboxVm());
   sandbox->sandbox_id_ = "e" + RandomHex(5);
+  sandbox->rootfs_parent_ = options.run_dir + "/rootfs-" + sandbox->sandbox_id_;
   HULL_TRY(sandbox->session_, sandbox::Sandbox::Open(config, sandbox->sandbox_id_),
            "boot a sandbox VM");
   auto* grpc_agent = dynamic_cast<sandbox::GrpcAgent*>(&sandbox->session_->unwatched_agent());
@@ -68,6 +69,7 @@ SandboxVm::~SandboxVm() {
   v1::DestroySandboxResponse response;
   (void)agent().DestroySandbox(ContextWithTimeout(seconds(30)).get(), request, &response);
   session_->Close();
+  (void)RemoveTree(rootfs_parent_);
 }
 
 std::string SandboxVm::Console() const {
@@ -75,17 +77,20 @@ std::string SandboxVm::Console() const {
   return ReadFile(session_->vm().console_log_path(), 1 << 20).value_or("(no console log)");
 }
 
-std::string SandboxVm::HostRootfs(const std::string& id) const {
-  return session_->vm().shared_dir() + "/" + id + "/rootfs";
-}
+std::string SandboxVm::HostRootfs(const std::string& id) const { return rootfs_parent_ + "/" + id; }
 
 std::string SandboxVm::GuestRootfs(const std::string& id) const {
-  return std::string(kGuestSharedDir) + "/" + id + "/rootfs";
+  auto it = guest_rootfs_.find(id);
+  return it == guest_rootfs_.end() ? "" : it->second;
 }
 
 Status SandboxVm::MakeRootfs(const std::string& id) {
-  if (PathExists(HostRootfs(id) + "/bin/busybox")) return Ok();
-  return MakeBusyboxRootfs(HostRootfs(id));
+  if (!PathExists(HostRootfs(id) + "/bin/busybox")) {
+    HULL_CHECK_OK(MakeBusyboxRootfs(HostRootfs(id)), "");
+  }
+  if (guest_rootfs_.count(id) != 0) return Ok();
+  HULL_TRY(guest_rootfs_[id], session_->SharePath(id, HostRootfs(id), false), "");
+  return Ok();
 }
 
 grpc::Status SandboxVm::CreateContainer(const std::string& id, const oci::Spec& spec,

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -70,8 +71,9 @@ class SandboxVm {
   std::string HostRootfs(const std::string& id) const;
   std::string GuestRootfs(const std::string& id) const;
 
-  // A busybox root filesystem for `id` in the shared directory (host path
-  // HostRootfs(id)); made once, reused by later containers of that id.
+  // A busybox root filesystem for `id` (host path HostRootfs(id)), shared into
+  // the guest as a shim shares one; made once, reused by later containers of
+  // that id.
   Status MakeRootfs(const std::string& id);
 
   // CreateContainer with `spec` over a busybox rootfs (made if missing).
@@ -103,6 +105,10 @@ class SandboxVm {
   std::unique_ptr<sandbox::Sandbox> session_;
   std::unique_ptr<agent::v1::Agent::Stub> stub_;
   std::string sandbox_id_;
+  // Where the containers' root filesystems are made on the host (beside the
+  // VM's state dir), and where each is shared into the guest.
+  std::string rootfs_parent_;
+  std::map<std::string, std::string> guest_rootfs_;
 };
 
 // A client context whose deadline is `timeout` from now.
