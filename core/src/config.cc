@@ -37,15 +37,21 @@ Setter Bool(std::string_view key, bool Config::*field) {
   };
 }
 
+// An integer node within [min, max], or the error naming `key`.
+Result<int64_t> IntInRange(std::string_view key, const toml::node& node, int64_t min, int64_t max) {
+  if (!node.is_integer()) return KeyError(key, "expected an integer");
+  int64_t v = *node.value<int64_t>();
+  if (v < min || v > max) {
+    return KeyError(key, "must be between " + std::to_string(min) + " and " + std::to_string(max) +
+                             ", got " + std::to_string(v));
+  }
+  return v;
+}
+
 template <typename Number>
 Setter Int(std::string_view key, Number Config::*field, int64_t min, int64_t max) {
   return [=](const toml::node& node, Config& config) -> Status {
-    if (!node.is_integer()) return KeyError(key, "expected an integer");
-    int64_t v = *node.value<int64_t>();
-    if (v < min || v > max) {
-      return KeyError(key, "must be between " + std::to_string(min) + " and " +
-                               std::to_string(max) + ", got " + std::to_string(v));
-    }
+    HULL_TRY(int64_t v, IntInRange(key, node, min, max), "");
     config.*field = static_cast<Number>(v);
     return Ok();
   };
@@ -89,12 +95,7 @@ template <typename Section, typename Int>
 Setter SectionInt(std::string_view key, Section Config::*section, Int Section::*field, int64_t min,
                   int64_t max) {
   return [=](const toml::node& node, Config& config) -> Status {
-    if (!node.is_integer()) return KeyError(key, "expected an integer");
-    int64_t v = *node.value<int64_t>();
-    if (v < min || v > max) {
-      return KeyError(key, "must be between " + std::to_string(min) + " and " +
-                               std::to_string(max) + ", got " + std::to_string(v));
-    }
+    HULL_TRY(int64_t v, IntInRange(key, node, min, max), "");
     (config.*section).*field = static_cast<Int>(v);
     return Ok();
   };

@@ -302,6 +302,18 @@ class CriTest : public ::testing::Test {
     EXPECT_TRUE(removed) << removed.error().ToString();
   }
 
+  // Polls PodSandboxStatus (up to 30 s) until the pod is NOTREADY.
+  bool WaitForPodNotReady(const std::string& pod) {
+    for (int i = 0; i < 150; ++i) {
+      cri::PodSandboxStatusRequest request;
+      request.set_pod_sandbox_id(pod);
+      auto status = cri_->Call(&Stub::PodSandboxStatus, request, "PodSandboxStatus");
+      if (status && status->status().state() == cri::SANDBOX_NOTREADY) return true;
+      std::this_thread::sleep_for(milliseconds(200));
+    }
+    return false;
+  }
+
   void StopAndRemovePod(const std::string& pod) {
     cri::StopPodSandboxRequest stop;
     stop.set_pod_sandbox_id(pod);
@@ -949,15 +961,7 @@ TEST_F(CriTest, KilledShimLeavesNothingOnceThePodIsRemoved) {
   ASSERT_NE(shim, 0) << "no shim process for pod " << pod;
   ASSERT_EQ(::kill(shim, SIGKILL), 0);
   EXPECT_TRUE(WaitForState(app, cri::CONTAINER_EXITED)) << "the app of the killed shim still runs";
-  bool not_ready = false;
-  for (int i = 0; i < 150 && !not_ready; ++i) {
-    cri::PodSandboxStatusRequest request;
-    request.set_pod_sandbox_id(pod);
-    auto status = cri_->Call(&Stub::PodSandboxStatus, request, "PodSandboxStatus");
-    not_ready = status && status->status().state() == cri::SANDBOX_NOTREADY;
-    if (!not_ready) std::this_thread::sleep_for(milliseconds(200));
-  }
-  EXPECT_TRUE(not_ready) << "the pod of the killed shim is still ready";
+  EXPECT_TRUE(WaitForPodNotReady(pod)) << "the pod of the killed shim is still ready";
   cri::RemoveContainerRequest remove;
   remove.set_container_id(app);
   auto removed = cri_->Call(&Stub::RemoveContainer, remove, "RemoveContainer");
@@ -982,15 +986,7 @@ TEST_F(CriTest, KilledVirtiofsdExitsThePodsContainers) {
   ASSERT_TRUE(WaitForState(app, cri::CONTAINER_EXITED, seconds(60)))
       << "the app still runs without its virtiofsd";
   EXPECT_EQ(Status(app).exit_code(), 255);
-  bool not_ready = false;
-  for (int i = 0; i < 150 && !not_ready; ++i) {
-    cri::PodSandboxStatusRequest request;
-    request.set_pod_sandbox_id(pod);
-    auto status = cri_->Call(&Stub::PodSandboxStatus, request, "PodSandboxStatus");
-    not_ready = status && status->status().state() == cri::SANDBOX_NOTREADY;
-    if (!not_ready) std::this_thread::sleep_for(milliseconds(200));
-  }
-  EXPECT_TRUE(not_ready) << "the pod whose VM is gone is still ready";
+  EXPECT_TRUE(WaitForPodNotReady(pod)) << "the pod whose VM is gone is still ready";
   StopAndRemoveContainer(app);
   StopAndRemovePod(pod);  // the rest: TearDown's leftover check
 }
